@@ -1,0 +1,115 @@
+"""Training callbacks: checkpoints, TensorBoard scalars, fixed-latent image grids, NaN guard."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_ssinfogan import visualize
+from tf_ssinfogan.data import float_to_uint8
+
+
+def make_checkpoint(model) -> tf.train.Checkpoint:
+    """Everything a resume needs: G, D/Q, both optimisers (with their step counters) and the latent RNG state.
+
+    The data-schedule position is the step itself (the stream is indexed by step, see data.py).
+    """
+    return tf.train.Checkpoint(
+        generator=model.generator,
+        discriminator=model.discriminator,
+        d_optimizer=model.d_optimizer,
+        g_optimizer=model.g_optimizer,
+        latent_seed=model.seed_generator.state,
+    )
+
+
+class CheckpointCallback(keras.callbacks.Callback):
+    """Saves a checkpoint every `every_epochs` epochs and at the end of training (numbered by step)."""
+
+    def __init__(self, manager: tf.train.CheckpointManager, every_epochs: int, total_epochs: int):
+        super().__init__()
+        self.manager, self.every, self.total = manager, every_epochs, total_epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every == 0 or epoch + 1 == self.total:
+            self.manager.save(checkpoint_number=int(self.model.step))
+
+
+class NaNGuard(keras.callbacks.Callback):
+    """Stops training at the first non-finite loss, naming the step and the term (no checkpoint is written)."""
+
+    def __init__(self):
+        super().__init__()
+        self.failure = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        for name, value in (logs or {}).items():
+            v = float(np.asarray(value))
+            if not math.isfinite(v):
+                self.failure = f"non-finite {name} ({v}) at step {int(self.model.step)}"
+                self.model.stop_training = True
+                raise FloatingPointError(self.failure + "; the last checkpoint is kept intact")
+
+
+class ScalarLogger(keras.callbacks.Callback):
+    """TensorBoard scalars under nested tags at the global step, once per epoch (epoch means over the epoch)."""
+
+    def __init__(self, log_dir: str, stream, batch_size: int):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(log_dir)
+        self.stream, self.batch_size = stream, batch_size
+        self._t0 = None
+        self._step0 = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0, self._step0 = time.perf_counter(), int(self.model.step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = int(self.model.step)
+        elapsed = time.perf_counter() - self._t0
+        with self.writer.as_default(step=step):
+            for name, value in (logs or {}).items():
+                group = "Loss" if name.endswith(("loss", "adv")) or name.startswith("q_") else "Info"
+                if name.endswith("acc"):
+                    group = "Accuracy"
+                tf.summary.scalar(f"{group}/{name}", float(np.asarray(value)))
+            tf.summary.scalar("Schedule/p_labelled", float(self.stream.probability(max(step - 1, 0))))
+            if step > self._step0:
+                tf.summary.scalar("Timing/sec_per_100_steps", 100.0 * elapsed / (step - self._step0))
+                tf.summary.scalar("Timing/images_per_sec", (step - self._step0) * self.batch_size / elapsed)
+        self.writer.flush()
+
+
+def write_code_grids(model, out_dir: str, step: int, writer=None, cols: int = 10):
+    """Writes one fixed-latent grid PNG per code (and to TensorBoard if a writer is given); returns paths."""
+    paths = []
+    space = model.latent_space
+    data_range = model.network_config.data_range
+    for tag, code_name, dim in visualize.grid_specs(space):
+        latents, rows, cols_ = visualize.traversal_latents(space, code_name, dim, cols)
+        images = float_to_uint8(model.generate(latents), data_range).numpy()
+        grid = visualize.make_grid(images, rows, cols_)
+        paths.append(visualize.write_png(os.path.join(out_dir, f"grid_{tag}_{step:06d}.png"), grid))
+        if writer is not None:
+            with writer.as_default(step=step):
+                tf.summary.image(f"Grids/{tag}", grid[None], step=step)
+    return paths
+
+
+class ImageGridCallback(keras.callbacks.Callback):
+    """Fixed-latent grids per code every `every_epochs` epochs (and at the end)."""
+
+    def __init__(self, out_dir: str, log_dir: str, every_epochs: int, total_epochs: int):
+        super().__init__()
+        self.out_dir, self.every, self.total = out_dir, every_epochs, total_epochs
+        self.writer = tf.summary.create_file_writer(log_dir)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every == 0 or epoch + 1 == self.total:
+            write_code_grids(self.model, self.out_dir, int(self.model.step), self.writer)
+            self.writer.flush()

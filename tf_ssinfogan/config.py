@@ -1,0 +1,295 @@
+"""Typed, validated configuration for tf_ssinfogan (frozen dataclasses, no absl).
+
+The CLIs turn flags into these objects; every library function takes them. Tests build and edit them with
+`dataclasses.replace`. `validate()` raises `ConfigError` with a message naming the offending field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Optional, Tuple
+
+CODE_KINDS = ("categorical", "continuous", "binary")
+_KIND_ALIASES = {
+    "cat": "categorical",
+    "categorical": "categorical",
+    "cont": "continuous",
+    "continuous": "continuous",
+    "uniform": "continuous",
+    "bin": "binary",
+    "binary": "binary",
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and the value."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CodeSpec:
+    """One latent code.
+
+    Attributes:
+      name: Unique name; also the serving input name.
+      kind: 'categorical' (k values, one-hot), 'continuous' (Uniform(-1, 1) per dim) or 'binary'
+        (Bernoulli(0.5) per dim).
+      dim: Number of categories (categorical) or of dimensions (continuous, binary).
+      label: Dataset label column the code is tied to (a semi-supervised code, c_ss); None for an
+        unsupervised code (c_us).
+    """
+
+    name: str
+    kind: str
+    dim: int = 1
+    label: Optional[str] = None
+
+    @property
+    def semi_supervised(self) -> bool:
+        return self.label is not None
+
+    @property
+    def output_dim(self) -> int:
+        """Width of the Q head output (logits or estimates) for this code."""
+        return self.dim
+
+    def validate(self) -> None:
+        if not self.name or not self.name.replace("_", "").isalnum():
+            raise ConfigError(f"code name {self.name!r} must be a non-empty identifier (letters, digits, _)")
+        if self.kind not in CODE_KINDS:
+            raise ConfigError(f"code {self.name!r}: kind {self.kind!r} is not one of {CODE_KINDS}")
+        if self.dim < 1:
+            raise ConfigError(f"code {self.name!r}: dim must be >= 1, got {self.dim}")
+        if self.kind == "categorical" and self.dim < 2:
+            raise ConfigError(f"code {self.name!r}: a categorical code needs at least 2 values, got {self.dim}")
+
+
+def parse_codes(text: str) -> Tuple[CodeSpec, ...]:
+    """Parses 'name:kind:dim[:label],...' e.g. 'digit:cat:10:label,c1:cont:1,c2:cont:1'.
+
+    A fourth field ties the code to that dataset label column (semi-supervised).
+    """
+    codes = []
+    for item in [s.strip() for s in text.split(",") if s.strip()]:
+        parts = item.split(":")
+        if len(parts) not in (2, 3, 4):
+            raise ConfigError(
+                f"code {item!r}: expected 'name:kind[:dim[:label]]' (kind one of cat, cont, bin)"
+            )
+        name, kind = parts[0], parts[1].lower()
+        if kind not in _KIND_ALIASES:
+            raise ConfigError(f"code {item!r}: kind {parts[1]!r} is not one of cat, cont, bin")
+        try:
+            dim = int(parts[2]) if len(parts) > 2 and parts[2] else 1
+        except ValueError:
+            raise ConfigError(f"code {item!r}: dim {parts[2]!r} is not an integer") from None
+        label = parts[3] if len(parts) > 3 and parts[3] else None
+        spec = CodeSpec(name=name, kind=_KIND_ALIASES[kind], dim=dim, label=label)
+        spec.validate()
+        codes.append(spec)
+    return tuple(codes)
+
+
+def format_codes(codes: Tuple[CodeSpec, ...]) -> str:
+    """Inverse of `parse_codes`."""
+    short = {"categorical": "cat", "continuous": "cont", "binary": "bin"}
+    out = []
+    for c in codes:
+        s = f"{c.name}:{short[c.kind]}:{c.dim}"
+        if c.label:
+            s += f":{c.label}"
+        out.append(s)
+    return ",".join(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class LatentConfig:
+    """Noise z plus named codes (InfoGAN's c, split into c_ss and c_us)."""
+
+    noise_dim: int = 62
+    noise_distribution: str = "normal"  # 'normal' N(0,1) (ss-InfoGAN reference) or 'uniform' U(-1,1) (InfoGAN)
+    codes: Tuple[CodeSpec, ...] = (
+        CodeSpec("digit", "categorical", 10, "label"),
+        CodeSpec("c1", "continuous", 1),
+        CodeSpec("c2", "continuous", 1),
+    )
+
+    def validate(self) -> None:
+        if self.noise_dim < 0:
+            raise ConfigError(f"noise_dim must be >= 0, got {self.noise_dim}")
+        if self.noise_distribution not in ("normal", "uniform"):
+            raise ConfigError(f"noise_distribution {self.noise_distribution!r} is not 'normal' or 'uniform'")
+        names = [c.name for c in self.codes]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"code names must be unique, got {names}")
+        if "noise" in names:
+            raise ConfigError("'noise' is reserved for the noise input and cannot name a code")
+        for c in self.codes:
+            c.validate()
+        if self.noise_dim + sum(c.dim for c in self.codes) == 0:
+            raise ConfigError("the latent space is empty: set noise_dim or add codes")
+
+    @property
+    def semi_supervised_codes(self) -> Tuple[CodeSpec, ...]:
+        return tuple(c for c in self.codes if c.semi_supervised)
+
+    @property
+    def unsupervised_codes(self) -> Tuple[CodeSpec, ...]:
+        return tuple(c for c in self.codes if not c.semi_supervised)
+
+    @property
+    def input_dim(self) -> int:
+        return self.noise_dim + sum(c.dim for c in self.codes)
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture choice and its knobs (see networks.py)."""
+
+    architecture: str = "mnist"  # 'mnist' (ss-InfoGAN reference, 28x28x1)
+    image_shape: Tuple[int, int, int] = (28, 28, 1)
+    leaky_relu_slope: float = 0.01  # reference code; the InfoGAN paper uses 0.1
+    init_stddev: float = 0.02
+    output_activation: str = "sigmoid"  # 'sigmoid' -> data in [0, 1]; 'tanh' -> data in [-1, 1]
+
+    def validate(self) -> None:
+        from tf_ssinfogan import networks  # local import: networks imports config
+
+        if self.architecture not in networks.ARCHITECTURES:
+            raise ConfigError(
+                f"architecture {self.architecture!r} is not one of {sorted(networks.ARCHITECTURES)}"
+            )
+        if len(self.image_shape) != 3 or min(self.image_shape) < 1:
+            raise ConfigError(f"image_shape must be (height, width, channels), got {self.image_shape}")
+        if self.output_activation not in ("sigmoid", "tanh"):
+            raise ConfigError(f"output_activation {self.output_activation!r} is not 'sigmoid' or 'tanh'")
+        networks.ARCHITECTURES[self.architecture].check_image_shape(self.image_shape)
+
+    @property
+    def data_range(self) -> Tuple[float, float]:
+        return (0.0, 1.0) if self.output_activation == "sigmoid" else (-1.0, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the images and labels come from and how the labelled subset is drawn."""
+
+    source: str = "npz"  # 'npz' (arrays in a .npz file) or 'tfds' (a TFDS dataset by name)
+    npz_path: str = ""  # '' means the MNIST shipped with the package
+    tfds_name: str = "mnist"
+    tfds_data_dir: Optional[str] = None
+    tfds_download: bool = True
+    train_split: str = "train"
+    test_split: str = "test"
+    labelled_fraction: float = 0.01  # used when labelled_count is None
+    labelled_count: Optional[int] = None
+    labelled_selection: str = "random"  # 'random' (reference) or 'balanced' (equal count per class)
+    label_seed: int = 1234
+    # Labelled-draw annealing (reference): P(labelled batch) starts at 1.0 and falls by anneal_decrement
+    # every anneal_every updates, floored at the true labelled ratio.
+    anneal_start: float = 1.0
+    anneal_decrement: float = 0.1
+    anneal_every: int = 100
+    shuffle_seed: int = 1
+
+    def validate(self) -> None:
+        if self.source not in ("npz", "tfds"):
+            raise ConfigError(f"data source {self.source!r} is not 'npz' or 'tfds'")
+        if not 0.0 <= self.labelled_fraction <= 1.0:
+            raise ConfigError(f"labelled_fraction must be in [0, 1], got {self.labelled_fraction}")
+        if self.labelled_count is not None and self.labelled_count < 0:
+            raise ConfigError(f"labelled_count must be >= 0, got {self.labelled_count}")
+        if self.labelled_selection not in ("random", "balanced"):
+            raise ConfigError(f"labelled_selection {self.labelled_selection!r} is not 'random' or 'balanced'")
+        if not 0.0 <= self.anneal_start <= 1.0:
+            raise ConfigError(f"anneal_start must be in [0, 1], got {self.anneal_start}")
+        if self.anneal_decrement < 0:
+            raise ConfigError(f"anneal_decrement must be >= 0, got {self.anneal_decrement}")
+        if self.anneal_every < 1:
+            raise ConfigError(f"anneal_every must be >= 1, got {self.anneal_every}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, schedule and run-folder settings."""
+
+    batch_size: int = 128  # global batch size
+    steps: int = 5000
+    steps_per_epoch: int = 100
+    d_learning_rate: float = 1e-4
+    g_learning_rate: float = 1e-3
+    beta_1: float = 0.5
+    beta_2: float = 0.999
+    ss_weight: float = 2.0  # lambda for semi-supervised codes (reference)
+    us_weight: float = 0.8  # lambda for unsupervised codes (reference)
+    seed: int = 1
+    checkpoint_every_epochs: int = 5
+    max_checkpoints: int = 3
+    grid_every_epochs: int = 5
+    export_at_end: bool = True
+    strategy: str = "default"  # 'default' (one device), 'mirrored'
+    jit_compile: bool = False
+    verbose: int = 1
+
+    def validate(self) -> None:
+        for name in ("batch_size", "steps", "steps_per_epoch", "checkpoint_every_epochs", "grid_every_epochs",
+                     "max_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.steps % self.steps_per_epoch:
+            raise ConfigError(
+                f"steps ({self.steps}) must be a multiple of steps_per_epoch ({self.steps_per_epoch})"
+            )
+        for name in ("d_learning_rate", "g_learning_rate"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("beta_1", "beta_2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.ss_weight < 0 or self.us_weight < 0:
+            raise ConfigError(f"loss weights must be >= 0, got ss={self.ss_weight} us={self.us_weight}")
+        if self.strategy not in ("default", "mirrored"):
+            raise ConfigError(f"strategy {self.strategy!r} is not 'default' or 'mirrored'")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything one run needs."""
+
+    run_dir: str = "runs/mnist"
+    latent: LatentConfig = LatentConfig()
+    network: NetworkConfig = NetworkConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+
+    def validate(self) -> "ExperimentConfig":
+        if not self.run_dir:
+            raise ConfigError("run_dir must be set")
+        self.latent.validate()
+        self.network.validate()
+        self.data.validate()
+        self.train.validate()
+        return self
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["latent"]["codes"] = format_codes(self.latent.codes)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ExperimentConfig":
+        lat = dict(d["latent"])
+        codes = lat.pop("codes")
+        lat["codes"] = parse_codes(codes) if isinstance(codes, str) else tuple(CodeSpec(**c) for c in codes)
+        net = dict(d["network"])
+        net["image_shape"] = tuple(net["image_shape"])
+        return cls(
+            run_dir=d["run_dir"],
+            latent=LatentConfig(**lat),
+            network=NetworkConfig(**net),
+            data=DataConfig(**d["data"]),
+            train=TrainConfig(**d["train"]),
+        )

@@ -1,0 +1,191 @@
+"""SSInfoGAN: a Keras model whose `train_step` runs the two phases of ss-InfoGAN.
+
+Phase 1, D and Q (Eqs. 1, 3, 2): D learns real vs fake; Q_ss learns the labels from labelled real images;
+Q_us (and, with no labels at all, Q_ss too, as plain InfoGAN does) learns to recover the codes of fakes.
+Phase 2, G (Eqs. 1, 4, 2): G fools D and makes its codes recoverable by Q (Q is not updated here).
+
+The step runs unchanged under `tf.distribute` strategies: per-example losses are reduced to the global batch
+(`losses.reduce_to_global_batch`) and each replica folds its id into the latent seed.
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import keras
+import tensorflow as tf
+
+from tf_ssinfogan import losses
+from tf_ssinfogan.config import LatentConfig, NetworkConfig
+from tf_ssinfogan.latents import LatentSpace
+from tf_ssinfogan.networks import build_networks
+
+
+class SSInfoGAN(keras.Model):
+    """Generator + discriminator with Q heads, trained by `fit` (or any loop calling `train_step`).
+
+    Args:
+      latent: the latent code spec.
+      network: the architecture.
+      global_batch_size: batch size summed over replicas (losses are normalised by it).
+      ss_weight / us_weight: lambda for semi-supervised / unsupervised codes (reference 2.0 / 0.8).
+      q_ss_on_fakes: train Q_ss on fakes in the D/Q phase (plain InfoGAN: no labelled data).
+      seed: seed of the latent SeedGenerator.
+    """
+
+    def __init__(self, latent: LatentConfig, network: NetworkConfig, global_batch_size: int,
+                 ss_weight: float = 2.0, us_weight: float = 0.8, q_ss_on_fakes: bool = False,
+                 seed: int = 1, **kwargs):
+        super().__init__(name=kwargs.pop("name", "ss_infogan"), **kwargs)
+        self.latent_config, self.network_config = latent, network
+        self.latent_space = LatentSpace(latent)
+        self.global_batch_size = int(global_batch_size)
+        self.ss_weight, self.us_weight = float(ss_weight), float(us_weight)
+        self.q_ss_on_fakes = bool(q_ss_on_fakes)
+        self.ss_codes = latent.semi_supervised_codes
+        self.us_codes = latent.unsupervised_codes
+        self.generator, self.discriminator = build_networks(network, latent)
+        self.seed_generator = keras.random.SeedGenerator(seed, name="latent_seed")
+        self.built = True
+
+    # ----------------------------------------------------------------------------------------------- set-up
+    def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
+        super().compile(**kwargs)
+        self.d_optimizer = d_optimizer or keras.optimizers.Adam(1e-4, beta_1=0.5, name="d_adam")
+        self.g_optimizer = g_optimizer or keras.optimizers.Adam(1e-3, beta_1=0.5, name="g_adam")
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.g_optimizer.build(self.generator.trainable_variables)
+        names = ["d_loss", "g_loss", "d_adv", "g_adv"]
+        if self.ss_codes:
+            names += ["q_ss_real", "q_ss_fake", "li_ss"]
+            if any(c.kind == "categorical" for c in self.ss_codes):
+                names.append("q_ss_acc")
+        if self.us_codes:
+            names += ["q_us_fake", "li_us"]
+        self.tracked = {n: keras.metrics.Mean(name=n) for n in names}
+
+    @property
+    def metrics(self):
+        return list(getattr(self, "tracked", {}).values())
+
+    @property
+    def step(self):
+        """Completed training steps (the generator optimiser's iteration count)."""
+        return self.g_optimizer.iterations
+
+    def call(self, z, training=False):
+        return self.generator(z, training=training)
+
+    # ------------------------------------------------------------------------------------------- helpers
+    def _seed(self):
+        seed = self.seed_generator.next()
+        ctx = tf.distribute.get_replica_context()
+        if ctx is not None and ctx.num_replicas_in_sync > 1:
+            seed = tf.random.experimental.stateless_fold_in(seed, ctx.replica_id_in_sync_group)
+        return seed
+
+    def sample_latents(self, batch_size) -> Dict[str, tf.Tensor]:
+        return self.latent_space.sample(batch_size, self._seed())
+
+    def _label_targets(self, labels) -> Dict[str, tf.Tensor]:
+        """Dataset label columns -> targets in each semi-supervised code's format."""
+        out = {}
+        for code in self.ss_codes:
+            y = labels[code.label]
+            if code.kind == "categorical":
+                out[code.name] = tf.one_hot(tf.cast(y, tf.int32), code.dim)
+            else:
+                out[code.name] = tf.reshape(tf.cast(y, tf.float32), [-1, code.dim])
+        return out
+
+    def _code_terms(self, codes, q, targets):
+        """Sum over `codes` of the per-example code loss and of log Q(c|x) + H(c) ([B] each)."""
+        loss, bound = 0.0, 0.0
+        for code in codes:
+            loss += losses.code_loss(code, q[code.name], targets[code.name])
+            bound += losses.code_log_likelihood(code, q[code.name], targets[code.name]) \
+                + self.latent_space.entropy(code)
+        return loss, bound
+
+    def _reduce(self, per_example):
+        return losses.reduce_to_global_batch(per_example, self.global_batch_size)
+
+    # ---------------------------------------------------------------------------------------- the phases
+    def discriminator_phase(self, images, labels, label_mask):
+        """Phase 1: one update of D and Q (trunk, D head, Q_ss and Q_us heads). G is not updated."""
+        batch = tf.shape(images)[0]
+        latents = self.sample_latents(batch)
+        fakes = self.generator(self.latent_space.to_generator_input(latents), training=True)
+        targets = self._label_targets(labels)
+        mask = tf.cast(label_mask, tf.float32)
+        with tf.GradientTape() as tape:
+            real = self.discriminator(images, training=True)
+            fake = self.discriminator(fakes, training=True)
+            adv = losses.discriminator_loss(real["logits"], fake["logits"])
+            ss_real, _ = self._code_terms(self.ss_codes, real["q"], targets)
+            ss_real = losses.masked(ss_real, mask) if self.ss_codes else tf.zeros_like(adv)
+            us_fake, _ = self._code_terms(self.us_codes, fake["q"], latents)
+            total = adv + self.ss_weight * ss_real + self.us_weight * us_fake
+            if self.q_ss_on_fakes and self.ss_codes:
+                ss_fake, _ = self._code_terms(self.ss_codes, fake["q"], latents)
+                total += self.ss_weight * ss_fake
+            loss = self._reduce(total)
+        variables = self.discriminator.trainable_variables
+        self.d_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+
+        self.tracked["d_loss"].update_state(tf.reduce_mean(total))
+        self.tracked["d_adv"].update_state(tf.reduce_mean(adv))
+        if self.ss_codes:
+            self.tracked["q_ss_real"].update_state(ss_real, sample_weight=mask)
+            cat = [c for c in self.ss_codes if c.kind == "categorical"]
+            if cat:
+                acc = tf.add_n([losses.categorical_accuracy(real["q"][c.name], targets[c.name]) for c in cat])
+                self.tracked["q_ss_acc"].update_state(acc / len(cat), sample_weight=mask)
+        return loss
+
+    def generator_phase(self, batch):
+        """Phase 2: one update of G through D and Q on fresh fakes. D and Q are not updated."""
+        latents = self.sample_latents(batch)
+        with tf.GradientTape() as tape:
+            fakes = self.generator(self.latent_space.to_generator_input(latents), training=True)
+            out = self.discriminator(fakes, training=True)
+            adv = losses.generator_loss(out["logits"])
+            ss_fake, li_ss = self._code_terms(self.ss_codes, out["q"], latents)
+            us_fake, li_us = self._code_terms(self.us_codes, out["q"], latents)
+            total = adv + self.ss_weight * ss_fake + self.us_weight * us_fake
+            loss = self._reduce(total)
+        variables = self.generator.trainable_variables
+        self.g_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+
+        self.tracked["g_loss"].update_state(tf.reduce_mean(total))
+        self.tracked["g_adv"].update_state(tf.reduce_mean(adv))
+        if self.ss_codes:
+            self.tracked["q_ss_fake"].update_state(tf.reduce_mean(ss_fake))
+            self.tracked["li_ss"].update_state(tf.reduce_mean(li_ss))
+        if self.us_codes:
+            self.tracked["q_us_fake"].update_state(tf.reduce_mean(us_fake))
+            self.tracked["li_us"].update_state(tf.reduce_mean(li_us))
+        return loss
+
+    def train_step(self, data):
+        images, labels, label_mask = data
+        # Train the discriminator and Q
+        self.discriminator_phase(images, labels, label_mask)
+        # Train the generator
+        self.generator_phase(tf.shape(images)[0])
+        return {name: m.result() for name, m in self.tracked.items()}
+
+    # ----------------------------------------------------------------------------------------- inference
+    def generate(self, latents, training=False):
+        """Images from a latents dict (see latents.LatentSpace)."""
+        return self.generator(self.latent_space.to_generator_input(latents), training=training)
+
+    def classify(self, images):
+        """Q on images (inference mode): class probabilities, attribute probabilities, continuous estimates."""
+        q = self.discriminator(images, training=False)["q"]
+        out = {}
+        for code in self.latent_config.codes:
+            v = q[code.name]
+            out[code.name] = tf.nn.softmax(v) if code.kind == "categorical" else (
+                tf.sigmoid(v) if code.kind == "binary" else v)
+        return out

@@ -1,0 +1,152 @@
+"""Generator and Discriminator (+ Q heads) as Keras 3 subclassed models, one architecture per dataset.
+
+The discriminator trunk is shared by three heads, and one call returns all of them:
+  * D: one real/fake logit per image,
+  * Q_ss: one FC layer on the trunk features, the semi-supervised codes' logits / estimates,
+  * Q_us: FC 128 + BN + LeakyReLU + FC, the unsupervised codes' logits / estimates.
+Head outputs are split per code: `{"logits": [B], "q": {code_name: [B, code.dim]}}`.
+
+Reference MNIST architecture and init (spurra/ss-infogan, see REFERENCE.md):
+  G: FC 1024 +BN+ReLU -> FC 7*7*128 +BN+ReLU -> deconv 4x4 s2 64 +BN+ReLU -> deconv 4x4 s2 1 -> sigmoid
+  D: conv 4x4 s2 64 +LReLU -> conv 4x4 s2 128 +BN+LReLU -> FC 1024 +BN+LReLU
+  init: weights N(0, 0.02), BN gamma N(1, 0.02), biases 0.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Sequence
+
+import keras
+from keras import layers
+
+from tf_ssinfogan.config import CodeSpec, LatentConfig, NetworkConfig
+
+
+def _dense(units, cfg: NetworkConfig, name=None):
+    return layers.Dense(
+        units, kernel_initializer=keras.initializers.RandomNormal(0.0, cfg.init_stddev), name=name
+    )
+
+
+def _bn(cfg: NetworkConfig, name=None):
+    return layers.BatchNormalization(
+        momentum=0.9,  # Torch's BN momentum 0.1
+        epsilon=1e-5,
+        gamma_initializer=keras.initializers.RandomNormal(1.0, cfg.init_stddev),
+        name=name,
+    )
+
+
+def _conv(filters, cfg: NetworkConfig, transpose=False, name=None):
+    cls = layers.Conv2DTranspose if transpose else layers.Conv2D
+    return cls(
+        filters, 4, strides=2, padding="same",
+        kernel_initializer=keras.initializers.RandomNormal(0.0, cfg.init_stddev), name=name,
+    )
+
+
+class _MnistArchitecture:
+    """The ss-InfoGAN reference networks for 28x28 images (any channel count)."""
+
+    @staticmethod
+    def check_image_shape(shape):
+        from tf_ssinfogan.config import ConfigError
+
+        if tuple(shape[:2]) != (28, 28):
+            raise ConfigError(f"architecture 'mnist' needs 28x28 images, got image_shape {tuple(shape)}")
+
+    @staticmethod
+    def generator_layers(cfg: NetworkConfig):
+        h, w, c = cfg.image_shape
+        return [
+            _dense(1024, cfg, "fc1"), _bn(cfg, "bn1"), layers.ReLU(),
+            _dense(7 * 7 * 128, cfg, "fc2"), _bn(cfg, "bn2"), layers.ReLU(),
+            layers.Reshape((7, 7, 128)),
+            _conv(64, cfg, transpose=True, name="deconv1"), _bn(cfg, "bn3"), layers.ReLU(),
+            _conv(c, cfg, transpose=True, name="deconv2"),
+            layers.Activation(cfg.output_activation, dtype="float32"),
+        ]
+
+    @staticmethod
+    def trunk_layers(cfg: NetworkConfig):
+        slope = cfg.leaky_relu_slope
+        return [
+            _conv(64, cfg, name="conv1"), layers.LeakyReLU(slope),
+            _conv(128, cfg, name="conv2"), _bn(cfg, "bn2"), layers.LeakyReLU(slope),
+            layers.Flatten(),
+            _dense(1024, cfg, "fc1"), _bn(cfg, "bn3"), layers.LeakyReLU(slope),
+        ]
+
+
+ARCHITECTURES = {"mnist": _MnistArchitecture}
+
+
+class Generator(keras.Model):
+    """G(z, c): latent vector [B, latent_dim] -> images [B, H, W, C] in the data range."""
+
+    def __init__(self, network: NetworkConfig, latent_dim: int, **kwargs):
+        super().__init__(name=kwargs.pop("name", "generator"), **kwargs)
+        self.network_config = network
+        self.latent_dim = latent_dim
+        self.blocks = ARCHITECTURES[network.architecture].generator_layers(network)
+
+    def call(self, z, training=False):
+        x = z
+        for layer in self.blocks:
+            x = layer(x, training=training) if isinstance(layer, layers.BatchNormalization) else layer(x)
+        return x
+
+
+class Discriminator(keras.Model):
+    """Shared trunk with D, Q_ss and Q_us heads; `call` returns every head."""
+
+    def __init__(self, network: NetworkConfig, latent: LatentConfig, **kwargs):
+        super().__init__(name=kwargs.pop("name", "discriminator"), **kwargs)
+        self.network_config = network
+        self.ss_codes: Sequence[CodeSpec] = latent.semi_supervised_codes
+        self.us_codes: Sequence[CodeSpec] = latent.unsupervised_codes
+        self.trunk = ARCHITECTURES[network.architecture].trunk_layers(network)
+        self.d_head = _dense(1, network, "d_head")
+        self.q_ss_head = (
+            _dense(sum(c.output_dim for c in self.ss_codes), network, "q_ss_head") if self.ss_codes else None
+        )
+        if self.us_codes:
+            self.q_us_hidden = [_dense(128, network, "q_us_fc"), _bn(network, "q_us_bn"),
+                                layers.LeakyReLU(network.leaky_relu_slope)]
+            self.q_us_head = _dense(sum(c.output_dim for c in self.us_codes), network, "q_us_head")
+        else:
+            self.q_us_hidden, self.q_us_head = [], None
+
+    @staticmethod
+    def _run(stack, x, training):
+        for layer in stack:
+            x = layer(x, training=training) if isinstance(layer, layers.BatchNormalization) else layer(x)
+        return x
+
+    @staticmethod
+    def _split(out, codes: Sequence[CodeSpec]) -> Dict[str, object]:
+        res, start = {}, 0
+        for c in codes:
+            res[c.name] = keras.ops.cast(out[:, start:start + c.output_dim], "float32")
+            start += c.output_dim
+        return res
+
+    def call(self, images, training=False):
+        features = self._run(self.trunk, images, training)
+        q = {}
+        if self.q_ss_head is not None:
+            q.update(self._split(self.q_ss_head(features), self.ss_codes))
+        if self.q_us_head is not None:
+            hidden = self._run(self.q_us_hidden, features, training)
+            q.update(self._split(self.q_us_head(hidden), self.us_codes))
+        logits = keras.ops.cast(keras.ops.squeeze(self.d_head(features), -1), "float32")
+        return {"logits": logits, "q": q}
+
+
+def build_networks(network: NetworkConfig, latent: LatentConfig):
+    """Creates and builds (G, D) so that their variables exist."""
+    g = Generator(network, latent.input_dim)
+    d = Discriminator(network, latent)
+    g(keras.ops.zeros((1, latent.input_dim)))
+    d(keras.ops.zeros((1,) + tuple(network.image_shape)))
+    return g, d

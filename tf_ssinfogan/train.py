@@ -1,0 +1,152 @@
+"""Train (or resume) an ss-InfoGAN / InfoGAN run.
+
+  python -m tf_ssinfogan.train --flagfile=configs/mnist.flags
+  python -m tf_ssinfogan.train --flagfile=configs/mnist.flags --run_dir=runs/x --labelled_fraction=0 --dry_run
+
+Rerunning the same command resumes from the newest checkpoint in --run_dir. Flags live here only; they
+become an `ExperimentConfig` for the library (`training.train`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from absl import app, flags
+
+from tf_ssinfogan.config import (ConfigError, DataConfig, ExperimentConfig, LatentConfig, NetworkConfig,
+                                 TrainConfig, format_codes, parse_codes)
+
+_D = ExperimentConfig()
+FLAGS = flags.FLAGS
+
+# run
+flags.DEFINE_string("run_dir", _D.run_dir, "Run folder: config, checkpoints, logs, grids, export. Reused = resume.")
+flags.DEFINE_bool("dry_run", False, "Print the resolved configuration as JSON and exit.")
+flags.DEFINE_integer("cpu_devices", 0, "If > 1, split the CPU into this many logical devices (to try "
+                     "--strategy=mirrored without GPUs).")
+# latent codes
+flags.DEFINE_integer("noise_dim", _D.latent.noise_dim, "Size of the incompressible noise z.")
+flags.DEFINE_enum("noise_distribution", _D.latent.noise_distribution, ["normal", "uniform"], "Prior of z.")
+flags.DEFINE_string("codes", format_codes(_D.latent.codes),
+                    "Latent codes 'name:kind:dim[:label],...'; kind cat|cont|bin; a label column makes the code "
+                    "semi-supervised.")
+# network
+flags.DEFINE_string("architecture", _D.network.architecture, "Network family (see networks.ARCHITECTURES).")
+flags.DEFINE_list("image_shape", [str(v) for v in _D.network.image_shape], "Image height,width,channels.")
+flags.DEFINE_float("leaky_relu_slope", _D.network.leaky_relu_slope, "LeakyReLU slope in D.")
+flags.DEFINE_enum("output_activation", _D.network.output_activation, ["sigmoid", "tanh"],
+                  "G output: sigmoid (data in [0,1]) or tanh (data in [-1,1]).")
+# data
+flags.DEFINE_enum("source", _D.data.source, ["npz", "tfds"], "Data source.")
+flags.DEFINE_string("npz_path", _D.data.npz_path, "npz with x_train,y_train,x_test,y_test; empty = shipped MNIST.")
+flags.DEFINE_string("tfds_name", _D.data.tfds_name, "TFDS dataset name (with --source=tfds).")
+flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir.")
+flags.DEFINE_bool("download", True, "Let TFDS download the dataset if it is not in tfds_data_dir.")
+flags.DEFINE_float("labelled_fraction", _D.data.labelled_fraction, "Fraction of training images labelled "
+                   "(0 = plain InfoGAN).")
+flags.DEFINE_integer("labelled_count", -1, "Number of labelled images (overrides the fraction when >= 0).")
+flags.DEFINE_enum("labelled_selection", _D.data.labelled_selection, ["random", "balanced"],
+                  "How the labelled subset is chosen.")
+flags.DEFINE_integer("label_seed", _D.data.label_seed, "Seed of the labelled-subset choice.")
+flags.DEFINE_float("anneal_start", _D.data.anneal_start, "P(labelled batch) at step 0.")
+flags.DEFINE_float("anneal_decrement", _D.data.anneal_decrement, "P(labelled batch) decrement per period.")
+flags.DEFINE_integer("anneal_every", _D.data.anneal_every, "Annealing period in steps.")
+# training
+flags.DEFINE_integer("batch_size", _D.train.batch_size, "Global batch size.")
+flags.DEFINE_integer("steps", _D.train.steps, "Total training steps (generator updates).")
+flags.DEFINE_integer("steps_per_epoch", _D.train.steps_per_epoch, "Steps per Keras epoch (progress bar, logs).")
+flags.DEFINE_float("d_learning_rate", _D.train.d_learning_rate, "Adam learning rate of D and Q.")
+flags.DEFINE_float("g_learning_rate", _D.train.g_learning_rate, "Adam learning rate of G.")
+flags.DEFINE_float("beta_1", _D.train.beta_1, "Adam beta_1.")
+flags.DEFINE_float("beta_2", _D.train.beta_2, "Adam beta_2.")
+flags.DEFINE_float("ss_weight", _D.train.ss_weight, "lambda of the semi-supervised code terms.")
+flags.DEFINE_float("us_weight", _D.train.us_weight, "lambda of the unsupervised code terms.")
+flags.DEFINE_integer("seed", _D.train.seed, "Seed of initialisation and latent sampling.")
+flags.DEFINE_integer("shuffle_seed", _D.data.shuffle_seed, "Seed of the data order.")
+flags.DEFINE_integer("checkpoint_every_epochs", _D.train.checkpoint_every_epochs, "Checkpoint period (epochs).")
+flags.DEFINE_integer("max_checkpoints", _D.train.max_checkpoints, "Checkpoints kept.")
+flags.DEFINE_integer("grid_every_epochs", _D.train.grid_every_epochs, "Image-grid period (epochs).")
+flags.DEFINE_bool("export_at_end", _D.train.export_at_end, "Export the generator SavedModel at the end.")
+flags.DEFINE_enum("strategy", _D.train.strategy, ["default", "mirrored"], "tf.distribute strategy.")
+flags.DEFINE_bool("jit_compile", _D.train.jit_compile, "XLA-compile the train step.")
+flags.DEFINE_integer("verbose", _D.train.verbose, "Keras fit verbosity (1 = progress bar).")
+
+
+def config_from_flags() -> ExperimentConfig:
+    try:
+        image_shape = tuple(int(v) for v in FLAGS.image_shape)
+    except ValueError:
+        raise ConfigError(f"image_shape must be three integers, got {FLAGS.image_shape}") from None
+    return ExperimentConfig(
+        run_dir=FLAGS.run_dir,
+        latent=LatentConfig(FLAGS.noise_dim, FLAGS.noise_distribution, parse_codes(FLAGS.codes)),
+        network=NetworkConfig(FLAGS.architecture, image_shape, FLAGS.leaky_relu_slope,
+                              output_activation=FLAGS.output_activation),
+        data=DataConfig(
+            source=FLAGS.source, npz_path=FLAGS.npz_path, tfds_name=FLAGS.tfds_name,
+            tfds_data_dir=FLAGS.tfds_data_dir, tfds_download=FLAGS.download,
+            labelled_fraction=FLAGS.labelled_fraction,
+            labelled_count=FLAGS.labelled_count if FLAGS.labelled_count >= 0 else None,
+            labelled_selection=FLAGS.labelled_selection, label_seed=FLAGS.label_seed,
+            anneal_start=FLAGS.anneal_start, anneal_decrement=FLAGS.anneal_decrement,
+            anneal_every=FLAGS.anneal_every, shuffle_seed=FLAGS.shuffle_seed),
+        train=TrainConfig(
+            batch_size=FLAGS.batch_size, steps=FLAGS.steps, steps_per_epoch=FLAGS.steps_per_epoch,
+            d_learning_rate=FLAGS.d_learning_rate, g_learning_rate=FLAGS.g_learning_rate,
+            beta_1=FLAGS.beta_1, beta_2=FLAGS.beta_2, ss_weight=FLAGS.ss_weight, us_weight=FLAGS.us_weight,
+            seed=FLAGS.seed, checkpoint_every_epochs=FLAGS.checkpoint_every_epochs,
+            max_checkpoints=FLAGS.max_checkpoints, grid_every_epochs=FLAGS.grid_every_epochs,
+            export_at_end=FLAGS.export_at_end, strategy=FLAGS.strategy, jit_compile=FLAGS.jit_compile,
+            verbose=FLAGS.verbose),
+    ).validate()
+
+
+def _module_flags_text() -> str:
+    names = [f.name for f in FLAGS.get_flags_for_module(sys.modules[__name__])] or \
+        [f.name for f in FLAGS.get_key_flags_for_module(sys.argv[0])]
+    return "".join(f"{FLAGS[n].serialize()}\n" for n in sorted(set(names)) if n != "dry_run")
+
+
+def main(argv):
+    if len(argv) > 1:
+        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
+        return 2
+    try:
+        cfg = config_from_flags()
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if FLAGS.dry_run:
+        print(cfg.to_json())
+        return 0
+    logging.getLogger("tf_ssinfogan").setLevel(logging.INFO)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if FLAGS.cpu_devices > 1:
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
+    from tf_ssinfogan import training
+    from tf_ssinfogan.data import DataError
+    from tf_ssinfogan.fileio import write_text_atomic
+
+    try:
+        os.makedirs(cfg.run_dir, exist_ok=True)
+        training.check_resume_compatible(cfg.run_dir, cfg)
+        write_text_atomic(os.path.join(cfg.run_dir, "flags.txt"), _module_flags_text())
+        result = training.train(cfg)
+    except (ConfigError, DataError, FloatingPointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"done: step {result.step} in {result.seconds:.1f} s; run folder {result.run_dir}")
+    if result.eval:
+        print(f"eval: {result.eval}")
+    if result.export_path:
+        print(f"exported: {result.export_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,137 @@
+"""One training run from an `ExperimentConfig`: set-up, resume, fit, checkpoints, final evaluation, export.
+
+Run folder layout:
+  config.json          the resolved configuration (rewritten atomically each start)
+  checkpoints/         tf.train.CheckpointManager (G, D/Q, optimisers, step, latent RNG state)
+  logs/                TensorBoard scalars and image grids
+  grids/               fixed-latent grid PNGs per code, named by step
+  eval.json            final evaluation (Q_ss accuracy on the real test split)
+  samples_by_class.png class-conditioned sample grid
+  export/<name>/<v>/   SavedModel of the generator (serving_default)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from tf_ssinfogan import callbacks as cb
+from tf_ssinfogan import data as data_lib
+from tf_ssinfogan import evaluation
+from tf_ssinfogan.config import ConfigError, ExperimentConfig
+from tf_ssinfogan.fileio import write_text_atomic
+from tf_ssinfogan.model import SSInfoGAN
+
+log = logging.getLogger("tf_ssinfogan")
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def check_resume_compatible(run_dir: str, cfg: ExperimentConfig) -> None:
+    """A run folder may be resumed with the same model; changing the latent spec or network is refused."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        return
+    try:
+        with open(path) as f:
+            old = ExperimentConfig.from_dict(json.load(f))
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path} is not a valid run configuration ({e}); use a new run_dir") from None
+    for part in ("latent", "network"):
+        if getattr(old, part) != getattr(cfg, part):
+            raise ConfigError(
+                f"run_dir {run_dir!r} holds a run with a different {part} configuration "
+                f"({getattr(old, part)} vs {getattr(cfg, part)}); use a new run_dir to start afresh"
+            )
+
+
+def build_model(cfg: ExperimentConfig, labelled_ratio: float) -> SSInfoGAN:
+    """The model and its optimisers (call inside the strategy scope)."""
+    t = cfg.train
+    model = SSInfoGAN(cfg.latent, cfg.network, t.batch_size, ss_weight=t.ss_weight, us_weight=t.us_weight,
+                      q_ss_on_fakes=labelled_ratio == 0.0, seed=t.seed)
+    model.compile(
+        d_optimizer=keras.optimizers.Adam(t.d_learning_rate, beta_1=t.beta_1, beta_2=t.beta_2, name="d_adam"),
+        g_optimizer=keras.optimizers.Adam(t.g_learning_rate, beta_1=t.beta_1, beta_2=t.beta_2, name="g_adam"),
+        jit_compile=t.jit_compile,
+    )
+    return model
+
+
+@dataclasses.dataclass
+class RunResult:
+    run_dir: str
+    step: int
+    seconds: float
+    eval: Optional[dict]
+    export_path: Optional[str]
+
+
+def train(cfg: ExperimentConfig, source: Optional[data_lib.ArraySource] = None,
+          extra_callbacks=()) -> RunResult:
+    """Trains (or resumes) the run in `cfg.run_dir`. `source` overrides `cfg.data` (tests, in-memory data)."""
+    cfg.validate()
+    t = cfg.train
+    check_resume_compatible(cfg.run_dir, cfg)
+    source = source if source is not None else data_lib.load_source(cfg.data)
+    data_lib.check_source_matches(source, cfg.latent, cfg.network.image_shape)
+    keras.utils.set_random_seed(t.seed)
+    strategy = make_strategy(t.strategy)
+    if t.batch_size % strategy.num_replicas_in_sync:
+        raise ConfigError(
+            f"batch_size {t.batch_size} is not divisible by the {strategy.num_replicas_in_sync} replicas")
+    stream = data_lib.TrainStream(source, cfg.latent, cfg.data, t.batch_size, cfg.network.data_range)
+    log.info("data %s: %d train images, %d labelled (%.3f%%)", source.name, stream.num_train,
+             stream.num_labelled, 100 * stream.labelled_ratio)
+
+    os.makedirs(cfg.run_dir, exist_ok=True)
+    write_text_atomic(os.path.join(cfg.run_dir, "config.json"), cfg.to_json() + "\n")
+    with strategy.scope():
+        model = build_model(cfg, stream.labelled_ratio)
+    ckpt = cb.make_checkpoint(model)
+    manager = tf.train.CheckpointManager(ckpt, os.path.join(cfg.run_dir, "checkpoints"), t.max_checkpoints)
+    if manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        log.info("resumed from %s at step %d", manager.latest_checkpoint, int(model.step))
+    start = int(model.step)
+    if start % t.steps_per_epoch:
+        raise ConfigError(f"checkpoint step {start} is not at an epoch boundary of {t.steps_per_epoch} steps")
+    total_epochs = t.steps // t.steps_per_epoch
+    initial_epoch = start // t.steps_per_epoch
+    t0 = time.perf_counter()
+    if start < t.steps:
+        dataset = stream.distributed_dataset(strategy, start, t.steps) \
+            if strategy.num_replicas_in_sync > 1 else stream.dataset(start, t.steps)
+        logs_dir = os.path.join(cfg.run_dir, "logs")
+        callbacks = [
+            cb.NaNGuard(),
+            cb.ScalarLogger(os.path.join(logs_dir, "train"), stream, t.batch_size),
+            cb.ImageGridCallback(os.path.join(cfg.run_dir, "grids"), os.path.join(logs_dir, "train"),
+                                 t.grid_every_epochs, total_epochs),
+            cb.CheckpointCallback(manager, t.checkpoint_every_epochs, total_epochs),
+            *extra_callbacks,
+        ]
+        model.fit(dataset, epochs=total_epochs, initial_epoch=initial_epoch, steps_per_epoch=t.steps_per_epoch,
+                  callbacks=callbacks, verbose=t.verbose, shuffle=False)
+    seconds = time.perf_counter() - t0
+    result = RunResult(cfg.run_dir, int(model.step), seconds, None, None)
+    eval_path = os.path.join(cfg.run_dir, "eval.json")
+    if int(model.step) >= t.steps and (start < t.steps or not os.path.exists(eval_path)):
+        result.eval = evaluation.final_evaluation(model, source, cfg.run_dir)
+        if t.export_at_end:
+            from tf_ssinfogan import export  # import here: keeps training importable without export deps
+
+            result.export_path = export.export_generator(model, os.path.join(cfg.run_dir, "export"))
+            log.info("exported generator to %s", result.export_path)
+    return result

@@ -1,0 +1,82 @@
+"""Fixed-latent image grids: one per code (rows: categorical value; columns: a sweep or fixed samples)."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from tf_ssinfogan.fileio import write_bytes_atomic
+from tf_ssinfogan.latents import LatentSpace
+
+
+def make_grid(images: np.ndarray, rows: int, cols: int, pad: int = 1) -> np.ndarray:
+    """[rows*cols, H, W, C] uint8 -> one [rows*(H+pad)+pad, cols*(W+pad)+pad, C] uint8 image."""
+    images = np.asarray(images)
+    n, h, w, c = images.shape
+    if n != rows * cols:
+        raise ValueError(f"make_grid: {n} images do not fill {rows}x{cols}")
+    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, np.uint8)
+    for i in range(n):
+        r, k = divmod(i, cols)
+        grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + k * (w + pad):pad + k * (w + pad) + w] = images[i]
+    return grid
+
+
+def write_png(path: str, image: np.ndarray) -> str:
+    """Writes an HxWxC uint8 image as PNG atomically (temporary name, then rename)."""
+    return write_bytes_atomic(path, tf.io.encode_png(tf.convert_to_tensor(image, tf.uint8)).numpy())
+
+
+def _row_code(space: LatentSpace, exclude: str = ""):
+    return next((c for c in space.codes if c.kind == "categorical" and c.name != exclude), None)
+
+
+def traversal_latents(space: LatentSpace, code_name: str, dim: int = 0, cols: int = 10,
+                      seed: Tuple[int, int] = (0, 1)) -> Tuple[Dict[str, tf.Tensor], int, int]:
+    """Latents for one grid of `code_name`, row-major; returns (latents, rows, cols).
+
+    Categorical code: rows are its k values, columns are fixed samples of everything else.
+    Continuous / binary code: rows are the values of the first other categorical code (or fixed samples),
+    columns sweep dimension `dim` of the code from its low to its high value; the rest stays fixed per row.
+    """
+    code = next(c for c in space.codes if c.name == code_name)
+    if code.kind == "categorical":
+        rows = code.dim
+        base = space.sample(cols, tf.constant(seed))
+        lat = {k: tf.tile(v, [rows, 1]) for k, v in base.items()}
+        lat[code.name] = tf.repeat(tf.eye(code.dim), cols, axis=0)
+        return lat, rows, cols
+    row_code = _row_code(space, code.name)
+    rows = row_code.dim if row_code is not None else 10
+    base = space.sample(rows, tf.constant(seed))
+    if row_code is not None:
+        base[row_code.name] = tf.eye(rows)
+    lat = {k: tf.repeat(v, cols, axis=0) for k, v in base.items()}
+    lo, hi = (-1.0, 1.0) if code.kind == "continuous" else (0.0, 1.0)
+    sweep = tf.tile(tf.linspace(lo, hi, cols), [rows])
+    values = lat[code.name].numpy()
+    values[:, dim] = sweep.numpy()
+    lat[code.name] = tf.constant(values)
+    return lat, rows, cols
+
+
+def grid_specs(space: LatentSpace) -> List[Tuple[str, str, int]]:
+    """(file tag, code name, dim) for every grid: one per categorical code, one per other code dimension."""
+    out = []
+    for c in space.codes:
+        if c.kind == "categorical" or c.dim == 1:
+            out.append((c.name, c.name, 0))
+        else:
+            out.extend((f"{c.name}_{d}", c.name, d) for d in range(c.dim))
+    return out
+
+
+def class_conditioned_latents(space: LatentSpace, code_name: str, per_class: int,
+                              seed: Tuple[int, int] = (0, 2)) -> Dict[str, tf.Tensor]:
+    """k * per_class latents, row i fixing categorical code `code_name` to value i, the rest random."""
+    code = next(c for c in space.codes if c.name == code_name)
+    lat = space.sample(code.dim * per_class, tf.constant(seed))
+    lat[code.name] = tf.repeat(tf.eye(code.dim), per_class, axis=0)
+    return lat
