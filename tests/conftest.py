@@ -1,0 +1,49 @@
+"""Shared test set-up: quiet TF logs, two logical CPU devices (for MirroredStrategy tests), tiny configs."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import dataclasses  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+# Must happen before TF initialises its devices (i.e. before any op runs).
+_cpus = tf.config.list_physical_devices("CPU")
+try:
+    tf.config.set_logical_device_configuration(
+        _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+except RuntimeError:  # already initialised by another import
+    pass
+
+from tf_ssinfogan import config as C  # noqa: E402
+from tf_ssinfogan.data import ArraySource  # noqa: E402
+
+
+def tiny_source(n_train=64, n_test=20, seed=0, shape=(28, 28, 1), classes=10) -> ArraySource:
+    """Random uint8 images with integer labels 0..classes-1 (for shapes and mechanics, not learning)."""
+    rng = np.random.RandomState(seed)
+    return ArraySource(
+        "tiny",
+        rng.randint(0, 256, size=(n_train,) + shape).astype(np.uint8),
+        {"label": (np.arange(n_train) % classes).astype(np.int64)},
+        rng.randint(0, 256, size=(n_test,) + shape).astype(np.uint8),
+        {"label": (np.arange(n_test) % classes).astype(np.int64)},
+    )
+
+
+def tiny_config(tmp_path, **train_overrides) -> C.ExperimentConfig:
+    """The MNIST reference config shrunk to a few steps of batch 8 with 25% labels."""
+    cfg = C.ExperimentConfig(run_dir=str(tmp_path / "run"))
+    train = dataclasses.replace(
+        cfg.train, batch_size=8, steps=4, steps_per_epoch=2, checkpoint_every_epochs=1, grid_every_epochs=1,
+        verbose=0, **train_overrides)
+    data = dataclasses.replace(cfg.data, labelled_fraction=0.25)
+    return dataclasses.replace(cfg, train=train, data=data)
+
+
+@pytest.fixture
+def source():
+    return tiny_source()
