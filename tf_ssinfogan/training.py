@@ -103,8 +103,8 @@ def train(cfg: ExperimentConfig, source: Optional[data_lib.ArraySource] = None,
     manager = tf.train.CheckpointManager(ckpt, os.path.join(cfg.run_dir, "checkpoints"), t.max_checkpoints)
     if manager.latest_checkpoint:
         ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        log.info("resumed from %s at step %d", manager.latest_checkpoint, int(model.step))
-    start = int(model.step)
+        log.info("resumed from %s at step %d", manager.latest_checkpoint, model.current_step())
+    start = model.current_step()
     if start % t.steps_per_epoch:
         raise ConfigError(f"checkpoint step {start} is not at an epoch boundary of {t.steps_per_epoch} steps")
     total_epochs = t.steps // t.steps_per_epoch
@@ -125,13 +125,13 @@ def train(cfg: ExperimentConfig, source: Optional[data_lib.ArraySource] = None,
         model.fit(dataset, epochs=total_epochs, initial_epoch=initial_epoch, steps_per_epoch=t.steps_per_epoch,
                   callbacks=callbacks, verbose=t.verbose, shuffle=False)
     seconds = time.perf_counter() - t0
-    result = RunResult(cfg.run_dir, int(model.step), seconds, None, None)
+    result = RunResult(cfg.run_dir, model.current_step(), seconds, None, None)
     eval_path = os.path.join(cfg.run_dir, "eval.json")
-    if int(model.step) >= t.steps and (start < t.steps or not os.path.exists(eval_path)):
+    if model.current_step() >= t.steps and (start < t.steps or not os.path.exists(eval_path)):
         result.eval = evaluation.final_evaluation(model, source, cfg.run_dir)
         if t.export_at_end:
-            from tf_ssinfogan import export  # import here: keeps training importable without export deps
+            from tf_ssinfogan import serving  # import here: keeps training importable without export deps
 
-            result.export_path = export.export_generator(model, os.path.join(cfg.run_dir, "export"))
+            result.export_path = serving.export_saved_model(model, os.path.join(cfg.run_dir, "export"))
             log.info("exported generator to %s", result.export_path)
     return result

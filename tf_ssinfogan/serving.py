@@ -1,0 +1,452 @@
+"""Serving surface: a TF Serving-ready SavedModel of the generator and of Q (library; CLI: `tf_ssinfogan.export`).
+
+Layout (TF Serving): `<export_base>/<model_name>/<version>/` holds one SavedModel with every signature below
+(default model name `ssinfogan`). Each export takes the next integer version; an existing version is never
+overwritten (written under a temporary name in the same folder, then renamed). `assets.extra/model_info.json`
+records the latent spec and the data range.
+
+Signatures (named inputs and outputs; every batch dimension is free, `B` below):
+
+`serving_default`: explicit codes -> images.
+  inputs:  'noise' float32 [B, noise_dim]; each code by its name: categorical -> int32 [B] class index,
+           continuous / binary -> float32 [B, dim].
+  outputs: 'images' float32 [B, H, W, C] in the data range, 'images_uint8' uint8 [B, H, W, C].
+`sample`: draws latents from the priors with a stateless seeded RNG (same seed -> same output).
+  inputs:  'batch_size' int32 [], 'seed' int32 [], and for each code '<name>' (categorical: int32 [] class
+           index; others: float32 [dim]) with '<name>_fixed' bool []: when true every sample uses that value,
+           otherwise the code is drawn from its prior.
+  outputs: 'images', 'images_uint8', 'noise' and each code by name, in the `serving_default` input format
+           (so the codes used can be sent back to `serving_default`).
+`traverse`: one code swept in `steps` values, everything else fixed per row.
+  inputs:  'code' string [] (a code name; 'name:d' picks dimension d of a multi-dimensional code),
+           'steps' int32 [], 'rows' int32 [] (rows of independent other latents), 'seed' int32 [].
+  outputs: 'images' / 'images_uint8' [rows * steps, H, W, C] row-major, 'values' float32 [steps] (the code
+           values: class indices for a categorical code, -1..1 for continuous, 0..1 for binary),
+           'grid_uint8' uint8 [rows * H, steps * W, C] (the tiled grid).
+`classify` (Q): images float32 [B, H, W, C] in the data range -> per code: '<name>' (the estimate in the
+  `serving_default` input format: int32 class index, 0/1 float attributes, continuous estimate) and, for
+  categorical and binary codes, '<name>_probs' (class / attribute probabilities). Semi-supervised codes
+  (tied to a label) are predictions of that label; unsupervised codes are Q's estimate of the code.
+`classify_uint8`: the same from uint8 images [B, H, W, C] (0..255).
+
+Inputs are validated inside the graph (so TF Serving runs the checks too): a wrong width or image shape, a
+class index outside [0, k), a non-finite value, inconsistent batch sizes, an unknown code name or a bad count
+fail with InvalidArgumentError whose message starts with "input '<name>':".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Dict, List, Tuple
+
+import keras
+import tensorflow as tf
+
+from tf_ssinfogan.data import float_to_uint8, images_to_float
+from tf_ssinfogan.latents import NOISE
+
+DEFAULT_MODEL_NAME = "ssinfogan"
+SERVING_DEFAULT = "serving_default"
+SAMPLE = "sample"
+TRAVERSE = "traverse"
+CLASSIFY = "classify"
+CLASSIFY_UINT8 = "classify_uint8"
+SIGNATURES = (SERVING_DEFAULT, SAMPLE, TRAVERSE, CLASSIFY, CLASSIFY_UINT8)
+MAX_BATCH = 4096  # upper bound of 'batch_size', 'steps' * 'rows' (a guard against accidental huge requests)
+FIXED_SUFFIX = "_fixed"
+
+
+# ------------------------------------------------------------------------------------------ input specs
+def _spec(shape, dtype, name) -> tf.TensorSpec:
+    return tf.TensorSpec(shape, dtype, name=name)
+
+
+def generator_input_specs(space) -> Dict[str, tf.TensorSpec]:
+    """`serving_default` inputs: noise and every code by name (categorical: int32 class index)."""
+    specs = {}
+    if space.noise_dim:
+        specs[NOISE] = _spec([None, space.noise_dim], tf.float32, NOISE)
+    for code in space.codes:
+        if code.kind == "categorical":
+            specs[code.name] = _spec([None], tf.int32, code.name)
+        else:
+            specs[code.name] = _spec([None, code.dim], tf.float32, code.name)
+    return specs
+
+
+def sample_input_specs(space, seeded: bool = True) -> Dict[str, tf.TensorSpec]:
+    """`sample` inputs: batch size, seed (SavedModel only) and, per code, a value and a '<name>_fixed' flag."""
+    specs = {"batch_size": _spec([], tf.int32, "batch_size")}
+    if seeded:
+        specs["seed"] = _spec([], tf.int32, "seed")
+    for code in space.codes:
+        if code.kind == "categorical":
+            specs[code.name] = _spec([], tf.int32, code.name)
+        else:
+            specs[code.name] = _spec([code.dim], tf.float32, code.name)
+        specs[code.name + FIXED_SUFFIX] = _spec([], tf.bool, code.name + FIXED_SUFFIX)
+    return specs
+
+
+def traverse_input_specs() -> Dict[str, tf.TensorSpec]:
+    return {"code": _spec([], tf.string, "code"), "steps": _spec([], tf.int32, "steps"),
+            "rows": _spec([], tf.int32, "rows"), "seed": _spec([], tf.int32, "seed")}
+
+
+def classify_input_specs(image_shape, uint8: bool = False) -> Dict[str, tf.TensorSpec]:
+    return {"images": _spec([None, *image_shape], tf.uint8 if uint8 else tf.float32, "images")}
+
+
+def traverse_choices(space) -> List[Tuple[str, object, int]]:
+    """(name accepted by `traverse`, code, dimension): 'name' (dimension 0) and, for d > 1, 'name:d'."""
+    out = []
+    for code in space.codes:
+        out.append((code.name, code, 0))
+        if code.kind != "categorical" and code.dim > 1:
+            out.extend((f"{code.name}:{d}", code, d) for d in range(code.dim))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ validation
+def _attach(value, checks):
+    with tf.control_dependencies([c for c in checks if c is not None]):
+        return tf.identity(value)
+
+
+def _check_width(name, value, width):
+    return tf.debugging.assert_equal(
+        tf.shape(value)[-1], width, message=f"input '{name}': expected width {width} (last dimension)")
+
+
+def _check_finite(name, value):
+    return tf.debugging.assert_all_finite(value, message=f"input '{name}': values must be finite")
+
+
+def _check_class(name, value, k):
+    return [
+        tf.debugging.assert_non_negative(value, message=f"input '{name}': class index must be >= 0"),
+        tf.debugging.assert_less(value, tf.constant(k, value.dtype), message=f"input '{name}': class index must be < {k}"),
+    ]
+
+
+def _check_count(name, value, low, high):
+    return [
+        tf.debugging.assert_greater_equal(value, tf.constant(low, value.dtype),
+                                          message=f"input '{name}': must be >= {low}"),
+        tf.debugging.assert_less_equal(value, tf.constant(high, value.dtype),
+                                       message=f"input '{name}': must be <= {high}"),
+    ]
+
+
+def validate_generator_inputs(space, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """In-graph checks of `serving_default` inputs; returns them with the checks attached (static widths)."""
+    checked, batch = {}, None
+    for name, value in inputs.items():
+        code = next((c for c in space.codes if c.name == name), None)
+        if code is not None and code.kind == "categorical":
+            checks = _check_class(name, value, code.dim)
+        else:
+            width = space.noise_dim if code is None else code.dim
+            checks = [_check_width(name, value, width), _check_finite(name, value)]
+        n = tf.shape(value)[0]
+        if batch is None:
+            batch = n
+        else:
+            checks.append(tf.debugging.assert_equal(
+                n, batch, message=f"input '{name}': batch size differs from the other inputs"))
+        value = _attach(value, checks)
+        checked[name] = value if code is not None and code.kind == "categorical" else \
+            tf.reshape(value, [-1, space.noise_dim if code is None else code.dim])
+    return checked
+
+
+def validate_images(name, images, image_shape, data_range=None):
+    """Shape [B, H, W, C] exactly; float images finite and within the data range (tolerance 1e-3)."""
+    h, w, c = image_shape
+    shape = tf.shape(images)
+    checks = [tf.debugging.assert_equal(shape[1:], tf.constant([h, w, c]),
+                                        message=f"input '{name}': expected images of shape [B, {h}, {w}, {c}]")]
+    if data_range is not None:
+        lo, hi = data_range
+        checks.append(_check_finite(name, images))
+        checks.append(tf.debugging.assert_greater_equal(
+            images, tf.constant(lo - 1e-3, images.dtype),
+            message=f"input '{name}': values must lie in the data range [{lo}, {hi}]"))
+        checks.append(tf.debugging.assert_less_equal(
+            images, tf.constant(hi + 1e-3, images.dtype),
+            message=f"input '{name}': values must lie in the data range [{lo}, {hi}]"))
+    return tf.ensure_shape(_attach(images, checks), [None, h, w, c])
+
+
+# ------------------------------------------------------------------------------------------ the functions
+class ServingFunctions:
+    """The tf functions behind the signatures, for one trained `SSInfoGAN` (its generator and discriminator).
+
+    `validate=False` leaves out the in-graph checks (TFLite has no Assert op; the TFLite callers check inputs).
+    `seeded=False` makes `sample` use unseeded builtin random ops (TFLite builtins) instead of stateless ones.
+    """
+
+    def __init__(self, model, validate: bool = True, seeded: bool = True):
+        self.space = model.latent_space
+        self.codes = model.latent_config.codes
+        self.generator = model.generator
+        self.discriminator = model.discriminator
+        self.data_range = model.network_config.data_range
+        self.image_shape = tuple(model.network_config.image_shape)
+        self.validate, self.seeded = validate, seeded
+
+    # -- generator
+    def _generate(self, latents: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        """latents in the `serving_default` input format -> images (float and uint8)."""
+        z = self.space.to_generator_input(self.space.from_values(latents))
+        images = self.generator(z, training=False)
+        return {"images": images, "images_uint8": float_to_uint8(images, self.data_range)}
+
+    def serving_default(self, inputs):
+        if self.validate:
+            inputs = validate_generator_inputs(self.space, inputs)
+        return self._generate(inputs)
+
+    def _draw(self, batch, seed, part: int):
+        """A [batch] or [batch, d] uniform [0, 1) / normal draw: stateless (seed, part) or builtin unseeded."""
+        def uniform(shape):
+            if self.seeded:
+                return tf.random.stateless_uniform(shape, tf.stack([seed, tf.constant(part, tf.int32)]))
+            return tf.random.uniform(shape)
+
+        def normal(shape):
+            if self.seeded:
+                return tf.random.stateless_normal(shape, tf.stack([seed, tf.constant(part, tf.int32)]))
+            return tf.random.normal(shape)
+
+        return uniform, normal
+
+    def draw_latents(self, batch, seed=None) -> Dict[str, tf.Tensor]:
+        """Latents from the priors in the `serving_default` input format (class indices for categorical)."""
+        out = {}
+        if self.space.noise_dim:
+            uniform, normal = self._draw(batch, seed, 0)
+            shape = tf.stack([batch, self.space.noise_dim])
+            out[NOISE] = normal(shape) if self.space.config.noise_distribution == "normal" \
+                else uniform(shape) * 2.0 - 1.0
+        for i, code in enumerate(self.codes):
+            uniform, _ = self._draw(batch, seed, i + 1)
+            if code.kind == "categorical":  # uniform prior: floor(U * k)
+                u = uniform(tf.reshape(batch, [1]))
+                out[code.name] = tf.minimum(tf.cast(tf.floor(u * code.dim), tf.int32), code.dim - 1)
+            else:
+                u = uniform(tf.stack([batch, code.dim]))
+                out[code.name] = u * 2.0 - 1.0 if code.kind == "continuous" else tf.cast(u < 0.5, tf.float32)
+        return out
+
+    def sample(self, inputs):
+        batch = inputs["batch_size"]
+        checks = []
+        if self.validate:
+            checks += _check_count("batch_size", batch, 1, MAX_BATCH)
+            for code in self.codes:
+                # A value is checked only where it is used (its '<name>_fixed' is true).
+                fixed = inputs[code.name + FIXED_SUFFIX]
+                v = tf.where(fixed, inputs[code.name], tf.zeros_like(inputs[code.name]))
+                checks += _check_class(code.name, v, code.dim) if code.kind == "categorical" else \
+                    [_check_finite(code.name, v), _check_width(code.name, v, code.dim)]
+        batch = _attach(batch, checks)
+        latents = self.draw_latents(batch, inputs.get("seed"))
+        for code in self.codes:
+            fixed = inputs[code.name + FIXED_SUFFIX]
+            value = inputs[code.name]
+            if code.kind == "categorical":
+                latents[code.name] = tf.where(fixed, tf.fill(tf.reshape(batch, [1]), value), latents[code.name])
+            else:
+                latents[code.name] = tf.where(fixed, tf.reshape(value, [1, code.dim]) + tf.zeros_like(
+                    latents[code.name]), latents[code.name])
+        out = self._generate(latents)
+        out.update(latents)
+        return out
+
+    def traverse(self, inputs):
+        name, steps, rows, seed = inputs["code"], inputs["steps"], inputs["rows"], inputs["seed"]
+        choices = traverse_choices(self.space)
+        names = tf.constant([c[0] for c in choices])
+        hit = tf.equal(names, name)
+        checks = [tf.debugging.Assert(
+            tf.reduce_any(hit), [f"input 'code': unknown code name; expected one of {[c[0] for c in choices]}, got",
+                                 name])]
+        checks += _check_count("steps", steps, 2, MAX_BATCH)
+        checks += _check_count("rows", rows, 1, MAX_BATCH)
+        checks.append(tf.debugging.assert_less_equal(
+            steps * rows, MAX_BATCH, message=f"input 'steps': steps * rows must be <= {MAX_BATCH}"))
+        index = _attach(tf.cast(tf.argmax(tf.cast(hit, tf.int32)), tf.int32), checks)
+        base = self.draw_latents(rows, seed)
+        base = {k: tf.repeat(v, steps, axis=0) for k, v in base.items()}  # [rows * steps, ...], row-major
+
+        def branch(code, dim):
+            def fn():
+                lat = dict(base)
+                if code.kind == "categorical":
+                    values = tf.round(tf.linspace(0.0, float(code.dim - 1), steps))
+                    lat[code.name] = tf.tile(tf.cast(values, tf.int32), [rows])
+                else:
+                    lo, hi = (-1.0, 1.0) if code.kind == "continuous" else (0.0, 1.0)
+                    values = tf.linspace(lo, hi, steps)
+                    sweep = tf.tile(values, [rows])[:, None]
+                    onehot = tf.one_hot(dim, code.dim)[None, :]
+                    lat[code.name] = lat[code.name] * (1.0 - onehot) + sweep * onehot
+                return self.space.to_generator_input(self.space.from_values(lat)), tf.cast(values, tf.float32)
+            return fn
+
+        z, values = tf.switch_case(index, [branch(code, dim) for _, code, dim in choices])
+        images = self.generator(z, training=False)
+        uint8 = float_to_uint8(images, self.data_range)
+        h, w, c = self.image_shape
+        grid = tf.reshape(tf.transpose(tf.reshape(uint8, [rows, steps, h, w, c]), [0, 2, 1, 3, 4]),
+                          [rows * h, steps * w, c])
+        return {"images": images, "images_uint8": uint8, "values": values, "grid_uint8": grid}
+
+    # -- Q
+    def classify(self, inputs):
+        images = inputs["images"]
+        if self.validate:
+            images = validate_images("images", images, self.image_shape, self.data_range)
+        return self._q(images)
+
+    def classify_uint8(self, inputs):
+        images = inputs["images"]
+        if self.validate:
+            images = validate_images("images", images, self.image_shape)
+        return self._q(images_to_float(images, self.data_range))
+
+    def _q(self, images):
+        q = self.discriminator(images, training=False)["q"]
+        out = {}
+        for code in self.codes:
+            v = q[code.name]
+            if code.kind == "categorical":
+                probs = tf.nn.softmax(v)
+                out[code.name + "_probs"] = probs
+                out[code.name] = tf.cast(tf.argmax(probs, axis=-1), tf.int32)
+            elif code.kind == "binary":
+                probs = tf.sigmoid(v)
+                out[code.name + "_probs"] = probs
+                out[code.name] = tf.cast(probs > 0.5, tf.float32)
+            else:
+                out[code.name] = v
+        return out
+
+
+def build_archive(model, validate: bool = True, seeded: bool = True,
+                  signatures=SIGNATURES) -> keras.export.ExportArchive:
+    """An ExportArchive with the requested signatures (see the module docstring)."""
+    fns = ServingFunctions(model, validate=validate, seeded=seeded)
+    space, shape = model.latent_space, tuple(model.network_config.image_shape)
+    specs = {
+        SERVING_DEFAULT: generator_input_specs(space),
+        SAMPLE: sample_input_specs(space, seeded=seeded),
+        TRAVERSE: traverse_input_specs(),
+        CLASSIFY: classify_input_specs(shape),
+        CLASSIFY_UINT8: classify_input_specs(shape, uint8=True),
+    }
+    archive = keras.export.ExportArchive()
+    archive.track(model.generator)
+    archive.track(model.discriminator)
+    for name in signatures:
+        archive.add_endpoint(name, getattr(fns, name), input_signature=[specs[name]])
+    return archive
+
+
+def model_info(model) -> dict:
+    lat = model.latent_config
+    return {
+        "noise_dim": lat.noise_dim,
+        "noise_distribution": lat.noise_distribution,
+        "codes": [{"name": c.name, "kind": c.kind, "dim": c.dim, "label": c.label} for c in lat.codes],
+        "image_shape": list(model.network_config.image_shape),
+        "data_range": list(model.network_config.data_range),
+        "signatures": list(SIGNATURES),
+    }
+
+
+# ------------------------------------------------------------------------------------------ versioned write
+def existing_versions(model_dir: str) -> List[int]:
+    if not os.path.isdir(model_dir):
+        return []
+    return sorted(int(d) for d in os.listdir(model_dir) if d.isdigit())
+
+
+def next_version(model_dir: str) -> int:
+    return max(existing_versions(model_dir), default=0) + 1
+
+
+def write_versioned(model_dir: str, write_fn, version: int = None) -> str:
+    """Writes a new version folder `<model_dir>/<version>` atomically; returns its path.
+
+    `write_fn(tmp_dir)` fills a temporary folder in `model_dir`, which is then renamed to the version. An
+    existing version is never overwritten: an explicit `version` that exists raises FileExistsError; an
+    automatic version that another writer took meanwhile moves on to the next number.
+    """
+    os.makedirs(model_dir, exist_ok=True)
+    if version is not None:
+        if int(version) < 1:
+            raise ValueError(f"version must be a positive integer, got {version}")
+        if os.path.exists(os.path.join(model_dir, str(version))):
+            raise FileExistsError(f"export version {os.path.join(model_dir, str(version))!r} already exists; "
+                                  "versions are never overwritten")
+    tmp = tempfile.mkdtemp(dir=model_dir, prefix=".tmp_")
+    try:
+        write_fn(tmp)
+        for _ in range(100):
+            v = int(version) if version is not None else next_version(model_dir)
+            final = os.path.join(model_dir, str(v))
+            try:
+                os.mkdir(final)  # claims the number; fails if taken
+            except FileExistsError:
+                if version is not None:
+                    raise FileExistsError(f"export version {final!r} already exists; versions are never "
+                                          "overwritten") from None
+                continue
+            os.rename(tmp, final)  # replaces the empty folder just made
+            return final
+        raise RuntimeError(f"could not claim a new version in {model_dir!r}")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def export_saved_model(model, export_base: str, model_name: str = DEFAULT_MODEL_NAME,
+                       version: int = None) -> str:
+    """Writes the SavedModel (every signature) to `<export_base>/<model_name>/<version>`; returns the path."""
+    archive = build_archive(model)
+    info = model_info(model)
+
+    def write(tmp):
+        archive.write_out(tmp, verbose=False)
+        os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
+        with open(os.path.join(tmp, "assets.extra", "model_info.json"), "w") as f:
+            json.dump(info, f, indent=2)
+
+    return write_versioned(os.path.join(export_base, model_name), write, version)
+
+
+# Kept for callers of the old `export.export_generator`: the SavedModel now carries Q's signatures too.
+export_generator = export_saved_model
+
+
+def restore_run(run_dir: str, checkpoint: str = None):
+    """Rebuilds the model of a training run folder and restores its newest (or the given) checkpoint."""
+    from tf_ssinfogan import callbacks, training
+    from tf_ssinfogan.config import ExperimentConfig
+
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"run_dir {run_dir!r} has no config.json (not a training run folder)")
+    with open(path) as f:
+        cfg = ExperimentConfig.from_dict(json.load(f))
+    checkpoint = checkpoint or tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    if not checkpoint:
+        raise FileNotFoundError(f"run_dir {run_dir!r} has no checkpoint in {os.path.join(run_dir, 'checkpoints')}")
+    model = training.build_model(cfg, cfg.data.labelled_fraction)
+    callbacks.make_checkpoint(model).restore(checkpoint).expect_partial()
+    return model

@@ -1,0 +1,199 @@
+"""TFLite / LiteRT conversion of the generator and of Q (library; CLI: `python -m tf_ssinfogan.export --tflite`).
+
+Two models per quantisation, builtin ops only (no Flex), batch dimension free:
+  * generator: signatures `serving_default` (explicit codes -> images, inputs as in serving.py) and `sample`
+    (inputs 'batch_size' and, per code, '<name>' / '<name>_fixed'; no 'seed': the builtin random ops
+    RANDOM_STANDARD_NORMAL / RANDOM_UNIFORM are unseeded, so every call draws fresh latents; the codes used
+    come back as outputs). Stateless seeded RNG ops do not convert to builtins, hence this variant.
+  * classifier: signature `classify` (float images in the data range -> Q's outputs, as in serving.py).
+Quantisations: 'float32' (no optimisation), 'float16' (float16 weights), 'int8' (dynamic-range: int8 weights,
+float activations). TFLite has no Assert op, so these models do not validate inputs: callers check them
+(`check_inputs`, used by the sample CLI).
+
+Every converted model is checked against the SavedModel with the LiteRT interpreter (`parity`): maximum
+absolute difference of the images (and Q's outputs) on fixed inputs; for `sample`, the images it returns
+against the SavedModel's `serving_default` fed with the codes it returns.
+
+  model = serving.restore_run("runs/mnist")
+  files = export_tflite(model, "runs/mnist/export/ssinfogan_tflite/1", saved_model_dir="runs/mnist/export/ssinfogan/1")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Dict, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tf_ssinfogan import serving
+
+QUANTIZATIONS = ("float32", "float16", "int8")
+GENERATOR_SIGNATURES = (serving.SERVING_DEFAULT, serving.SAMPLE)
+CLASSIFIER_SIGNATURES = (serving.CLASSIFY,)
+
+
+def write_tflite_saved_model(model, path: str) -> str:
+    """The SavedModel TFLite is converted from: no in-graph asserts, unseeded builtin random ops in `sample`."""
+    serving.build_archive(model, validate=False, seeded=False,
+                          signatures=GENERATOR_SIGNATURES + CLASSIFIER_SIGNATURES).write_out(path, verbose=False)
+    return path
+
+
+def convert(saved_model_dir: str, signature_keys: Sequence[str], quantization: str = "float32") -> bytes:
+    """Converts the given signatures of a SavedModel to a TFLite flatbuffer (builtin ops only)."""
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization {quantization!r} is not one of {QUANTIZATIONS}")
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=list(signature_keys))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization in ("float16", "int8"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    return converter.convert()
+
+
+def interpreter(model_content: bytes = None, model_path: str = None):
+    """A LiteRT interpreter (`ai_edge_litert`; `tf.lite.Interpreter` is deprecated in TF 2.21)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_content=model_content, model_path=model_path)
+
+
+def run_signature(interp, key: str, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """Runs one signature of a LiteRT interpreter (inputs are resized to the given batch)."""
+    runner = interp.get_signature_runner(key)
+    return {k: np.asarray(v) for k, v in runner(**inputs).items()}
+
+
+def signature_inputs(interp, key: str) -> Dict[str, dict]:
+    """{input name: {'shape', 'shape_signature', 'dtype'}} of a signature."""
+    runner = interp.get_signature_runner(key)
+    return {name: {"shape": d["shape"], "shape_signature": d["shape_signature"], "dtype": d["dtype"]}
+            for name, d in runner.get_input_details().items()}
+
+
+# ------------------------------------------------------------------------------------------ inputs
+def fixed_latents(space, batch: int, seed: int = 0) -> Dict[str, np.ndarray]:
+    """Deterministic `serving_default` inputs from numpy (for parity checks and benchmarks)."""
+    rng = np.random.RandomState(seed)
+    out = {}
+    if space.noise_dim:
+        out["noise"] = rng.standard_normal((batch, space.noise_dim)).astype(np.float32)
+    for code in space.codes:
+        if code.kind == "categorical":
+            out[code.name] = (np.arange(batch) % code.dim).astype(np.int32)
+        elif code.kind == "continuous":
+            out[code.name] = rng.uniform(-1, 1, (batch, code.dim)).astype(np.float32)
+        else:
+            out[code.name] = (rng.uniform(size=(batch, code.dim)) < 0.5).astype(np.float32)
+    return out
+
+
+def sample_request(space, batch: int, fixed: Dict[str, object] = None, seed: int = None) -> Dict[str, np.ndarray]:
+    """`sample` inputs: `fixed` maps code names to a class index or a value list; the rest is drawn."""
+    fixed = dict(fixed or {})
+    unknown = sorted(set(fixed) - {c.name for c in space.codes})
+    if unknown:
+        raise ValueError(f"unknown code(s) {unknown}; the codes are {[c.name for c in space.codes]}")
+    out = {"batch_size": np.array(batch, np.int32)}
+    if seed is not None:
+        out["seed"] = np.array(seed, np.int32)
+    for code in space.codes:
+        if code.kind == "categorical":
+            out[code.name] = np.array(fixed.get(code.name, 0), np.int32)
+        else:
+            v = np.asarray(fixed.get(code.name, np.zeros(code.dim)), np.float32).reshape(-1)
+            if v.size == 1 and code.dim > 1:
+                v = np.full(code.dim, v[0], np.float32)
+            out[code.name] = v
+        out[code.name + serving.FIXED_SUFFIX] = np.array(code.name in fixed)
+    check_inputs(space, out, sample=True)
+    return out
+
+
+def check_inputs(space, inputs: Dict[str, np.ndarray], sample: bool = False) -> None:
+    """The checks the SavedModel runs in-graph, in numpy (TFLite models have none). Raises ValueError."""
+    for code in space.codes:
+        if code.name not in inputs:
+            raise ValueError(f"input '{code.name}': missing")
+        if sample and not bool(inputs[code.name + serving.FIXED_SUFFIX]):
+            continue
+        v = np.asarray(inputs[code.name])
+        if code.kind == "categorical":
+            if not np.issubdtype(v.dtype, np.integer) or np.any(v < 0) or np.any(v >= code.dim):
+                raise ValueError(f"input '{code.name}': class index must be an integer in [0, {code.dim}), got {v}")
+        else:
+            if v.shape[-1:] != (code.dim,):
+                raise ValueError(f"input '{code.name}': expected width {code.dim}, got shape {v.shape}")
+            if not np.all(np.isfinite(v)):
+                raise ValueError(f"input '{code.name}': values must be finite")
+    if sample:
+        b = int(inputs["batch_size"])
+        if not 1 <= b <= serving.MAX_BATCH:
+            raise ValueError(f"input 'batch_size': must be in [1, {serving.MAX_BATCH}], got {b}")
+    elif space.noise_dim:
+        v = np.asarray(inputs["noise"])
+        if v.ndim != 2 or v.shape[1] != space.noise_dim:
+            raise ValueError(f"input 'noise': expected shape [B, {space.noise_dim}], got {v.shape}")
+        if not np.all(np.isfinite(v)):
+            raise ValueError("input 'noise': values must be finite")
+
+
+# ------------------------------------------------------------------------------------------ parity
+def _max_diff(a: Dict[str, np.ndarray], b: Dict[str, tf.Tensor], keys) -> float:
+    return max(float(np.max(np.abs(np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64)))) for k in keys)
+
+
+def parity(space, generator_bytes: bytes, classifier_bytes: bytes, saved_model_dir: str,
+           batch: int = 16) -> Dict[str, float]:
+    """Max abs differences of the TFLite models against the SavedModel's signatures on fixed inputs."""
+    loaded = tf.saved_model.load(saved_model_dir)
+    ref_gen = loaded.signatures[serving.SERVING_DEFAULT]
+    latents = fixed_latents(space, batch)
+    ref = ref_gen(**{k: tf.constant(v) for k, v in latents.items()})
+    gen = interpreter(generator_bytes)
+    out = run_signature(gen, serving.SERVING_DEFAULT, latents)
+    result = {"serving_default": _max_diff(out, ref, ["images"])}
+
+    cat = next((c for c in space.codes if c.kind == "categorical"), None)
+    fixed = {cat.name: cat.dim - 1} if cat is not None else {}
+    sampled = run_signature(gen, serving.SAMPLE, sample_request(space, batch, fixed))
+    if cat is not None and not np.all(sampled[cat.name] == cat.dim - 1):
+        raise AssertionError(f"TFLite sample ignored the fixed value of code {cat.name!r}")
+    codes = {k: tf.constant(sampled[k]) for k in ref_gen.structured_input_signature[1]}
+    result["sample"] = _max_diff(sampled, ref_gen(**codes), ["images"])
+
+    images = ref["images"].numpy()
+    ref_q = loaded.signatures[serving.CLASSIFY](images=tf.constant(images))
+    q = run_signature(interpreter(classifier_bytes), serving.CLASSIFY, {"images": images})
+    float_keys = [k for k in ref_q if ref_q[k].dtype == tf.float32]
+    result["classify"] = _max_diff(q, ref_q, float_keys)
+    for k, v in result.items():
+        if not np.isfinite(v):
+            raise AssertionError(f"TFLite {k}: non-finite outputs (a broken conversion)")
+    return result
+
+
+def export_tflite(model, out_dir: str, saved_model_dir: str, quantizations: Sequence[str] = QUANTIZATIONS,
+                  check: bool = True) -> dict:
+    """Writes `generator_<q>.tflite` and `classifier_<q>.tflite` per quantisation and `tflite_report.json`
+    (sizes and parity against `saved_model_dir`) into the existing folder `out_dir`; returns the report."""
+    report = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        src = write_tflite_saved_model(model, os.path.join(tmp, "tflite_src"))
+        for q in quantizations:
+            gen = convert(src, GENERATOR_SIGNATURES, q)
+            cls = convert(src, CLASSIFIER_SIGNATURES, q)
+            entry = {"generator_bytes": len(gen), "classifier_bytes": len(cls)}
+            if check:
+                entry["max_abs_diff"] = parity(model.latent_space, gen, cls, saved_model_dir)
+            for name, data in (("generator", gen), ("classifier", cls)):
+                with open(os.path.join(out_dir, f"{name}_{q}.tflite"), "wb") as f:
+                    f.write(data)
+            report[q] = entry
+    with open(os.path.join(out_dir, "tflite_report.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    return report
