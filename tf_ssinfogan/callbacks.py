@@ -46,7 +46,7 @@ class CheckpointCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every == 0 or epoch + 1 == self.total:
-            self.manager.save(checkpoint_number=int(self.model.step))
+            self.manager.save(checkpoint_number=self.model.current_step())
 
 
 class NaNGuard(keras.callbacks.Callback):
@@ -60,7 +60,7 @@ class NaNGuard(keras.callbacks.Callback):
         for name, value in (logs or {}).items():
             v = float(np.asarray(value))
             if not math.isfinite(v):
-                self.failure = f"non-finite {name} ({v}) at step {int(self.model.step)}"
+                self.failure = f"non-finite {name} ({v}) at step {self.model.current_step()}"
                 self.model.stop_training = True
                 raise FloatingPointError(self.failure + "; the last checkpoint is kept intact")
 
@@ -76,10 +76,10 @@ class ScalarLogger(keras.callbacks.Callback):
         self._step0 = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._t0, self._step0 = time.perf_counter(), int(self.model.step)
+        self._t0, self._step0 = time.perf_counter(), self.model.current_step()
 
     def on_epoch_end(self, epoch, logs=None):
-        step = int(self.model.step)
+        step = self.model.current_step()
         elapsed = time.perf_counter() - self._t0
         with self.writer.as_default(step=step):
             for name, value in (logs or {}).items():
@@ -120,5 +120,5 @@ class ImageGridCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every == 0 or epoch + 1 == self.total:
-            write_code_grids(self.model, self.out_dir, int(self.model.step), self.writer)
+            write_code_grids(self.model, self.out_dir, self.model.current_step(), self.writer)
             self.writer.flush()

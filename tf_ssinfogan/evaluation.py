@@ -54,7 +54,7 @@ def class_conditioned_grid(model, path: str, per_class: int = 10) -> str:
 
 def final_evaluation(model, source: ArraySource, run_dir: str) -> dict:
     """Writes eval.json and samples_by_class.png into the run folder and returns the metrics."""
-    result = {"step": int(model.step), "q_ss_test_accuracy": q_ss_accuracy(model, source)}
+    result = {"step": model.current_step(), "q_ss_test_accuracy": q_ss_accuracy(model, source)}
     result["samples_by_class"] = class_conditioned_grid(model, os.path.join(run_dir, "samples_by_class.png"))
     write_text_atomic(os.path.join(run_dir, "eval.json"), json.dumps(result, indent=2) + "\n")
     return result

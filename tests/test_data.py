@@ -1,0 +1,148 @@
+"""Data: npz loading and errors, labelled subset, annealed labelled-draw schedule, step-indexed stream, TFDS."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_ssinfogan import config as C
+from tf_ssinfogan import data
+from conftest import tiny_source
+
+
+def test_shipped_mnist_loads():
+    src = data.load_npz("")
+    assert src.train_images.shape == (60000, 28, 28, 1) and src.train_images.dtype == np.uint8
+    assert src.test_images.shape == (10000, 28, 28, 1)
+    assert sorted(np.unique(src.train_labels["label"])) == list(range(10))
+
+
+def test_npz_errors_name_the_problem(tmp_path):
+    with pytest.raises(data.DataError, match="does not exist"):
+        data.load_npz(str(tmp_path / "missing.npz"))
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip file at all")
+    with pytest.raises(data.DataError, match="corrupt"):
+        data.load_npz(str(bad))
+    partial = tmp_path / "partial.npz"
+    np.savez(partial, x_train=np.zeros((2, 28, 28), np.uint8))
+    with pytest.raises(data.DataError, match=r"lacks the arrays \['y_train', 'x_test', 'y_test'\]"):
+        data.load_npz(str(partial))
+    floats = tmp_path / "floats.npz"
+    np.savez(floats, x_train=np.zeros((2, 28, 28), np.float32), y_train=np.zeros(2, np.int64),
+             x_test=np.zeros((2, 28, 28), np.uint8), y_test=np.zeros(2, np.int64))
+    with pytest.raises(data.DataError, match="x_train: images must be uint8"):
+        data.load_npz(str(floats))
+    mismatch = tmp_path / "mismatch.npz"
+    np.savez(mismatch, x_train=np.zeros((2, 28, 28), np.uint8), y_train=np.zeros(3, np.int64),
+             x_test=np.zeros((2, 28, 28), np.uint8), y_test=np.zeros(2, np.int64))
+    with pytest.raises(data.DataError, match="y_train must be a vector with one label per image"):
+        data.load_npz(str(mismatch))
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, x_train=np.array([object()], dtype=object), y_train=np.zeros(1, np.int64),
+             x_test=np.zeros((1, 28, 28), np.uint8), y_test=np.zeros(1, np.int64))
+    with pytest.raises(data.DataError):  # object arrays would need unpickling: refused
+        data.load_npz(str(pickled))
+
+
+def test_labelled_subset_random_and_balanced():
+    labels = np.repeat(np.arange(10), 100)
+    cfg = C.DataConfig(labelled_fraction=0.05, label_seed=1234)
+    a = data.select_labelled(labels, cfg)
+    assert len(a) == 50 and len(set(a)) == 50
+    np.testing.assert_array_equal(a, data.select_labelled(labels, cfg))  # same seed, same subset
+    assert not np.array_equal(a, data.select_labelled(labels, dataclasses.replace(cfg, label_seed=1)))
+    bal = data.select_labelled(labels, dataclasses.replace(cfg, labelled_selection="balanced", labelled_count=23))
+    assert len(bal) == 23
+    assert sorted(np.bincount(labels[bal], minlength=10)) == [2] * 7 + [3] * 3
+    assert len(data.select_labelled(labels, dataclasses.replace(cfg, labelled_fraction=0.0))) == 0
+    unl = labels.copy()
+    unl[:500] = -1  # negative labels are unlabelled and never chosen
+    assert np.all(unl[data.select_labelled(unl, dataclasses.replace(cfg, labelled_count=100))] >= 0)
+    with pytest.raises(C.ConfigError, match="only 500 have labels"):
+        data.select_labelled(unl, dataclasses.replace(cfg, labelled_count=501))
+
+
+def test_labelled_probability_follows_reference_annealing():
+    cfg = C.DataConfig()
+    p = [float(data.labelled_probability(t, cfg, 0.01)) for t in (0, 99, 100, 250, 899, 900, 999, 1000, 4999)]
+    np.testing.assert_allclose(p, [1.0, 1.0, 0.9, 0.8, 0.2, 0.1, 0.1, 0.01, 0.01], rtol=1e-6)
+    assert float(data.labelled_probability(0, cfg, 0.0)) == 0.0  # no labels: plain InfoGAN
+
+
+def _stream(n_train=64, batch=8, fraction=0.25, **kw):
+    src = tiny_source(n_train=n_train)
+    cfg = dataclasses.replace(C.DataConfig(labelled_fraction=fraction), **kw)
+    return data.TrainStream(src, C.LatentConfig(), cfg, batch, (0.0, 1.0)), src
+
+
+def test_stream_batches_shapes_masks_and_labels():
+    stream, src = _stream()
+    assert stream.num_labelled == 16
+    labelled_images = {src.train_images[i].tobytes(): src.train_labels["label"][i] for i in stream.labelled_idx}
+    seen_labelled = 0
+    for x, y, mask in stream.dataset(0, 20):
+        assert x.shape == (8, 28, 28, 1) and x.dtype == tf.float32
+        assert 0.0 <= float(tf.reduce_min(x)) and float(tf.reduce_max(x)) <= 1.0
+        m = mask.numpy()
+        assert m.min() == m.max()  # a batch is either labelled or unlabelled
+        if m[0] == 1:
+            seen_labelled += 1
+            for img, lab in zip(x.numpy(), y["label"].numpy()):
+                key = np.round(img * 255).astype(np.uint8).tobytes()
+                assert labelled_images[key] == lab  # labelled batches carry the true labels
+        else:
+            assert np.all(y["label"].numpy() == 0)  # unlabelled batches hide the labels
+    assert seen_labelled == 20  # p(t) = 1 for the first 100 steps
+
+
+def test_stream_is_a_pure_function_of_the_step():
+    stream, _ = _stream(anneal_every=2)
+    full = list(stream.dataset(0, 12))
+    resumed = list(stream.dataset(7, 12))
+    for a, b in zip(full[7:], resumed):
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[2], b[2])
+    masks = [float(m[0]) for _, _, m in full]
+    assert 0 < sum(masks) < 12  # annealing mixes labelled and unlabelled batches
+
+
+def test_stream_visits_every_image_once_per_epoch():
+    stream, src = _stream(n_train=64, batch=8, fraction=0.0)
+    seen = np.concatenate([np.round(x.numpy() * 255).astype(np.uint8) for x, _, _ in stream.dataset(0, 8)])
+    assert len({img.tobytes() for img in seen}) == len({img.tobytes() for img in src.train_images})
+
+
+def test_replica_slices_tile_the_global_batch():
+    stream, _ = _stream()
+    one = list(stream.dataset(0, 3))
+    two = list(stream.dataset(0, 3, num_replicas=2, first_replica=0, local_replicas=2))
+    assert len(two) == 6
+    for s in range(3):
+        np.testing.assert_array_equal(tf.concat([two[2 * s][0], two[2 * s + 1][0]], 0), one[s][0])
+    with pytest.raises(C.ConfigError, match="not divisible by the 3 replicas"):
+        stream.dataset(0, 1, num_replicas=3)
+
+
+def test_source_must_match_code_spec_and_shape():
+    src = tiny_source(classes=10)
+    data.check_source_matches(src, C.LatentConfig(), (28, 28, 1))
+    with pytest.raises(C.ConfigError, match=r"expects images of shape \(32, 32, 3\)"):
+        data.check_source_matches(src, C.LatentConfig(), (32, 32, 3))
+    with pytest.raises(C.ConfigError, match="code 'digit' has 5 categories, but label 'label'"):
+        data.check_source_matches(src, C.LatentConfig(codes=C.parse_codes("digit:cat:5:label")), (28, 28, 1))
+    with pytest.raises(C.ConfigError, match="tied to label 'colour'"):
+        data.check_source_matches(src, C.LatentConfig(codes=C.parse_codes("digit:cat:10:colour")), (28, 28, 1))
+
+
+def test_tfds_source_under_mock_data():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=24):
+        src = data.load_tfds("mnist", download=False)
+    assert src.train_images.shape == (24, 28, 28, 1) and src.train_images.dtype == np.uint8
+    assert src.train_labels["label"].shape == (24,)
+    stream = data.TrainStream(src, C.LatentConfig(), C.DataConfig(labelled_fraction=0.25), 8, (0.0, 1.0))
+    x, y, mask = next(iter(stream.dataset(0, 1)))
+    assert x.shape == (8, 28, 28, 1) and float(mask[0]) == 1.0

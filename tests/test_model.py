@@ -1,0 +1,111 @@
+"""SSInfoGAN train_step: each phase updates only what it should; the step runs under MirroredStrategy."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_ssinfogan import config as C
+from tf_ssinfogan import data
+from tf_ssinfogan.model import SSInfoGAN
+from conftest import tiny_source
+
+BATCH = 8
+
+
+def _model(q_ss_on_fakes=False, seed=1):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH, q_ss_on_fakes=q_ss_on_fakes, seed=seed)
+    m.compile()
+    return m
+
+
+def _batch(labelled=True):
+    stream = data.TrainStream(tiny_source(), C.LatentConfig(), C.DataConfig(labelled_fraction=0.25 if labelled else 0.0),
+                              BATCH, (0.0, 1.0))
+    return next(iter(stream.dataset(0, 1)))
+
+
+def _snapshot(variables):
+    return [v.numpy().copy() for v in variables]
+
+
+def _changed(before, variables):
+    return [not np.array_equal(b, v.numpy()) for b, v in zip(before, variables)]
+
+
+def test_discriminator_phase_updates_d_and_q_only():
+    m = _model()
+    images, labels, mask = _batch()
+    g_before = _snapshot(m.generator.trainable_variables)
+    d_before = _snapshot(m.discriminator.trainable_variables)
+    m.discriminator_phase(images, labels, mask)
+    assert not any(_changed(g_before, m.generator.trainable_variables))
+    assert all(_changed(d_before, m.discriminator.trainable_variables))  # trunk, D, Q_ss and Q_us heads
+    assert int(m.d_optimizer.iterations) == 1 and int(m.g_optimizer.iterations) == 0
+
+
+def test_generator_phase_updates_g_only():
+    m = _model()
+    g_before = _snapshot(m.generator.trainable_variables)
+    d_before = _snapshot(m.discriminator.trainable_variables)
+    m.generator_phase(BATCH)
+    assert all(_changed(g_before, m.generator.trainable_variables))
+    assert not any(_changed(d_before, m.discriminator.trainable_variables))
+    assert m.current_step() == 1
+
+
+def test_q_ss_learns_from_labelled_reals_or_from_fakes_only_in_plain_infogan():
+    images, labels, _ = _batch()
+    unlabelled = tf.zeros([BATCH])
+    m = _model(q_ss_on_fakes=False)
+    before = _snapshot([m.discriminator.q_ss_head.kernel])
+    m.discriminator_phase(images, labels, unlabelled)
+    assert not any(_changed(before, [m.discriminator.q_ss_head.kernel]))  # no labels, no Q_ss update
+    m.discriminator_phase(images, labels, tf.ones([BATCH]))
+    assert all(_changed(before, [m.discriminator.q_ss_head.kernel]))
+    infogan = _model(q_ss_on_fakes=True)
+    before = _snapshot([infogan.discriminator.q_ss_head.kernel])
+    infogan.discriminator_phase(images, labels, unlabelled)
+    assert all(_changed(before, [infogan.discriminator.q_ss_head.kernel]))  # InfoGAN: Q_ss learns on fakes
+
+
+def test_train_step_reports_every_metric_and_learns_labels():
+    m = _model()
+    images, labels, mask = _batch()
+    logs = {}
+    for _ in range(15):
+        logs = m.train_step((images, labels, mask))
+    assert set(logs) == {"d_loss", "g_loss", "d_adv", "g_adv", "q_ss_real", "q_ss_fake", "li_ss", "q_ss_acc",
+                         "q_us_fake", "li_us"}
+    assert all(np.isfinite(float(v)) for v in logs.values())
+    assert m.current_step() == 15
+    # Q_ss fits the labelled batch: its cross-entropy falls below chance (ln 10 = 2.30)
+    probs = m.discriminator(images, training=True)["q"]["digit"]
+    ce = tf.keras.losses.sparse_categorical_crossentropy(labels["label"], probs, from_logits=True)
+    assert float(tf.reduce_mean(ce)) < 1.0
+
+
+def test_latents_differ_per_replica_and_step():
+    m = _model()
+    a, b = m.sample_latents(4), m.sample_latents(4)
+    assert not np.allclose(a["noise"], b["noise"])
+
+
+def test_step_under_mirrored_strategy_on_two_cpu_devices():
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    assert len(devices) >= 2, "conftest splits the CPU into two logical devices"
+    strategy = tf.distribute.MirroredStrategy(devices[:2])
+    with strategy.scope():
+        m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH)
+        m.compile()
+    stream = data.TrainStream(tiny_source(), C.LatentConfig(), C.DataConfig(labelled_fraction=0.25), BATCH, (0.0, 1.0))
+    history = m.fit(stream.distributed_dataset(strategy, 0, 3), epochs=1, steps_per_epoch=3, verbose=0)
+    assert m.current_step() == 3
+    for name, values in history.history.items():
+        assert np.isfinite(values[-1]), name
+    # replicas draw different latents (the replica id is folded into the seed)
+    per_replica = strategy.run(lambda: m.sample_latents(2)["noise"])
+    a, b = strategy.experimental_local_results(per_replica)
+    assert not np.allclose(a.numpy(), b.numpy())
