@@ -30,6 +30,6 @@ setup(
     include_package_data=True,
     python_requires=">=3.10,<3.13",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest==9.0.3"]},
+    extras_require={"test": ["pytest==9.0.3", "tensorflow-serving-api==2.21.0"]},
     license="Apache-2.0",
 )

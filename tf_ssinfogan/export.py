@@ -1,99 +1,89 @@
-"""SavedModel export of the generator (library; the CLI is `python -m tf_ssinfogan.export_cli`).
+"""Export a training run for serving: a TF Serving-ready SavedModel, optionally TFLite/LiteRT models.
 
-Layout (TF Serving): `<export_base>/<model_name>/<version>/` with a new integer version per export; an
-existing version is never overwritten (written under a temporary name, then renamed).
+  python -m tf_ssinfogan.export --run_dir=runs/mnist
+  python -m tf_ssinfogan.export --run_dir=runs/mnist --export_base=/models --tflite
 
-Signature `serving_default`, batch dimension free:
-  inputs:  'noise' float32 [B, noise_dim]; each code by name: categorical -> int32 [B] class index,
-           continuous / binary -> float32 [B, dim].
-  outputs: 'images' float32 [B, H, W, C] in the data range, 'images_uint8' uint8 [B, H, W, C].
-Inputs are validated inside the graph: a class index outside [0, k), a non-finite value, or a wrong width
-fails with an InvalidArgumentError naming the input.
+Writes `<export_base>/<model_name>/<version>/` (SavedModel with the signatures serving_default, sample,
+traverse, classify, classify_uint8; see `tf_ssinfogan.serving`) with the next free version, and with --tflite
+`<export_base>/<model_name>_tflite/<version>/` (generator_<q>.tflite, classifier_<q>.tflite and
+tflite_report.json with sizes and max abs differences against the SavedModel; see `tf_ssinfogan.tflite`).
+Prints a JSON summary. Exits 2 with a message on bad input; nothing is left half-written. Flags live here
+only; the library (`serving`, `tflite`) takes typed arguments.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
-import tempfile
-from typing import Dict
+import sys
 
-import keras
-import tensorflow as tf
+from absl import app, flags
 
-from tf_ssinfogan.data import float_to_uint8
-from tf_ssinfogan.latents import NOISE
-
-
-def input_specs(latent_space) -> Dict[str, tf.TensorSpec]:
-    specs = {}
-    if latent_space.noise_dim:
-        specs[NOISE] = tf.TensorSpec([None, latent_space.noise_dim], tf.float32, name=NOISE)
-    for code in latent_space.codes:
-        if code.kind == "categorical":
-            specs[code.name] = tf.TensorSpec([None], tf.int32, name=code.name)
-        else:
-            specs[code.name] = tf.TensorSpec([None, code.dim], tf.float32, name=code.name)
-    return specs
+FLAGS = flags.FLAGS
+flags.DEFINE_string("run_dir", None, "Training run folder (config.json + checkpoints/).")
+flags.DEFINE_string("checkpoint", None, "Checkpoint prefix to export; default: the newest in <run_dir>/checkpoints.")
+flags.DEFINE_string("export_base", None, "Base folder of the export; default <run_dir>/export.")
+flags.DEFINE_string("model_name", "ssinfogan", "Model name (the TF Serving model folder).")
+flags.DEFINE_integer("version", 0, "Version number to write; 0 = the next free one. Never overwrites.")
+flags.DEFINE_bool("tflite", False, "Also convert to TFLite (float32, float16, int8) and check parity.")
+flags.DEFINE_list("quantizations", ["float32", "float16", "int8"], "TFLite quantisations (with --tflite).")
 
 
-def validate_inputs(latent_space, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    """In-graph checks that name the offending input; returns the inputs with the checks attached."""
-    checked = {}
-    batch = None
-    for name, value in inputs.items():
-        code = next((c for c in latent_space.codes if c.name == name), None)
-        deps = []
-        if code is not None and code.kind == "categorical":
-            deps += [
-                tf.debugging.assert_non_negative(value, message=f"input '{name}': class index must be >= 0"),
-                tf.debugging.assert_less(value, tf.constant(code.dim, value.dtype),
-                                         message=f"input '{name}': class index must be < {code.dim}"),
-            ]
-        else:
-            deps.append(tf.debugging.assert_all_finite(value, message=f"input '{name}': values must be finite"))
-        n = tf.shape(value)[0]
-        if batch is None:
-            batch = n
-        else:
-            deps.append(tf.debugging.assert_equal(n, batch, message=f"input '{name}': batch size differs from the other inputs"))
-        with tf.control_dependencies(deps):
-            checked[name] = tf.identity(value)
-    return checked
+def main(argv):
+    if len(argv) > 1:
+        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
+        return 2
+    if not FLAGS.run_dir:
+        print("error: --run_dir is required", file=sys.stderr)
+        return 2
+    if FLAGS.version < 0:
+        print(f"error: --version must be >= 0, got {FLAGS.version}", file=sys.stderr)
+        return 2
+    if not FLAGS.model_name or not FLAGS.model_name.replace("_", "").replace("-", "").isalnum():
+        print(f"error: --model_name {FLAGS.model_name!r} must be a plain name (letters, digits, _ or -)",
+              file=sys.stderr)
+        return 2
+    from tf_ssinfogan import serving, tflite
 
-
-def _next_version(model_dir: str) -> int:
-    versions = [int(d) for d in os.listdir(model_dir) if d.isdigit()] if os.path.isdir(model_dir) else []
-    return max(versions, default=0) + 1
-
-
-def export_generator(model, export_base: str, model_name: str = "generator", version: int = None) -> str:
-    """Writes the generator SavedModel to `<export_base>/<model_name>/<version>` and returns that path."""
-    space = model.latent_space
-    data_range = model.network_config.data_range
-    generator = model.generator
-    specs = input_specs(space)
-
-    def serve(inputs):
-        inputs = validate_inputs(space, inputs)
-        latents = space.from_values(inputs)
-        images = generator(space.to_generator_input(latents), training=False)
-        return {"images": images, "images_uint8": float_to_uint8(images, data_range)}
-
-    archive = keras.export.ExportArchive()
-    archive.track(generator)
-    archive.add_endpoint("serving_default", serve, input_signature=[specs])
-    model_dir = os.path.join(export_base, model_name)
-    os.makedirs(model_dir, exist_ok=True)
-    version = version or _next_version(model_dir)
-    final = os.path.join(model_dir, str(version))
-    if os.path.exists(final):
-        raise FileExistsError(f"export version {final!r} already exists; versions are never overwritten")
-    tmp = tempfile.mkdtemp(dir=model_dir, prefix=f".tmp_{version}_")
+    bad_q = [q for q in FLAGS.quantizations if q not in tflite.QUANTIZATIONS]
+    if FLAGS.tflite and bad_q:
+        print(f"error: --quantizations {bad_q} not in {list(tflite.QUANTIZATIONS)}", file=sys.stderr)
+        return 2
+    export_base = FLAGS.export_base or os.path.join(FLAGS.run_dir, "export")
+    version = FLAGS.version or None
+    tflite_dir = os.path.join(export_base, f"{FLAGS.model_name}_tflite")
+    if version is not None:
+        for d in (os.path.join(export_base, FLAGS.model_name), tflite_dir if FLAGS.tflite else None):
+            if d and os.path.exists(os.path.join(d, str(version))):
+                print(f"error: version {os.path.join(d, str(version))!r} already exists; versions are never "
+                      "overwritten", file=sys.stderr)
+                return 2
     try:
-        archive.write_out(tmp, verbose=False)
-        os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+        model = serving.restore_run(FLAGS.run_dir, FLAGS.checkpoint)
+    except (FileNotFoundError, ValueError, KeyError, TypeError) as e:
+        print(f"error: cannot restore run {FLAGS.run_dir!r}: {e}", file=sys.stderr)
+        return 2
+    try:
+        path = serving.export_saved_model(model, export_base, FLAGS.model_name, version)
+    except (FileExistsError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    summary = {"saved_model": path, "signatures": list(serving.SIGNATURES), "step": int(model.step)}
+    if FLAGS.tflite:
+        report = {}
+        try:
+            out = serving.write_versioned(
+                tflite_dir,
+                lambda tmp: report.update(tflite.export_tflite(model, tmp, path, FLAGS.quantizations)),
+                int(os.path.basename(path)))
+        except (FileExistsError, ValueError, OSError, AssertionError) as e:
+            print(f"error: TFLite export failed (the SavedModel {path} is complete): {e}", file=sys.stderr)
+            return 2
+        summary["tflite"] = out
+        summary["tflite_report"] = report
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
