@@ -395,6 +395,9 @@ def write_versioned(model_dir: str, write_fn, version: int = None) -> str:
             raise FileExistsError(f"export version {os.path.join(model_dir, str(version))!r} already exists; "
                                   "versions are never overwritten")
     tmp = tempfile.mkdtemp(dir=model_dir, prefix=".tmp_")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700: let a model server running as another user read it
     try:
         write_fn(tmp)
         for _ in range(100):

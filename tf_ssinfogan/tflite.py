@@ -179,8 +179,9 @@ def parity(space, generator_bytes: bytes, classifier_bytes: bytes, saved_model_d
 
 def export_tflite(model, out_dir: str, saved_model_dir: str, quantizations: Sequence[str] = QUANTIZATIONS,
                   check: bool = True) -> dict:
-    """Writes `generator_<q>.tflite` and `classifier_<q>.tflite` per quantisation and `tflite_report.json`
-    (sizes and parity against `saved_model_dir`) into the existing folder `out_dir`; returns the report."""
+    """Writes `generator_<q>.tflite` and `classifier_<q>.tflite` per quantisation, `tflite_report.json`
+    (sizes and parity against `saved_model_dir`) and `model_info.json` (the latent spec) into the existing
+    folder `out_dir`; returns the report."""
     report = {}
     with tempfile.TemporaryDirectory() as tmp:
         src = write_tflite_saved_model(model, os.path.join(tmp, "tflite_src"))
@@ -196,4 +197,6 @@ def export_tflite(model, out_dir: str, saved_model_dir: str, quantizations: Sequ
             report[q] = entry
     with open(os.path.join(out_dir, "tflite_report.json"), "w") as f:
         json.dump(report, f, indent=2)
+    with open(os.path.join(out_dir, "model_info.json"), "w") as f:  # the latent spec, for the sample CLI
+        json.dump(serving.model_info(model), f, indent=2)
     return report

@@ -1,0 +1,143 @@
+"""Sample an image grid from an exported model: a SavedModel version folder or a generator .tflite file.
+
+  python -m tf_ssinfogan.sample --model runs/mnist/export/ssinfogan/1 --code digit=3 --num 64 --out grid.png
+  python -m tf_ssinfogan.sample --model runs/mnist/export/ssinfogan_tflite/1/generator_int8.tflite \
+      --code digit=3 --code c1=0.5 --num 64 --out grid.png
+
+`--code name=value` fixes a code for every sample (a class index for a categorical code, comma-separated
+floats for a continuous or binary one); the other codes and the noise are drawn from their priors. With a
+SavedModel `--seed` makes the grid reproducible; the TFLite `sample` signature uses unseeded builtin random
+ops, so `--seed` does not apply there. The latent spec is read from `model_info.json` (in the SavedModel's
+`assets.extra/`, or next to the .tflite file). Bad input: a message naming it on stderr, exit status 2, and
+no output file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "SavedModel version folder or generator .tflite file.")
+flags.DEFINE_multi_string("code", [], "name=value: fix a code (repeatable), e.g. digit=3 or c1=0.5.")
+flags.DEFINE_integer("num", 64, "Number of samples.")
+flags.DEFINE_integer("seed", 0, "Seed (SavedModel only).")
+flags.DEFINE_integer("cols", 0, "Grid columns; 0 = ceil(sqrt(num)).")
+flags.DEFINE_string("out", "samples.png", "Output PNG.")
+
+
+def read_model_info(model: str) -> dict:
+    """model_info.json of a SavedModel folder (assets.extra/) or next to a .tflite file."""
+    folder = model if os.path.isdir(model) else os.path.dirname(os.path.abspath(model))
+    for path in (os.path.join(folder, "assets.extra", "model_info.json"), os.path.join(folder, "model_info.json")):
+        if os.path.isfile(path):
+            with open(path) as f:
+                return json.load(f)
+    raise FileNotFoundError(f"no model_info.json for {model!r} (looked in assets.extra/ and next to the file)")
+
+
+def latent_space_from_info(info: dict):
+    from tf_ssinfogan.config import CodeSpec, LatentConfig
+    from tf_ssinfogan.latents import LatentSpace
+
+    codes = tuple(CodeSpec(c["name"], c["kind"], c["dim"], c.get("label")) for c in info["codes"])
+    return LatentSpace(LatentConfig(info["noise_dim"], info["noise_distribution"], codes))
+
+
+def parse_fixed(items, space) -> dict:
+    """['digit=3', 'c1=0.5'] -> {'digit': 3, 'c1': [0.5]}; raises ValueError naming the bad item."""
+    codes = {c.name: c for c in space.codes}
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep:
+            raise ValueError(f"--code {item!r}: expected name=value")
+        if name not in codes:
+            raise ValueError(f"--code {item!r}: unknown code {name!r}; the codes are {sorted(codes)}")
+        code = codes[name]
+        try:
+            if code.kind == "categorical":
+                out[name] = int(value)
+            else:
+                out[name] = [float(v) for v in value.split(",")]
+        except ValueError:
+            raise ValueError(f"--code {item!r}: {value!r} is not a valid value for a {code.kind} code") from None
+        if code.kind == "categorical" and not 0 <= out[name] < code.dim:
+            raise ValueError(f"--code {item!r}: class index must be in [0, {code.dim})")
+        if code.kind != "categorical" and len(out[name]) not in (1, code.dim):
+            raise ValueError(f"--code {item!r}: expected 1 or {code.dim} values")
+    return out
+
+
+def sample_images(model: str, num: int, fixed: dict, seed: int = 0):
+    """uint8 images [num, H, W, C] from a SavedModel folder or a generator .tflite file."""
+    import numpy as np
+
+    from tf_ssinfogan import serving, tflite
+
+    space = latent_space_from_info(read_model_info(model))
+    if os.path.isdir(model):
+        import tensorflow as tf
+
+        request = tflite.sample_request(space, num, fixed, seed=seed)
+        fn = tf.saved_model.load(model).signatures[serving.SAMPLE]
+        return fn(**{k: tf.constant(v) for k, v in request.items()})["images_uint8"].numpy()
+    request = tflite.sample_request(space, num, fixed)
+    out = tflite.run_signature(tflite.interpreter(model_path=model), serving.SAMPLE, request)
+    return np.asarray(out["images_uint8"])
+
+
+def write_grid(images, path: str, cols: int = 0) -> str:
+    import numpy as np
+
+    from tf_ssinfogan import visualize
+
+    n = len(images)
+    cols = cols or int(math.ceil(math.sqrt(n)))
+    rows = int(math.ceil(n / cols))
+    pad = np.full((rows * cols - n,) + images.shape[1:], 255, np.uint8)
+    return visualize.write_png(path, visualize.make_grid(np.concatenate([images, pad]), rows, cols))
+
+
+def main(argv):
+    if len(argv) > 1:
+        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
+        return 2
+    if not FLAGS.model or not os.path.exists(FLAGS.model):
+        print(f"error: --model {FLAGS.model!r} does not exist (a SavedModel folder or a .tflite file)",
+              file=sys.stderr)
+        return 2
+    if os.path.isfile(FLAGS.model) and not FLAGS.model.endswith(".tflite"):
+        print(f"error: --model {FLAGS.model!r} is a file but not a .tflite model", file=sys.stderr)
+        return 2
+    if not 1 <= FLAGS.num <= 4096:
+        print(f"error: --num must be in [1, 4096], got {FLAGS.num}", file=sys.stderr)
+        return 2
+    if FLAGS.cols < 0:
+        print(f"error: --cols must be >= 0, got {FLAGS.cols}", file=sys.stderr)
+        return 2
+    if not FLAGS.out.lower().endswith(".png"):
+        print(f"error: --out {FLAGS.out!r} must be a .png file", file=sys.stderr)
+        return 2
+    try:
+        fixed = parse_fixed(FLAGS.code, latent_space_from_info(read_model_info(FLAGS.model)))
+        images = sample_images(FLAGS.model, FLAGS.num, fixed, FLAGS.seed)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - e.g. InvalidArgumentError from the in-graph checks
+        text = str(e).replace("\\'", "'")
+        i = text.find("input '")
+        print(f"error: {text[i:].split(']')[0] if i >= 0 else text}", file=sys.stderr)
+        return 2
+    print(write_grid(images, FLAGS.out, FLAGS.cols))
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
