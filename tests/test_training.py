@@ -1,0 +1,169 @@
+"""Training runs: run-folder contents, resume from the saved step, CLI errors, export loadable without us."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_ssinfogan import config as C
+from tf_ssinfogan import training
+from conftest import tiny_config, tiny_source
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class _StepRecorder:
+    """Records the model's step at the start of fit and the steps that the data fed."""
+
+    def __new__(cls):
+        import keras
+
+        class Rec(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.start = self.model.current_step()
+
+        return Rec()
+
+
+@pytest.mark.slow
+def test_run_folder_and_resume_continue_from_saved_step(tmp_path):
+    src = tiny_source()
+    cfg = tiny_config(tmp_path)
+    first = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=2, export_at_end=False))
+    result = training.train(first, source=src)
+    assert result.step == 2
+    run = cfg.run_dir
+    assert json.load(open(os.path.join(run, "config.json")))["train"]["steps"] == 2
+    assert tf.train.latest_checkpoint(os.path.join(run, "checkpoints")).endswith("ckpt-2")
+    assert sorted(os.listdir(os.path.join(run, "grids"))) == [
+        "grid_c1_000002.png", "grid_c2_000002.png", "grid_digit_000002.png"]
+
+    rec = _StepRecorder()
+    resumed = training.train(cfg, source=src, extra_callbacks=[rec])
+    assert rec.start == 2  # resumed from the checkpoint, not from scratch
+    assert resumed.step == 4
+    assert tf.train.latest_checkpoint(os.path.join(run, "checkpoints")).endswith("ckpt-4")
+
+    # the interrupted-and-resumed run ends with the weights of an uninterrupted one
+    straight_cfg = dataclasses.replace(cfg, run_dir=str(tmp_path / "straight"))
+    training.train(straight_cfg, source=src)
+
+    def weights(run_dir):
+        return {n: tf.train.load_variable(tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints")), n)
+                for n, _ in tf.train.list_variables(tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints")))
+                if n.startswith(("generator/", "discriminator/", "latent_seed"))}
+
+    a, b = weights(run), weights(straight_cfg.run_dir)
+    assert a.keys() == b.keys() and len(a) > 40
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+    # a finished run is not trained again; changing the model in the same folder is refused
+    again = training.train(cfg, source=src)
+    assert again.step == 4 and again.eval is None
+    other = dataclasses.replace(cfg, latent=dataclasses.replace(cfg.latent, noise_dim=10))
+    with pytest.raises(C.ConfigError, match="different latent configuration"):
+        training.train(other, source=src)
+
+
+@pytest.mark.slow
+def test_checkpoint_restores_every_variable(tmp_path):
+    from tf_ssinfogan import callbacks
+
+    src = tiny_source()
+    cfg = tiny_config(tmp_path)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=2, export_at_end=False))
+    training.train(cfg, source=src)
+    model = training.build_model(cfg, 0.25)
+    callbacks.make_checkpoint(model).restore(
+        tf.train.latest_checkpoint(os.path.join(cfg.run_dir, "checkpoints"))).assert_consumed()
+    assert model.current_step() == 2
+    bn = model.generator.blocks[1]
+    assert not np.allclose(bn.moving_variance.numpy(), 1.0)  # BN statistics come back too
+
+
+def _run_cli(args, cwd=REPO, timeout=240):
+    return subprocess.run([sys.executable, "-m", "tf_ssinfogan.train", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def test_cli_dry_run_prints_resolved_reference_config():
+    out = _run_cli(["--flagfile=configs/mnist.flags", "--dry_run"])
+    assert out.returncode == 0, out.stderr
+    cfg = C.ExperimentConfig.from_dict(json.loads(out.stdout))
+    assert cfg.train.batch_size == 128 and cfg.train.steps == 5000 and cfg.train.beta_1 == 0.5
+    assert cfg.train.d_learning_rate == 1e-4 and cfg.train.g_learning_rate == 1e-3
+    assert cfg.data.labelled_fraction == 0.01 and cfg.data.label_seed == 1234
+    assert cfg.latent.codes == C.parse_codes("digit:cat:10:label,c1:cont:1,c2:cont:1")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--labelled_fraction=1.5"], "labelled_fraction must be in [0, 1], got 1.5"),
+    (["--codes=digit:foo:10:label"], "kind 'foo'"),
+    (["--steps=150", "--steps_per_epoch=100"], "steps (150) must be a multiple of steps_per_epoch (100)"),
+    (["--architecture=resnet"], "architecture 'resnet' is not one of"),
+    (["--image_shape=28,x,1"], "image_shape must be three integers"),
+    (["--npz_path=/nonexistent/data.npz"], "npz file '/nonexistent/data.npz' does not exist"),
+    (["--codes=digit:cat:5:label"], "code 'digit' has 5 categories, but label 'label'"),
+])
+def test_cli_rejects_bad_input_with_a_clear_message(tmp_path, args, needle):
+    run_dir = tmp_path / "run"
+    # a short schedule, so that a missed error costs seconds, not a full run
+    out = _run_cli(["--flagfile=configs/mnist.flags", f"--run_dir={run_dir}", "--verbose=0", "--batch_size=8",
+                    "--steps=2", "--steps_per_epoch=1", "--noexport_at_end", *args])
+    assert out.returncode != 0
+    assert needle in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not os.path.exists(run_dir / "checkpoints")  # nothing half-written
+
+
+@pytest.mark.slow
+def test_cli_end_to_end_and_export_loads_without_the_package(tmp_path):
+    src = tiny_source(n_train=64)
+    npz = tmp_path / "tiny.npz"
+    np.savez(npz, x_train=src.train_images[..., 0], y_train=src.train_labels["label"],
+             x_test=src.test_images[..., 0], y_test=src.test_labels["label"])
+    run_dir = tmp_path / "run"
+    out = _run_cli(["--flagfile=configs/mnist.flags", f"--run_dir={run_dir}", f"--npz_path={npz}",
+                    "--batch_size=8", "--steps=4", "--steps_per_epoch=2", "--labelled_fraction=0.25",
+                    "--checkpoint_every_epochs=1", "--grid_every_epochs=1", "--verbose=0"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    files = set(os.listdir(run_dir))
+    assert {"config.json", "flags.txt", "checkpoints", "logs", "grids", "eval.json", "samples_by_class.png",
+            "export"} <= files
+    assert "--labelled_fraction=0.25" in open(run_dir / "flags.txt").read()
+    ev = json.load(open(run_dir / "eval.json"))
+    assert ev["step"] == 4 and 0.0 <= ev["q_ss_test_accuracy"]["digit"] <= 1.0
+    events = os.listdir(run_dir / "logs" / "train")
+    assert events and all(e.startswith("events.out.tfevents") for e in events)
+    exports = [os.path.join(dp, d) for dp, dn, _ in os.walk(run_dir / "export") for d in dn if d.isdigit()]
+    assert exports, "no versioned export"
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["tf_ssinfogan"] = None  # this process cannot import the package
+        try:
+            import tf_ssinfogan
+            raise SystemExit("package importable")
+        except ImportError:
+            pass
+        import numpy as np, tensorflow as tf
+        m = tf.saved_model.load({exports[0]!r})
+        f = m.signatures["serving_default"]
+        out = f(noise=tf.zeros([3, 62]), digit=tf.constant([0, 5, 9], tf.int32),
+                c1=tf.zeros([3, 1]), c2=tf.zeros([3, 1]))
+        img = out["images"].numpy()
+        assert img.shape == (3, 28, 28, 1), img.shape
+        assert out["images_uint8"].dtype == tf.uint8
+        assert np.isfinite(img).all() and 0.0 <= img.min() and img.max() <= 1.0
+        print("OK", img.shape)
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    res = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), capture_output=True, text=True,
+                         timeout=120, env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert res.returncode == 0 and "OK (3, 28, 28, 1)" in res.stdout, res.stderr[-3000:]
