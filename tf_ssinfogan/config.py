@@ -146,7 +146,7 @@ class LatentConfig:
 class NetworkConfig:
     """Architecture choice and its knobs (see networks.py)."""
 
-    architecture: str = "mnist"  # 'mnist' (ss-InfoGAN reference, 28x28x1)
+    architecture: str = "mnist"  # 'mnist' (ss-InfoGAN reference, 28x28); 'infogan32', 'dcgan32' (32x32)
     image_shape: Tuple[int, int, int] = (28, 28, 1)
     leaky_relu_slope: float = 0.01  # reference code; the InfoGAN paper uses 0.1
     init_stddev: float = 0.02
@@ -170,18 +170,29 @@ class NetworkConfig:
         return (0.0, 1.0) if self.output_activation == "sigmoid" else (-1.0, 1.0)
 
 
+DATA_SOURCES = ("npz", "tfds", "image_folder")
+INSTANCE_NOISE_SCHEDULES = ("linear", "exponential")
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Where the images and labels come from and how the labelled subset is drawn."""
 
-    source: str = "npz"  # 'npz' (arrays in a .npz file) or 'tfds' (a TFDS dataset by name)
+    source: str = "npz"  # 'npz' (arrays in a .npz file), 'tfds' (a TFDS dataset by name), 'image_folder'
     npz_path: str = ""  # '' means the MNIST shipped with the package
+    image_dir: str = ""  # root of an image folder: labelled/<class>/*, unlabelled/*, optional test/<class>/*
     tfds_name: str = "mnist"
     tfds_data_dir: Optional[str] = None
     tfds_download: bool = True
     train_split: str = "train"
     test_split: str = "test"
-    labelled_fraction: float = 0.01  # used when labelled_count is None
+    # Image preprocessing at load time (tfds and image_folder): a centred crop (height, width) first, then a
+    # resize to (height, width); () = none. channels: 0 = as stored, 1 or 3 = convert (image folders: the
+    # colour mode to decode to; 0 there means 3).
+    center_crop: Tuple[int, ...] = ()
+    resize_to: Tuple[int, ...] = ()
+    channels: int = 0
+    labelled_fraction: float = 0.01  # used when labelled_count is None; 1.0 = every labelled example
     labelled_count: Optional[int] = None
     labelled_selection: str = "random"  # 'random' (reference) or 'balanced' (equal count per class)
     label_seed: int = 1234
@@ -193,8 +204,16 @@ class DataConfig:
     shuffle_seed: int = 1
 
     def validate(self) -> None:
-        if self.source not in ("npz", "tfds"):
-            raise ConfigError(f"data source {self.source!r} is not 'npz' or 'tfds'")
+        if self.source not in DATA_SOURCES:
+            raise ConfigError(f"data source {self.source!r} is not one of {DATA_SOURCES}")
+        if self.source == "image_folder" and not self.image_dir:
+            raise ConfigError("data source 'image_folder' needs image_dir (the folder's root)")
+        for name in ("center_crop", "resize_to"):
+            v = getattr(self, name)
+            if v and (len(v) != 2 or min(v) < 1):
+                raise ConfigError(f"{name} must be empty or (height, width) with positive sizes, got {v}")
+        if self.channels not in (0, 1, 3):
+            raise ConfigError(f"channels must be 0 (as stored), 1 or 3, got {self.channels}")
         if not 0.0 <= self.labelled_fraction <= 1.0:
             raise ConfigError(f"labelled_fraction must be in [0, 1], got {self.labelled_fraction}")
         if self.labelled_count is not None and self.labelled_count < 0:
@@ -230,6 +249,14 @@ class TrainConfig:
     strategy: str = "default"  # 'default' (one device), 'mirrored'
     jit_compile: bool = False
     verbose: int = 1
+    # Instance noise (Sonderby et al. 2016): N(0, std_t^2) added to every image D sees; off when 0.
+    #   linear:      std_t = instance_noise_std * max(0, 1 - t / instance_noise_anneal_steps)
+    #                (instance_noise_anneal_steps = 0: constant std)
+    #   exponential: std_t = instance_noise_std * instance_noise_decay ** t (the reference's factor per D step)
+    instance_noise_std: float = 0.0
+    instance_noise_schedule: str = "linear"
+    instance_noise_anneal_steps: int = 0
+    instance_noise_decay: float = 1.0
 
     def validate(self) -> None:
         for name in ("batch_size", "steps", "steps_per_epoch", "checkpoint_every_epochs", "grid_every_epochs",
@@ -250,6 +277,37 @@ class TrainConfig:
             raise ConfigError(f"loss weights must be >= 0, got ss={self.ss_weight} us={self.us_weight}")
         if self.strategy not in ("default", "mirrored"):
             raise ConfigError(f"strategy {self.strategy!r} is not 'default' or 'mirrored'")
+        self.instance_noise.validate()
+
+    @property
+    def instance_noise(self) -> "InstanceNoiseConfig":
+        return InstanceNoiseConfig(self.instance_noise_std, self.instance_noise_schedule,
+                                   self.instance_noise_anneal_steps, self.instance_noise_decay)
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceNoiseConfig:
+    """The instance-noise schedule (see TrainConfig); `model.instance_noise_stddev` evaluates it."""
+
+    std: float = 0.0
+    schedule: str = "linear"
+    anneal_steps: int = 0
+    decay: float = 1.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.std > 0.0
+
+    def validate(self) -> None:
+        if self.std < 0:
+            raise ConfigError(f"instance_noise_std must be >= 0, got {self.std}")
+        if self.schedule not in INSTANCE_NOISE_SCHEDULES:
+            raise ConfigError(
+                f"instance_noise_schedule {self.schedule!r} is not one of {INSTANCE_NOISE_SCHEDULES}")
+        if self.anneal_steps < 0:
+            raise ConfigError(f"instance_noise_anneal_steps must be >= 0, got {self.anneal_steps}")
+        if not 0.0 < self.decay <= 1.0:
+            raise ConfigError(f"instance_noise_decay must be in (0, 1], got {self.decay}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,10 +344,14 @@ class ExperimentConfig:
         lat["codes"] = parse_codes(codes) if isinstance(codes, str) else tuple(CodeSpec(**c) for c in codes)
         net = dict(d["network"])
         net["image_shape"] = tuple(net["image_shape"])
+        data = dict(d["data"])
+        for key in ("center_crop", "resize_to"):
+            if key in data:
+                data[key] = tuple(data[key] or ())
         return cls(
             run_dir=d["run_dir"],
             latent=LatentConfig(**lat),
             network=NetworkConfig(**net),
-            data=DataConfig(**d["data"]),
+            data=DataConfig(**data),
             train=TrainConfig(**d["train"]),
         )

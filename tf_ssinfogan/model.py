@@ -4,6 +4,11 @@ Phase 1, D and Q (Eqs. 1, 3, 2): D learns real vs fake; Q_ss learns the labels f
 Q_us (and, with no labels at all, Q_ss too, as plain InfoGAN does) learns to recover the codes of fakes.
 Phase 2, G (Eqs. 1, 4, 2): G fools D and makes its codes recoverable by Q (Q is not updated here).
 
+Instance noise (Sonderby et al. 2016, used by ss-InfoGAN on CIFAR-10), when enabled: every image D sees
+gets N(0, std_t^2) noise, with std_t from `instance_noise_stddev` at the model's step t: the real and the
+fake images of phase 1, and the fakes of phase 2 (so that G is judged by the D that was trained on noisy
+inputs; the noise is additive, so G's gradient passes through unchanged). Off by default.
+
 The step runs unchanged under `tf.distribute` strategies: per-example losses are reduced to the global batch
 (`losses.reduce_to_global_batch`) and each replica folds its id into the latent seed.
 """
@@ -16,9 +21,24 @@ import keras
 import tensorflow as tf
 
 from tf_ssinfogan import losses
-from tf_ssinfogan.config import LatentConfig, NetworkConfig
+from tf_ssinfogan.config import InstanceNoiseConfig, LatentConfig, NetworkConfig
 from tf_ssinfogan.latents import LatentSpace
 from tf_ssinfogan.networks import build_networks
+
+
+def instance_noise_stddev(step, config: InstanceNoiseConfig):
+    """std_t of the instance noise at training step t (int or tensor); a float32 scalar tensor.
+
+    linear: std * max(0, 1 - t / anneal_steps) (constant std when anneal_steps is 0);
+    exponential: std * decay ** t (the reference's annealing factor applied once per D step).
+    """
+    t = tf.cast(step, tf.float32)
+    std = tf.constant(config.std, tf.float32)
+    if config.schedule == "exponential":
+        return std * tf.pow(tf.constant(config.decay, tf.float32), t)
+    if config.anneal_steps <= 0:
+        return std + 0.0 * t
+    return std * tf.maximum(0.0, 1.0 - t / float(config.anneal_steps))
 
 
 class SSInfoGAN(keras.Model):
@@ -30,18 +50,21 @@ class SSInfoGAN(keras.Model):
       global_batch_size: batch size summed over replicas (losses are normalised by it).
       ss_weight / us_weight: lambda for semi-supervised / unsupervised codes (reference 2.0 / 0.8).
       q_ss_on_fakes: train Q_ss on fakes in the D/Q phase (plain InfoGAN: no labelled data).
-      seed: seed of the latent SeedGenerator.
+      seed: seed of the latent SeedGenerator (also draws the instance noise).
+      instance_noise: the instance-noise schedule; None or std 0 = off.
     """
 
     def __init__(self, latent: LatentConfig, network: NetworkConfig, global_batch_size: int,
                  ss_weight: float = 2.0, us_weight: float = 0.8, q_ss_on_fakes: bool = False,
-                 seed: int = 1, **kwargs):
+                 seed: int = 1, instance_noise: InstanceNoiseConfig = None, **kwargs):
         super().__init__(name=kwargs.pop("name", "ss_infogan"), **kwargs)
         self.latent_config, self.network_config = latent, network
         self.latent_space = LatentSpace(latent)
         self.global_batch_size = int(global_batch_size)
         self.ss_weight, self.us_weight = float(ss_weight), float(us_weight)
         self.q_ss_on_fakes = bool(q_ss_on_fakes)
+        self.instance_noise = instance_noise or InstanceNoiseConfig()
+        self.instance_noise.validate()
         self.ss_codes = latent.semi_supervised_codes
         self.us_codes = latent.unsupervised_codes
         self.generator, self.discriminator = build_networks(network, latent)
@@ -73,6 +96,10 @@ class SSInfoGAN(keras.Model):
         """Completed training steps (the generator optimiser's iteration count)."""
         return self.g_optimizer.iterations
 
+    def current_step(self) -> int:
+        """`step` as a Python int (also for a distributed, mirrored counter)."""
+        return int(tf.convert_to_tensor(self.g_optimizer.iterations))
+
     def call(self, z, training=False):
         return self.generator(z, training=training)
 
@@ -83,6 +110,17 @@ class SSInfoGAN(keras.Model):
         if ctx is not None and ctx.num_replicas_in_sync > 1:
             seed = tf.random.experimental.stateless_fold_in(seed, ctx.replica_id_in_sync_group)
         return seed
+
+    def instance_noise_stddev(self):
+        """std_t of the instance noise at the current step (a float32 scalar tensor)."""
+        return instance_noise_stddev(self.step, self.instance_noise)
+
+    def add_instance_noise(self, images):
+        """images + N(0, std_t^2) when instance noise is on; the images unchanged (no RNG draw) otherwise."""
+        if not self.instance_noise.enabled:
+            return images
+        noise = tf.random.stateless_normal(tf.shape(images), self._seed(), dtype=images.dtype)
+        return images + tf.cast(self.instance_noise_stddev(), images.dtype) * noise
 
     def sample_latents(self, batch_size) -> Dict[str, tf.Tensor]:
         return self.latent_space.sample(batch_size, self._seed())
@@ -118,6 +156,7 @@ class SSInfoGAN(keras.Model):
         fakes = self.generator(self.latent_space.to_generator_input(latents), training=True)
         targets = self._label_targets(labels)
         mask = tf.cast(label_mask, tf.float32)
+        images, fakes = self.add_instance_noise(images), self.add_instance_noise(fakes)
         with tf.GradientTape() as tape:
             real = self.discriminator(images, training=True)
             fake = self.discriminator(fakes, training=True)
@@ -148,7 +187,7 @@ class SSInfoGAN(keras.Model):
         latents = self.sample_latents(batch)
         with tf.GradientTape() as tape:
             fakes = self.generator(self.latent_space.to_generator_input(latents), training=True)
-            out = self.discriminator(fakes, training=True)
+            out = self.discriminator(self.add_instance_noise(fakes), training=True)
             adv = losses.generator_loss(out["logits"])
             ss_fake, li_ss = self._code_terms(self.ss_codes, out["q"], latents)
             us_fake, li_us = self._code_terms(self.us_codes, out["q"], latents)

@@ -10,6 +10,8 @@ Reference MNIST architecture and init (spurra/ss-infogan, see REFERENCE.md):
   G: FC 1024 +BN+ReLU -> FC 7*7*128 +BN+ReLU -> deconv 4x4 s2 64 +BN+ReLU -> deconv 4x4 s2 1 -> sigmoid
   D: conv 4x4 s2 64 +LReLU -> conv 4x4 s2 128 +BN+LReLU -> FC 1024 +BN+LReLU
   init: weights N(0, 0.02), BN gamma N(1, 0.02), biases 0.
+32x32 architectures (SVHN, CelebA, CIFAR-10, own colour images): 'infogan32' (InfoGAN's SVHN/CelebA nets)
+and 'dcgan32' (a DCGAN generator with the same D trunk); see their classes.
 """
 
 from __future__ import annotations
@@ -78,7 +80,83 @@ class _MnistArchitecture:
         ]
 
 
-ARCHITECTURES = {"mnist": _MnistArchitecture}
+def _check_32(name, shape):
+    from tf_ssinfogan.config import ConfigError
+
+    if tuple(shape[:2]) != (32, 32):
+        raise ConfigError(f"architecture {name!r} needs 32x32 images, got image_shape {tuple(shape)}")
+
+
+def _d32_trunk(cfg: NetworkConfig):
+    """conv 4x4 s2 64 +LReLU -> conv 128 +BN+LReLU -> conv 256 +BN+LReLU -> flatten (4*4*256 features)."""
+    slope = cfg.leaky_relu_slope
+    return [
+        _conv(64, cfg, name="conv1"), layers.LeakyReLU(slope),
+        _conv(128, cfg, name="conv2"), _bn(cfg, "bn2"), layers.LeakyReLU(slope),
+        _conv(256, cfg, name="conv3"), _bn(cfg, "bn3"), layers.LeakyReLU(slope),
+        layers.Flatten(),
+    ]
+
+
+class _InfoGAN32Architecture:
+    """InfoGAN's SVHN / CelebA networks (Chen et al. 2016, appendix C.2-C.3) for 32x32 images.
+
+    G: FC 2*2*448 +BN+ReLU -> upconv 256 +BN+ReLU -> upconv 128 +ReLU -> upconv 64 +ReLU -> upconv C (tanh
+    or sigmoid as configured); all upconvs 4x4 stride 2. D trunk: `_d32_trunk`; Q_us adds FC 128 +BN+LReLU.
+    """
+
+    @staticmethod
+    def check_image_shape(shape):
+        _check_32("infogan32", shape)
+
+    @staticmethod
+    def generator_layers(cfg: NetworkConfig):
+        c = cfg.image_shape[2]
+        return [
+            _dense(2 * 2 * 448, cfg, "fc1"), _bn(cfg, "bn1"), layers.ReLU(),
+            layers.Reshape((2, 2, 448)),
+            _conv(256, cfg, transpose=True, name="deconv1"), _bn(cfg, "bn2"), layers.ReLU(),
+            _conv(128, cfg, transpose=True, name="deconv2"), layers.ReLU(),
+            _conv(64, cfg, transpose=True, name="deconv3"), layers.ReLU(),
+            _conv(c, cfg, transpose=True, name="deconv4"),
+            layers.Activation(cfg.output_activation, dtype="float32"),
+        ]
+
+    @staticmethod
+    def trunk_layers(cfg: NetworkConfig):
+        return _d32_trunk(cfg)
+
+
+class _DCGAN32Architecture:
+    """A DCGAN (Radford et al. 2016) generator for 32x32 images, with the same D trunk as 'infogan32'.
+
+    G: FC 4*4*512 +BN+ReLU -> upconv 256 +BN+ReLU -> upconv 128 +BN+ReLU -> upconv C (tanh); all upconvs 4x4
+    stride 2. Compared with 'infogan32' it starts wider (4x4x512 instead of 2x2x448) and normalises every
+    hidden layer, the DCGAN recipe that is known to train on CIFAR-10's varied natural images.
+    """
+
+    @staticmethod
+    def check_image_shape(shape):
+        _check_32("dcgan32", shape)
+
+    @staticmethod
+    def generator_layers(cfg: NetworkConfig):
+        c = cfg.image_shape[2]
+        return [
+            _dense(4 * 4 * 512, cfg, "fc1"), _bn(cfg, "bn1"), layers.ReLU(),
+            layers.Reshape((4, 4, 512)),
+            _conv(256, cfg, transpose=True, name="deconv1"), _bn(cfg, "bn2"), layers.ReLU(),
+            _conv(128, cfg, transpose=True, name="deconv2"), _bn(cfg, "bn3"), layers.ReLU(),
+            _conv(c, cfg, transpose=True, name="deconv3"),
+            layers.Activation(cfg.output_activation, dtype="float32"),
+        ]
+
+    @staticmethod
+    def trunk_layers(cfg: NetworkConfig):
+        return _d32_trunk(cfg)
+
+
+ARCHITECTURES = {"mnist": _MnistArchitecture, "infogan32": _InfoGAN32Architecture, "dcgan32": _DCGAN32Architecture}
 
 
 class Generator(keras.Model):

@@ -2,6 +2,8 @@
 
   python -m tf_ssinfogan.train --flagfile=configs/mnist.flags
   python -m tf_ssinfogan.train --flagfile=configs/mnist.flags --run_dir=runs/x --labelled_fraction=0 --dry_run
+  python -m tf_ssinfogan.train --flagfile=configs/cifar.flags      # also svhn.flags, celeba.flags
+  python -m tf_ssinfogan.train --flagfile=configs/cifar.flags --source=image_folder --image_dir=my_images
 
 Rerunning the same command resumes from the newest checkpoint in --run_dir. Flags live here only; they
 become an `ExperimentConfig` for the library (`training.train`).
@@ -39,10 +41,18 @@ flags.DEFINE_float("leaky_relu_slope", _D.network.leaky_relu_slope, "LeakyReLU s
 flags.DEFINE_enum("output_activation", _D.network.output_activation, ["sigmoid", "tanh"],
                   "G output: sigmoid (data in [0,1]) or tanh (data in [-1,1]).")
 # data
-flags.DEFINE_enum("source", _D.data.source, ["npz", "tfds"], "Data source.")
-flags.DEFINE_string("npz_path", _D.data.npz_path, "npz with x_train,y_train,x_test,y_test; empty = shipped MNIST.")
+flags.DEFINE_enum("source", _D.data.source, ["npz", "tfds", "image_folder"], "Data source.")
+flags.DEFINE_string("npz_path", _D.data.npz_path, "npz with x_train,y_train,x_test,y_test (label -1 = "
+                    "unlabelled; extra columns y_train_<name>/y_test_<name>); empty = shipped MNIST.")
+flags.DEFINE_string("image_dir", _D.data.image_dir, "Image folder root (with --source=image_folder): "
+                    "labelled/<class>/*.png, unlabelled/*.png, optional test/<class>/*.png.")
+flags.DEFINE_list("center_crop", [], "Centred crop height,width applied before resizing (tfds); empty = none.")
+flags.DEFINE_bool("resize_images", False, "Resize the images to --image_shape's height and width at load time "
+                  "(tfds, image_folder; area interpolation).")
 flags.DEFINE_string("tfds_name", _D.data.tfds_name, "TFDS dataset name (with --source=tfds).")
 flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir.")
+flags.DEFINE_string("train_split", _D.data.train_split, "TFDS training split (e.g. 'train+extra' for SVHN).")
+flags.DEFINE_string("test_split", _D.data.test_split, "TFDS test split (final evaluation).")
 flags.DEFINE_bool("download", True, "Let TFDS download the dataset if it is not in tfds_data_dir.")
 flags.DEFINE_float("labelled_fraction", _D.data.labelled_fraction, "Fraction of training images labelled "
                    "(0 = plain InfoGAN).")
@@ -72,6 +82,15 @@ flags.DEFINE_bool("export_at_end", _D.train.export_at_end, "Export the generator
 flags.DEFINE_enum("strategy", _D.train.strategy, ["default", "mirrored"], "tf.distribute strategy.")
 flags.DEFINE_bool("jit_compile", _D.train.jit_compile, "XLA-compile the train step.")
 flags.DEFINE_integer("verbose", _D.train.verbose, "Keras fit verbosity (1 = progress bar).")
+flags.DEFINE_float("instance_noise_std", _D.train.instance_noise_std, "Initial std of the instance noise added "
+                   "to every image D sees (0 = off).")
+flags.DEFINE_enum("instance_noise_schedule", _D.train.instance_noise_schedule, ["linear", "exponential"],
+                  "Instance-noise annealing: linear to 0 over --instance_noise_anneal_steps, or times "
+                  "--instance_noise_decay per step.")
+flags.DEFINE_integer("instance_noise_anneal_steps", _D.train.instance_noise_anneal_steps,
+                     "Linear schedule: steps until the std reaches 0 (0 = constant std).")
+flags.DEFINE_float("instance_noise_decay", _D.train.instance_noise_decay,
+                   "Exponential schedule: factor applied to the std each step.")
 
 
 def config_from_flags() -> ExperimentConfig:
@@ -79,6 +98,10 @@ def config_from_flags() -> ExperimentConfig:
         image_shape = tuple(int(v) for v in FLAGS.image_shape)
     except ValueError:
         raise ConfigError(f"image_shape must be three integers, got {FLAGS.image_shape}") from None
+    try:
+        center_crop = tuple(int(v) for v in FLAGS.center_crop)
+    except ValueError:
+        raise ConfigError(f"center_crop must be two integers, got {FLAGS.center_crop}") from None
     return ExperimentConfig(
         run_dir=FLAGS.run_dir,
         latent=LatentConfig(FLAGS.noise_dim, FLAGS.noise_distribution, parse_codes(FLAGS.codes)),
@@ -86,7 +109,10 @@ def config_from_flags() -> ExperimentConfig:
                               output_activation=FLAGS.output_activation),
         data=DataConfig(
             source=FLAGS.source, npz_path=FLAGS.npz_path, tfds_name=FLAGS.tfds_name,
-            tfds_data_dir=FLAGS.tfds_data_dir, tfds_download=FLAGS.download,
+            tfds_data_dir=FLAGS.tfds_data_dir, tfds_download=FLAGS.download, image_dir=FLAGS.image_dir,
+            train_split=FLAGS.train_split, test_split=FLAGS.test_split,
+            center_crop=center_crop, resize_to=tuple(image_shape[:2]) if FLAGS.resize_images else (),
+            channels=image_shape[2] if FLAGS.source != "npz" and len(image_shape) == 3 else 0,
             labelled_fraction=FLAGS.labelled_fraction,
             labelled_count=FLAGS.labelled_count if FLAGS.labelled_count >= 0 else None,
             labelled_selection=FLAGS.labelled_selection, label_seed=FLAGS.label_seed,
@@ -99,7 +125,10 @@ def config_from_flags() -> ExperimentConfig:
             seed=FLAGS.seed, checkpoint_every_epochs=FLAGS.checkpoint_every_epochs,
             max_checkpoints=FLAGS.max_checkpoints, grid_every_epochs=FLAGS.grid_every_epochs,
             export_at_end=FLAGS.export_at_end, strategy=FLAGS.strategy, jit_compile=FLAGS.jit_compile,
-            verbose=FLAGS.verbose),
+            verbose=FLAGS.verbose, instance_noise_std=FLAGS.instance_noise_std,
+            instance_noise_schedule=FLAGS.instance_noise_schedule,
+            instance_noise_anneal_steps=FLAGS.instance_noise_anneal_steps,
+            instance_noise_decay=FLAGS.instance_noise_decay),
     ).validate()
 
 
