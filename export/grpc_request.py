@@ -4,7 +4,8 @@
   python grpc_request.py --server localhost:8500 --model ssinfogan requests/sample.json
 
 A REST body (row format `{"instances": [...]}` or columnar `{"inputs": {...}}`) becomes a `PredictRequest`
-whose inputs are `TensorProto`s (`tf.make_tensor_proto`); the reply's outputs are printed as shapes.
+whose inputs are `TensorProto`s (`tf.make_tensor_proto`) of the dtypes the server reports for the signature
+(GetModelMetadata); the reply's outputs are printed as shapes.
 """
 
 from __future__ import annotations
@@ -42,6 +43,19 @@ def build_predict_request(body: dict, model_name: str = "ssinfogan", dtypes: dic
     return req
 
 
+def signature_dtypes(stub, model_name: str, signature: str, timeout: float = 30.0) -> dict:
+    """{input name: tf.DType} of a served signature, from the server's GetModelMetadata."""
+    from tensorflow_serving.apis import get_model_metadata_pb2
+
+    req = get_model_metadata_pb2.GetModelMetadataRequest()
+    req.model_spec.name = model_name
+    req.metadata_field.append("signature_def")
+    reply = stub.GetModelMetadata(req, timeout)
+    defs = get_model_metadata_pb2.SignatureDefMap()
+    reply.metadata["signature_def"].Unpack(defs)
+    return {k: tf.dtypes.as_dtype(v.dtype) for k, v in defs.signature_def[signature].inputs.items()}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="Send a REST example body as a gRPC Predict request.")
     p.add_argument("body", help="a JSON file from requests/")
@@ -53,8 +67,10 @@ def main(argv=None):
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     with open(a.body) as f:
-        req = build_predict_request(json.load(f), a.model)
+        body = json.load(f)
     stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(a.server))
+    dtypes = signature_dtypes(stub, a.model, body.get("signature_name", "serving_default"), a.timeout)
+    req = build_predict_request(body, a.model, dtypes)
     reply = stub.Predict(req, a.timeout)
     for name, proto in reply.outputs.items():
         arr = tf.make_ndarray(proto)

@@ -1,0 +1,376 @@
+"""Serving surface: SavedModel signatures (as TF Serving consumes them), export/sample CLIs, TFLite/LiteRT parity.
+
+One tiny training run (MNIST reference networks, 4 steps of batch 8, real MNIST test images) per module; its
+end-of-run export is the SavedModel under test. TFLite is converted once per module.
+"""
+
+import importlib.util
+import json
+import os
+import re
+import site
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import tiny_config, tiny_source
+from tf_ssinfogan import evaluation, serving, tflite, training
+from tf_ssinfogan.data import DEFAULT_NPZ, ArraySource, images_to_float
+from tf_ssinfogan.latents import LatentSpace
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXPORT_ASSETS = os.path.join(ROOT, "export")
+REQUESTS = os.path.join(EXPORT_ASSETS, "requests")
+REQUEST_NAMES = ("serving_default", "sample", "traverse", "classify", "classify_uint8")
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+
+
+def _load_module(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _body(name):
+    with open(os.path.join(REQUESTS, f"{name}.json")) as f:
+        return json.load(f)
+
+
+def _message(err) -> str:
+    return str(err).replace("\\'", "'")
+
+
+def _run(args, cwd=None, timeout=240):
+    return subprocess.run(args, cwd=cwd or ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A finished tiny run (its training exported the SavedModel) whose test split is real MNIST."""
+    with np.load(DEFAULT_NPZ) as f:
+        x_test, y_test = f["x_test"][:300, :, :, None], f["y_test"][:300].astype(np.int64)
+    tiny = tiny_source()
+    source = ArraySource("mnist300", tiny.train_images, tiny.train_labels, x_test, {"label": y_test})
+    cfg = tiny_config(tmp_path_factory.mktemp("serving"))
+    result = training.train(cfg, source=source)
+    return cfg, source, result
+
+
+@pytest.fixture(scope="module")
+def export_dir(run):
+    return run[2].export_path
+
+
+@pytest.fixture(scope="module")
+def loaded(export_dir):
+    return tf.saved_model.load(export_dir)
+
+
+@pytest.fixture(scope="module")
+def model(run):
+    return serving.restore_run(run[0].run_dir)
+
+
+@pytest.fixture(scope="module")
+def tflite_dir(model, export_dir, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("tflite"))
+    report = tflite.export_tflite(model, out, export_dir)
+    print("\nTFLite report (bytes, max abs diff vs SavedModel):\n" + json.dumps(report, indent=1))
+    return out
+
+
+def _call(loaded, signature, inputs):
+    fn = loaded.signatures[signature]
+    specs = fn.structured_input_signature[1]
+    return fn(**{k: tf.constant(v, dtype=specs[k].dtype) for k, v in inputs.items()})
+
+
+# ------------------------------------------------------------------------------------------ layout
+def test_training_exports_every_signature_as_version_1(run, loaded, export_dir):
+    cfg = run[0]
+    assert export_dir == os.path.join(cfg.run_dir, "export", serving.DEFAULT_MODEL_NAME, "1")
+    assert set(loaded.signatures) == set(serving.SIGNATURES)
+    with open(os.path.join(export_dir, "assets.extra", "model_info.json")) as f:
+        info = json.load(f)
+    assert [c["name"] for c in info["codes"]] == ["digit", "c1", "c2"] and info["data_range"] == [0.0, 1.0]
+
+
+def test_versions_are_never_overwritten(model, tmp_path):
+    base = str(tmp_path)
+    first = serving.export_saved_model(model, base)
+    second = serving.export_saved_model(model, base)
+    assert [os.path.basename(first), os.path.basename(second)] == ["1", "2"]
+    stamp = os.path.getmtime(os.path.join(first, "saved_model.pb"))
+    with pytest.raises(FileExistsError, match="never overwritten"):
+        serving.export_saved_model(model, base, version=1)
+
+    def failing(tmp):
+        open(os.path.join(tmp, "half"), "w").close()
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        serving.write_versioned(os.path.join(base, "ssinfogan"), failing)
+    assert sorted(os.listdir(os.path.join(base, "ssinfogan"))) == ["1", "2"]  # no temp or partial folder
+    assert os.path.getmtime(os.path.join(first, "saved_model.pb")) == stamp
+
+
+# ------------------------------------------------------------------------------------------ signatures
+def test_serving_default_matches_the_keras_generator(model, loaded):
+    latents = tflite.fixed_latents(model.latent_space, 6)
+    out = _call(loaded, "serving_default", latents)
+    ref = model.generate(model.latent_space.from_values({k: tf.constant(v) for k, v in latents.items()}))
+    np.testing.assert_allclose(out["images"].numpy(), ref.numpy(), atol=1e-6)
+    assert out["images_uint8"].dtype == tf.uint8 and out["images"].shape == (6, 28, 28, 1)
+
+
+def test_sample_is_reproducible_honours_fixed_codes_and_returns_the_codes_used(model, loaded):
+    req = tflite.sample_request(model.latent_space, 5, {"digit": 3, "c2": [0.25]}, seed=7)
+    a, b = _call(loaded, "sample", req), _call(loaded, "sample", req)
+    np.testing.assert_array_equal(a["images"].numpy(), b["images"].numpy())
+    other = _call(loaded, "sample", dict(req, seed=np.array(8, np.int32)))
+    assert not np.allclose(a["noise"].numpy(), other["noise"].numpy())
+    assert np.all(a["digit"].numpy() == 3) and np.allclose(a["c2"].numpy(), 0.25)
+    assert len(set(a["c1"].numpy().ravel().tolist())) == 5  # drawn, not fixed
+    again = _call(loaded, "serving_default", {k: a[k].numpy() for k in ("noise", "digit", "c1", "c2")})
+    np.testing.assert_allclose(again["images"].numpy(), a["images"].numpy(), atol=1e-6)
+
+
+def test_traverse_grid(loaded):
+    out = _call(loaded, "traverse", {"code": "c1", "steps": 5, "rows": 2, "seed": 0})
+    assert out["images"].shape == (10, 28, 28, 1) and out["grid_uint8"].shape == (56, 140, 1)
+    np.testing.assert_allclose(out["values"].numpy(), [-1, -0.5, 0, 0.5, 1])
+    np.testing.assert_array_equal(out["grid_uint8"].numpy()[28:56, 28:56], out["images_uint8"].numpy()[6])
+    cat = _call(loaded, "traverse", {"code": "digit", "steps": 10, "rows": 1, "seed": 0})
+    np.testing.assert_array_equal(cat["values"].numpy(), np.arange(10))
+
+
+BAD_INPUTS = [
+    ("serving_default", {"noise": np.zeros((2, 61), np.float32)}, "noise", "width"),
+    ("serving_default", {"digit": np.array([3, 10], np.int32)}, "digit", "< 10"),
+    ("serving_default", {"digit": np.array([-1, 0], np.int32)}, "digit", ">= 0"),
+    ("serving_default", {"c1": np.array([[0.0], [np.nan]], np.float32)}, "c1", "finite"),
+    ("serving_default", {"c2": np.zeros((3, 1), np.float32)}, "c2", "batch size"),
+    ("sample", {"batch_size": np.array(0, np.int32)}, "batch_size", ">= 1"),
+    ("sample", {"digit": np.array(12, np.int32), "digit_fixed": np.array(True)}, "digit", "< 10"),
+    ("sample", {"c1": np.array([np.inf], np.float32), "c1_fixed": np.array(True)}, "c1", "finite"),
+    ("traverse", {"code": "c9"}, "code", "unknown code"),
+    ("traverse", {"steps": np.array(1, np.int32)}, "steps", ">= 2"),
+    ("classify", {"images": np.zeros((1, 28, 27, 1), np.float32)}, "images", "shape"),
+    ("classify", {"images": np.full((1, 28, 28, 1), 255.0, np.float32)}, "images", "data range"),
+    ("classify", {"images": np.full((1, 28, 28, 1), np.nan, np.float32)}, "images", "finite"),
+    ("classify_uint8", {"images": np.zeros((1, 14, 14, 1), np.uint8)}, "images", "shape"),
+]
+
+
+@pytest.mark.parametrize("signature,change,name,problem", BAD_INPUTS,
+                         ids=[f"{s}-{n}-{p}" for s, _, n, p in BAD_INPUTS])
+def test_bad_inputs_fail_with_an_error_naming_the_input(model, loaded, signature, change, name, problem):
+    space = model.latent_space
+    good = {
+        "serving_default": tflite.fixed_latents(space, 2),
+        "sample": tflite.sample_request(space, 2, seed=0),
+        "traverse": {"code": "c1", "steps": 3, "rows": 1, "seed": 0},
+        "classify": {"images": np.zeros((1, 28, 28, 1), np.float32)},
+        "classify_uint8": {"images": np.zeros((1, 28, 28, 1), np.uint8)},
+    }[signature]
+    with pytest.raises(tf.errors.InvalidArgumentError) as err:
+        _call(loaded, signature, {**good, **change})
+    assert f"input '{name}'" in _message(err.value) and problem in _message(err.value)
+
+
+# ------------------------------------------------------------------------------------------ Q as classifier
+def test_classify_accuracy_equals_q_ss_accuracy(run, model, loaded):
+    _, source, result = run
+    expected = result.eval["q_ss_test_accuracy"]["digit"]  # computed by training on the same weights
+    assert evaluation.q_ss_accuracy(model, source)["digit"] == expected
+    labels = source.test_labels["label"]
+    for signature, images in (("classify", images_to_float(source.test_images, (0.0, 1.0))),
+                              ("classify_uint8", source.test_images)):
+        pred = np.concatenate([_call(loaded, signature, {"images": images[i:i + 500]})["digit"].numpy()
+                               for i in range(0, len(labels), 500)])
+        assert float(np.mean(pred == labels)) == pytest.approx(expected, abs=0)
+
+
+# ------------------------------------------------------------------------------------------ as TF Serving sees it
+def _site_packages():
+    return [p for p in site.getsitepackages() + [site.getusersitepackages()] if os.path.isdir(p)]
+
+
+ISOLATED_SCRIPT = r'''
+import json, sys
+sys.path.extend(json.loads(sys.argv[1]))  # site-packages without .pth files: the editable install is absent
+try:
+    import tf_ssinfogan
+    raise SystemExit("tf_ssinfogan is importable: the isolation failed")
+except ImportError:
+    pass
+sys.path.insert(0, sys.argv[3])  # export/ : the client, which needs only TensorFlow
+import numpy as np
+import client
+m = client.LocalModel(sys.argv[2])
+report = {"signatures": sorted(m.signatures), "inputs": {k: sorted(m.inputs(k)) for k in m.signatures}}
+for name in ("serving_default", "sample", "traverse", "classify", "classify_uint8"):
+    with open(f"{sys.argv[3]}/requests/{name}.json") as f:
+        body = json.load(f)
+    inputs = body.get("inputs") or {k: [row[k] for row in body["instances"]] for k in body["instances"][0]}
+    out = m.call(name, **inputs)
+    report[name] = {k: [str(v.dtype), list(v.shape)] for k, v in out.items()}
+s = m.sample(3, seed=1, digit=2)
+report["client_sample_digits"] = s["digit"].tolist()
+print("REPORT" + json.dumps(report))
+'''
+
+
+@pytest.mark.slow
+def test_every_signature_loads_where_tf_ssinfogan_cannot_be_imported(export_dir, tmp_path):
+    script = tmp_path / "isolated.py"
+    script.write_text(ISOLATED_SCRIPT)
+    proc = _run([sys.executable, "-I", "-S", str(script), json.dumps(_site_packages()), export_dir, EXPORT_ASSETS],
+                cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.split("REPORT", 1)[1])
+    assert report["signatures"] == sorted(serving.SIGNATURES)
+    assert report["inputs"]["serving_default"] == ["c1", "c2", "digit", "noise"]
+    assert report["serving_default"]["images_uint8"] == ["uint8", [2, 28, 28, 1]]
+    assert report["sample"]["images"] == ["float32", [4, 28, 28, 1]]
+    assert report["traverse"]["grid_uint8"] == ["uint8", [56, 280, 1]]
+    assert report["classify"]["digit_probs"] == ["float32", [2, 10]]
+    assert report["client_sample_digits"] == [2, 2, 2]
+
+
+@pytest.mark.slow
+def test_saved_model_cli_show_lists_signatures_and_named_inputs(export_dir):
+    proc = _run(["saved_model_cli", "show", "--dir", export_dir, "--all"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = proc.stdout
+    expected = {
+        "serving_default": ["noise", "digit", "c1", "c2"],
+        "sample": ["batch_size", "seed", "digit", "digit_fixed", "c1", "c1_fixed", "c2", "c2_fixed"],
+        "traverse": ["code", "steps", "rows", "seed"],
+        "classify": ["images"],
+        "classify_uint8": ["images"],
+    }
+    blocks = dict(re.findall(r"signature_def\['(\w+)'\]:(.*?)(?=signature_def\[|\Z)", text, re.S))
+    for sig, inputs in expected.items():
+        assert sig in blocks, f"signature {sig} missing from saved_model_cli show"
+        assert sorted(re.findall(r"inputs\['(\w+)'\]", blocks[sig])) == sorted(inputs)
+        assert "tensorflow/serving/predict" in blocks[sig]
+    assert "shape: (-1, 62)" in blocks["serving_default"] and "DT_INT32" in blocks["serving_default"]
+
+
+def _columnar(body):
+    return body.get("inputs") or {k: [row[k] for row in body["instances"]] for k in body["instances"][0]}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["serving_default", "sample", "traverse", "classify_uint8"])
+def test_saved_model_cli_run_with_the_rest_payloads(loaded, export_dir, tmp_path, name):
+    """`saved_model_cli run --input_exprs` with exactly the inputs of export/requests/<name>.json."""
+    body = _body(name)
+    exprs = ";".join(f"{k}={v!r}" for k, v in _columnar(body).items())
+    proc = _run(["saved_model_cli", "run", "--dir", export_dir, "--tag_set", "serve", "--signature_def",
+                 body["signature_name"], "--input_exprs", exprs, "--outdir", str(tmp_path)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ref = _call(loaded, body["signature_name"], _columnar(body))
+    for key, value in ref.items():
+        np.testing.assert_allclose(np.load(tmp_path / f"{key}.npy"), value.numpy(), atol=1e-5, err_msg=key)
+
+
+@pytest.mark.parametrize("name", REQUEST_NAMES)
+def test_predict_request_protos_feed_the_signatures(loaded, name):
+    """export/grpc_request.py builds PredictRequests from the REST bodies; tf.make_ndarray recovers inputs."""
+    pytest.importorskip("tensorflow_serving.apis.predict_pb2")
+    grpc_request = _load_module("grpc_request", os.path.join(EXPORT_ASSETS, "grpc_request.py"))
+    body = _body(name)
+    fn = loaded.signatures[name]
+    specs = fn.structured_input_signature[1]
+    # the dtypes a client reads from GetModelMetadata (the signature defs)
+    req = grpc_request.build_predict_request(body, "ssinfogan", {k: s.dtype for k, s in specs.items()})
+    assert req.model_spec.name == "ssinfogan" and req.model_spec.signature_name == name
+    assert set(req.inputs) == set(specs)
+    feed = {}
+    for k, proto in req.inputs.items():
+        assert tf.dtypes.as_dtype(proto.dtype) == specs[k].dtype, k
+        feed[k] = tf.constant(tf.make_ndarray(proto), dtype=specs[k].dtype)
+    out = fn(**feed)
+    ref = _call(loaded, name, _columnar(body))
+    for key in ref:
+        np.testing.assert_array_equal(out[key].numpy(), ref[key].numpy())
+
+
+# ------------------------------------------------------------------------------------------ CLIs
+@pytest.mark.slow
+def test_export_cli_writes_new_versions_and_refuses_bad_input(run, loaded, tmp_path):
+    run_dir = run[0].run_dir
+    base = str(tmp_path / "models")
+    proc = _run([sys.executable, "-m", "tf_ssinfogan.export", f"--run_dir={run_dir}", f"--export_base={base}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout[proc.stdout.index("{"):])
+    assert summary["saved_model"] == os.path.join(base, "ssinfogan", "1") and summary["step"] == 4
+    # the restored checkpoint gives the same generator as the one training exported
+    latents = tflite.fixed_latents(LatentSpace(run[0].latent), 3)
+    again = tf.saved_model.load(summary["saved_model"])
+    np.testing.assert_allclose(_call(again, "serving_default", latents)["images"].numpy(),
+                               _call(loaded, "serving_default", latents)["images"].numpy(), atol=1e-6)
+
+    proc = _run([sys.executable, "-m", "tf_ssinfogan.export", f"--run_dir={run_dir}", f"--export_base={base}",
+                 "--version=1"])
+    assert proc.returncode == 2 and "already exists" in proc.stderr
+    proc = _run([sys.executable, "-m", "tf_ssinfogan.export", f"--run_dir={tmp_path / 'nope'}",
+                 f"--export_base={base}"])
+    assert proc.returncode == 2 and "config.json" in proc.stderr
+    assert sorted(os.listdir(os.path.join(base, "ssinfogan"))) == ["1"]
+
+
+# ------------------------------------------------------------------------------------------ TFLite
+LIMITS = {"float32": 1e-5, "float16": 5e-3, "int8": 5e-2}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quantization", tflite.QUANTIZATIONS)
+def test_tflite_parity_with_the_saved_model(tflite_dir, quantization):
+    with open(os.path.join(tflite_dir, "tflite_report.json")) as f:
+        entry = json.load(f)[quantization]
+    for signature, diff in entry["max_abs_diff"].items():
+        assert diff < LIMITS[quantization], (quantization, signature, diff)
+    for name in ("generator", "classifier"):
+        size = os.path.getsize(os.path.join(tflite_dir, f"{name}_{quantization}.tflite"))
+        assert size == entry[f"{name}_bytes"]
+    assert entry["generator_bytes"] < {"float32": 30e6, "float16": 15e6, "int8": 8e6}[quantization]
+
+
+@pytest.mark.slow
+def test_litert_runs_the_builtin_ops_sample_model(model, tflite_dir):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=os.path.join(tflite_dir, "generator_float32.tflite"))
+    assert set(interp.get_signature_list()) == {"serving_default", "sample"}
+    ops = {op["op_name"] for op in interp._get_ops_details()}
+    assert not any(op.startswith("Flex") for op in ops) and {"RANDOM_STANDARD_NORMAL", "RANDOM_UNIFORM"} <= ops
+    runner = interp.get_signature_runner("sample")
+    req = tflite.sample_request(model.latent_space, 5, {"digit": 4})
+    a, b = runner(**req), runner(**dict(req, batch_size=np.array(7, np.int32)))
+    assert a["images"].shape == (5, 28, 28, 1) and b["images_uint8"].shape == (7, 28, 28, 1)
+    assert np.all(a["digit"] == 4) and np.all(np.isfinite(a["images"]))
+    assert a["images"].min() >= 0.0 and a["images"].max() <= 1.0
+    assert not np.allclose(a["noise"], b["noise"][:5])  # unseeded: fresh latents every call
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["saved_model", "tflite"])
+def test_sample_cli(export_dir, tflite_dir, tmp_path, kind):
+    model = export_dir if kind == "saved_model" else os.path.join(tflite_dir, "generator_int8.tflite")
+    out = tmp_path / "grid.png"
+    proc = _run([sys.executable, "-m", "tf_ssinfogan.sample", f"--model={model}", "--code=digit=3", "--num=10",
+                 f"--out={out}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    grid = tf.io.decode_png(out.read_bytes()).numpy()
+    assert grid.shape == (3 * 29 + 1, 4 * 29 + 1, 1)  # 10 images: 3 rows of 4
+    bad = tmp_path / "bad.png"
+    proc = _run([sys.executable, "-m", "tf_ssinfogan.sample", f"--model={model}", "--code=digit=10",
+                 f"--out={bad}"])
+    assert proc.returncode == 2 and "digit" in proc.stderr and not bad.exists()
