@@ -1,4 +1,14 @@
-"""Evaluation: Q_ss accuracy on real test images and the class-conditioned sample grid."""
+"""Evaluation: the paper's metrics for a trained generator.
+
+1. Independent-classifier accuracy on class-conditioned samples (Spurr et al., Sec. 5: a CNN trained on the
+   *test* split and validated on the *train* split, so that it never saw what the GAN trained on).
+2. For every categorical code, the best code-to-class assignment (Hungarian, `scipy.optimize`) and the mapped
+   accuracy, so that unsupervised codes (plain InfoGAN) compare with semi-supervised ones.
+3. Q_ss accuracy on the real test split.
+4. Frechet distance between real and generated images in the classifier's feature space (FID-style).
+5. The information lower bounds L_I = E[log Q(c|x)] + H(c) against H(c) (Eqs. 2-4).
+6. Latent traversal grids, one PNG per code.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +16,12 @@ import json
 import os
 from typing import Dict
 
+import hashlib
+
+import keras
 import numpy as np
 import tensorflow as tf
+from scipy import linalg, optimize
 
 from tf_ssinfogan import visualize
 from tf_ssinfogan.data import ArraySource, float_to_uint8, test_dataset
@@ -58,3 +72,180 @@ def final_evaluation(model, source: ArraySource, run_dir: str) -> dict:
     result["samples_by_class"] = class_conditioned_grid(model, os.path.join(run_dir, "samples_by_class.png"))
     write_text_atomic(os.path.join(run_dir, "eval.json"), json.dumps(result, indent=2) + "\n")
     return result
+
+
+# ------------------------------------------------------------------------------------ independent classifier
+def build_classifier(image_shape, num_classes: int, seed: int = 0) -> keras.Model:
+    """A standard CNN (two 3x3 convolutions, max-pool, FC 128 'features', softmax logits); input float [0, 1]."""
+    init = keras.initializers.GlorotUniform(seed=seed)
+    inputs = keras.Input(tuple(image_shape), name="images")
+    x = keras.layers.Conv2D(32, 3, activation="relu", kernel_initializer=init)(inputs)
+    x = keras.layers.Conv2D(64, 3, activation="relu", kernel_initializer=init)(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Dropout(0.25, seed=seed)(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(128, activation="relu", kernel_initializer=init, name="features")(x)
+    x = keras.layers.Dropout(0.5, seed=seed)(x)
+    logits = keras.layers.Dense(num_classes, kernel_initializer=init, name="logits")(x)
+    return keras.Model(inputs, logits, name="independent_classifier")
+
+
+def _unit_range(images_uint8):
+    return tf.cast(images_uint8, tf.float32) / 255.0
+
+
+def train_classifier(source: ArraySource, label_key: str = "label", num_classes: int = 10, epochs: int = 5,
+                     batch_size: int = 128, seed: int = 0, verbose: int = 0):
+    """Trains the independent classifier on the test split, validates it on the train split (the paper's
+    protocol). Returns (model, validation accuracy)."""
+    keras.utils.set_random_seed(seed)
+    model = build_classifier(source.image_shape, num_classes, seed)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    y_fit = source.test_labels[label_key]
+    keep = y_fit >= 0
+    fit = tf.data.Dataset.from_tensor_slices((source.test_images[keep], y_fit[keep])).shuffle(
+        int(keep.sum()), seed=seed).batch(batch_size).map(lambda x, y: (_unit_range(x), y))
+    model.fit(fit, epochs=epochs, verbose=verbose)
+    return model, classifier_accuracy(model, source.train_images, source.train_labels[label_key])
+
+
+def classifier_accuracy(model, images_uint8, labels, batch_size: int = 1000) -> float:
+    keep = labels >= 0
+    logits = model.predict(_unit_range(images_uint8[keep]), batch_size=batch_size, verbose=0)
+    return float(np.mean(np.argmax(logits, -1) == labels[keep]))
+
+
+def data_fingerprint(source: ArraySource) -> str:
+    """Short digest of the classifier's training data (the test split), for the cache file name."""
+    h = hashlib.sha1(source.test_images.tobytes())
+    for k in sorted(source.test_labels):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(source.test_labels[k]).tobytes())
+    return h.hexdigest()[:12]
+
+
+def default_classifier_path(source: ArraySource, label_key: str = "label") -> str:
+    cache = os.environ.get("TF_SSINFOGAN_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "tf_ssinfogan"))
+    return os.path.join(cache, "classifiers", f"{os.path.splitext(source.name)[0]}_{label_key}_{data_fingerprint(source)}.keras")
+
+
+def save_classifier(model, path: str, meta: dict) -> str:
+    """Saves the classifier (.keras) and its metadata (.json) atomically."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".tmp_{os.getpid()}_{os.path.basename(path)}")
+    model.save(tmp)
+    os.replace(tmp, path)
+    write_text_atomic(path + ".json", json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def load_classifier(path: str):
+    """Loads a cached classifier (Keras safe_mode: no arbitrary code) and its metadata."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"classifier {path!r} does not exist; train it with "
+                                f"`python -m tf_ssinfogan.train_classifier`")
+    model = keras.models.load_model(path, safe_mode=True, compile=False)
+    meta_path = path + ".json"
+    meta = json.load(open(meta_path)) if os.path.isfile(meta_path) else {}
+    return model, meta
+
+
+def get_classifier(source: ArraySource, path: str = "", label_key: str = "label", num_classes: int = 10,
+                   epochs: int = 5):
+    """The cached classifier for `source`, trained (and cached) on first use. Returns (model, meta)."""
+    path = path or default_classifier_path(source, label_key)
+    if os.path.isfile(path):
+        return load_classifier(path)
+    model, acc = train_classifier(source, label_key, num_classes, epochs)
+    meta = {"validation_accuracy_on_train_split": acc, "trained_on": "test split", "epochs": epochs,
+            "source": source.name, "label": label_key, "fingerprint": data_fingerprint(source)}
+    save_classifier(model, path, meta)
+    return model, meta
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+def hungarian_mapping(code_values, predicted_classes, num_codes: int, num_classes: int):
+    """Best one-to-one assignment of code values to classes (maximises agreement).
+
+    Returns (mapping: array code value -> class, mapped accuracy, confusion [codes, classes]).
+    """
+    code_values = np.asarray(code_values, np.int64)
+    predicted_classes = np.asarray(predicted_classes, np.int64)
+    confusion = np.zeros((num_codes, num_classes), np.int64)
+    np.add.at(confusion, (code_values, predicted_classes), 1)
+    rows, cols = optimize.linear_sum_assignment(-confusion)
+    mapping = np.full(num_codes, -1, np.int64)
+    mapping[rows] = cols
+    return mapping, float(confusion[rows, cols].sum()) / max(len(code_values), 1), confusion
+
+
+def frechet_distance(features_a, features_b) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) of two feature sets [N, F] (FID's formula)."""
+    a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    s_a, s_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    covmean = linalg.sqrtm(s_a.dot(s_b))
+    if not np.isfinite(covmean).all():  # near-singular product: regularise as the FID reference does
+        eps = 1e-6 * np.eye(s_a.shape[0])
+        covmean = linalg.sqrtm((s_a + eps).dot(s_b + eps))
+    covmean = np.real(covmean)
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(s_a) + np.trace(s_b) - 2.0 * np.trace(covmean))
+
+
+def _to_unit(model, images):
+    lo, hi = model.network_config.data_range
+    return (tf.cast(images, tf.float32) - lo) / (hi - lo)
+
+
+def _generate_in_batches(model, latents, batch_size=500):
+    n = int(next(iter(latents.values())).shape[0])
+    parts = [model.generate({k: v[i:i + batch_size] for k, v in latents.items()}) for i in range(0, n, batch_size)]
+    return tf.concat(parts, 0)
+
+
+def class_conditioned_accuracy(model, classifier, per_class: int = 128, seed=(0, 3)) -> Dict[str, dict]:
+    """For every categorical code: the classifier's accuracy on samples with that code fixed to each value.
+
+    'accuracy' takes code value i to mean class i (what a semi-supervised code promises); 'mapped_accuracy'
+    uses the best Hungarian assignment (what an unsupervised code can be credited with).
+    """
+    out = {}
+    num_classes = int(classifier.output_shape[-1])
+    for code in [c for c in model.latent_config.codes if c.kind == "categorical"]:
+        latents = visualize.class_conditioned_latents(model.latent_space, code.name, per_class, seed)
+        images = _to_unit(model, _generate_in_batches(model, latents))
+        predicted = np.argmax(classifier.predict(images, batch_size=500, verbose=0), -1)
+        values = np.repeat(np.arange(code.dim), per_class)
+        mapping, mapped, _ = hungarian_mapping(values, predicted, code.dim, num_classes)
+        direct = float(np.mean(predicted == values)) if code.dim == num_classes else float("nan")
+        out[code.name] = {"accuracy": direct, "mapped_accuracy": mapped, "mapping": mapping.tolist(),
+                          "semi_supervised": code.semi_supervised, "samples": int(len(values))}
+    return out
+
+
+def classifier_features(classifier, images_unit, batch_size: int = 500) -> np.ndarray:
+    features = keras.Model(classifier.inputs, classifier.get_layer("features").output)
+    return features.predict(images_unit, batch_size=batch_size, verbose=0)
+
+
+def frechet_distance_to_real(model, classifier, source: ArraySource, num: int = 2000, seed=(0, 4)) -> float:
+    """Frechet distance between `num` real test images and `num` samples, in the classifier's features."""
+    num = min(num, len(source.test_images))
+    real = classifier_features(classifier, _unit_range(source.test_images[:num]))
+    fake_images = _to_unit(model, _generate_in_batches(model, model.latent_space.sample(num, tf.constant(seed))))
+    return frechet_distance(real, classifier_features(classifier, fake_images))
+
+
+def information_bounds(model, num: int = 1000, seed=(0, 5)) -> Dict[str, dict]:
+    """L_I per code on fresh samples (Q in inference mode) next to its maximum H(c)."""
+    from tf_ssinfogan import losses
+
+    latents = model.latent_space.sample(num, tf.constant(seed))
+    q = model.discriminator(_generate_in_batches(model, latents), training=False)["q"]
+    out = {}
+    for code in model.latent_config.codes:
+        h = model.latent_space.entropy(code)
+        ll = losses.code_log_likelihood(code, q[code.name], latents[code.name])
+        out[code.name] = {"lower_bound": float(losses.mutual_information_lower_bound(ll, h)), "entropy": h}
+    return out
