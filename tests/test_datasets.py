@@ -443,3 +443,14 @@ def test_instance_noise_off_leaves_d_inputs_untouched():
     model.train_step((images, {"label": tf.zeros([16], tf.int64)}, tf.ones([16])))
     np.testing.assert_array_equal(d.inputs[0], images.numpy())
     np.testing.assert_array_equal(d.inputs[1], np.asarray(g.outputs[0]))
+
+
+def test_labelled_subset_smaller_than_the_batch():
+    src = tiny_source(n_train=64)
+    cfg = dataclasses.replace(C.DataConfig(), labelled_count=3)
+    stream = D.TrainStream(src, C.LatentConfig(), cfg, 8, (0.0, 1.0))
+    images, labels, mask = next(iter(stream.dataset(0, 1)))  # step 0 draws a labelled batch
+    assert float(tf.reduce_min(mask)) == 1.0
+    lab = set(src.train_labels["label"][stream.labelled_idx].tolist())
+    got = labels["label"].numpy().tolist()
+    assert set(got) <= lab and all(got.count(v) >= 2 for v in lab)  # 8 draws cycle the 3 labelled images

@@ -600,8 +600,9 @@ class TrainStream:
             return tf.random.experimental.stateless_shuffle(
                 tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), e]))
 
-        # a slice spans at most two epochs because size <= n
-        perms = tf.stack([perm(first), perm(first + 1)])
+        # a slice spans at most size // n + 2 epochs (two when size <= n, e.g. a labelled subset smaller than
+        # the batch spans several)
+        perms = tf.stack([perm(first + k) for k in range(size // n + 2)])
         return tf.gather_nd(perms, tf.stack([epoch - first, offset], axis=1))
 
     def batch_for_step(self, step, size, start):
