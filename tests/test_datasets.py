@@ -454,3 +454,28 @@ def test_labelled_subset_smaller_than_the_batch():
     lab = set(src.train_labels["label"][stream.labelled_idx].tolist())
     got = labels["label"].numpy().tolist()
     assert set(got) <= lab and all(got.count(v) >= 2 for v in lab)  # 8 draws cycle the 3 labelled images
+
+
+@pytest.mark.parametrize("reported", [7, 5])  # the real split size, or a wrong one (falls back to batches)
+def test_load_tfds_fills_a_preallocated_array_when_the_split_size_is_known(monkeypatch, reported):
+    import tensorflow_datasets as tfds
+
+    real_load = tfds.load
+
+    class _Info:
+        def __init__(self, info):
+            self.features = info.features
+            self.splits = {"train": type("S", (), {"num_examples": reported})(),
+                           "test": type("S", (), {"num_examples": reported})()}
+
+    def load(*args, **kwargs):
+        ds, info = real_load(*args, **kwargs)
+        return ds, _Info(info)
+
+    with mock_tfds(7):
+        expected = D.load_tfds("cifar10", download=False, batch_size=3)
+        monkeypatch.setattr(tfds, "load", load)
+        got = D.load_tfds("cifar10", download=False, batch_size=3)
+    np.testing.assert_array_equal(got.train_images, expected.train_images)
+    np.testing.assert_array_equal(got.train_labels["label"], expected.train_labels["label"])
+    assert got.train_images.shape == (7, 32, 32, 3)

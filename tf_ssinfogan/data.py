@@ -240,25 +240,24 @@ def load_tfds(name: str, data_dir: Optional[str] = None, download: bool = True,
             total = int(info.splits[split].num_examples)
         except Exception:  # unknown (e.g. under tfds.testing.mock_data), or a split expression TFDS can't size
             total = None
-        images, chunks, columns, n = None, [], {}, 0
+        images, filled, chunks, columns, n = None, 0, [], {}, 0
         for feats in tfds.as_numpy(ds.batch(batch_size)):
             x = preprocess_images(_as_nhwc_uint8(np.asarray(feats["image"]), f"tfds:{name}:{split}"),
                                   center_crop, resize_to, channels).numpy()
             if total is not None and images is None:
                 images = np.empty((total,) + x.shape[1:], np.uint8)
-            if images is not None and n + len(x) <= len(images):
-                images[n:n + len(x)] = x
-            else:
+            if images is not None and not chunks and filled + len(x) <= len(images):
+                images[filled:filled + len(x)] = x
+                filled += len(x)
+            else:  # split size unknown (or wrong): collect the batches
                 chunks.append(x)
             n += len(x)
             for k, v in _flat_columns(feats).items():
                 columns.setdefault(k, []).append(v)
         if n == 0:
             raise DataError(f"TFDS dataset {name!r} split {split!r} is empty")
-        if images is not None and not chunks:
-            images = images[:n]
-        else:
-            images = np.concatenate(([images[:len(images)]] if images is not None else []) + chunks)
+        parts = ([images[:filled]] if filled else []) + chunks
+        images = parts[0] if len(parts) == 1 else np.concatenate(parts)
         labels = {k: np.concatenate(v).astype(np.int64) for k, v in columns.items()}
         out[split] = (images, _short_names(labels))
         for k, v in columns.items():
