@@ -44,8 +44,23 @@ def _message(err) -> str:
     return str(err).replace("\\'", "'")
 
 
-def _run(args, cwd=None, timeout=240):
-    return subprocess.run(args, cwd=cwd or ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+class Jobs:
+    """Subprocesses started together (each loads TensorFlow for seconds; overlapping them saves wall time)."""
+
+    def __init__(self, folder):
+        self.folder, self.procs = folder, {}
+
+    def start(self, name, args, cwd=None):
+        out = open(os.path.join(self.folder, f"{name}.out"), "w")
+        err = open(os.path.join(self.folder, f"{name}.err"), "w")
+        self.procs[name] = (subprocess.Popen(args, cwd=cwd or ROOT, env=ENV, stdout=out, stderr=err), out, err)
+
+    def result(self, name, timeout=300):
+        proc, out, err = self.procs[name]
+        proc.wait(timeout)
+        out.close(), err.close()
+        read = lambda f: open(f.name).read()  # noqa: E731
+        return subprocess.CompletedProcess(proc.args, proc.returncode, read(out), read(err))
 
 
 @pytest.fixture(scope="module")
@@ -99,22 +114,29 @@ def test_training_exports_every_signature_as_version_1(run, loaded, export_dir):
     assert [c["name"] for c in info["codes"]] == ["digit", "c1", "c2"] and info["data_range"] == [0.0, 1.0]
 
 
-def test_versions_are_never_overwritten(model, tmp_path):
-    base = str(tmp_path)
-    first = serving.export_saved_model(model, base)
-    second = serving.export_saved_model(model, base)
+def test_versions_are_never_overwritten(tmp_path):
+    model_dir = str(tmp_path / "ssinfogan")
+
+    def write(tmp):
+        with open(os.path.join(tmp, "saved_model.pb"), "w") as f:
+            f.write("v")
+
+    first, second = serving.write_versioned(model_dir, write), serving.write_versioned(model_dir, write)
     assert [os.path.basename(first), os.path.basename(second)] == ["1", "2"]
+    assert oct(os.stat(first).st_mode & 0o777) != oct(0o700)  # readable by a model server's user
     stamp = os.path.getmtime(os.path.join(first, "saved_model.pb"))
     with pytest.raises(FileExistsError, match="never overwritten"):
-        serving.export_saved_model(model, base, version=1)
+        serving.write_versioned(model_dir, write, version=1)
+    os.mkdir(os.path.join(model_dir, "3"))  # e.g. another writer claimed 3 meanwhile: the next free one is 4
+    assert os.path.basename(serving.write_versioned(model_dir, write)) == "4"
 
     def failing(tmp):
         open(os.path.join(tmp, "half"), "w").close()
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        serving.write_versioned(os.path.join(base, "ssinfogan"), failing)
-    assert sorted(os.listdir(os.path.join(base, "ssinfogan"))) == ["1", "2"]  # no temp or partial folder
+        serving.write_versioned(model_dir, failing)
+    assert sorted(os.listdir(model_dir)) == ["1", "2", "3", "4"]  # no temp or partial folder
     assert os.path.getmtime(os.path.join(first, "saved_model.pb")) == stamp
 
 
@@ -225,12 +247,43 @@ print("REPORT" + json.dumps(report))
 '''
 
 
+CLI_RUN_PAYLOADS = ("serving_default", "sample", "traverse")
+
+
+@pytest.fixture(scope="module")
+def cli_jobs(run, export_dir, tmp_path_factory):
+    """Starts every TensorFlow-loading CLI check on the SavedModel at once; tests collect their results."""
+    folder = str(tmp_path_factory.mktemp("cli"))
+    jobs = Jobs(folder)
+    script = os.path.join(folder, "isolated.py")
+    with open(script, "w") as f:
+        f.write(ISOLATED_SCRIPT)
+    jobs.start("isolated", [sys.executable, "-I", "-S", script, json.dumps(_site_packages()), export_dir,
+                            EXPORT_ASSETS], cwd=folder)
+    jobs.start("show", ["saved_model_cli", "show", "--dir", export_dir, "--all"])
+    for name in CLI_RUN_PAYLOADS:
+        body = _body(name)
+        exprs = ";".join(f"{k}={v!r}" for k, v in _columnar(body).items())
+        jobs.start(f"run_{name}", ["saved_model_cli", "run", "--dir", export_dir, "--tag_set", "serve",
+                                   "--signature_def", body["signature_name"], "--input_exprs", exprs,
+                                   "--outdir", os.path.join(folder, name)])
+    base = os.path.join(folder, "models")
+    os.makedirs(os.path.join(base, "ssinfogan", "1"))  # version 1 exists: the CLI must take 2, refuse --version=1
+    export = [sys.executable, "-m", "tf_ssinfogan.export", f"--run_dir={run[0].run_dir}", f"--export_base={base}"]
+    jobs.start("export", export)
+    jobs.start("export_v1", export + ["--version=1"])
+    jobs.start("export_bad_run", [sys.executable, "-m", "tf_ssinfogan.export", f"--run_dir={folder}/nope"])
+    out = os.path.join(folder, "grid.png")
+    sample = [sys.executable, "-m", "tf_ssinfogan.sample", f"--model={export_dir}", "--num=10"]
+    jobs.start("sample", sample + ["--code=digit=3", f"--out={out}"])
+    jobs.start("sample_bad", sample + ["--code=digit=10", f"--out={out}.bad.png"])
+    jobs.base, jobs.grid = base, out
+    return jobs
+
+
 @pytest.mark.slow
-def test_every_signature_loads_where_tf_ssinfogan_cannot_be_imported(export_dir, tmp_path):
-    script = tmp_path / "isolated.py"
-    script.write_text(ISOLATED_SCRIPT)
-    proc = _run([sys.executable, "-I", "-S", str(script), json.dumps(_site_packages()), export_dir, EXPORT_ASSETS],
-                cwd=str(tmp_path))
+def test_every_signature_loads_where_tf_ssinfogan_cannot_be_imported(cli_jobs):
+    proc = cli_jobs.result("isolated")
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.split("REPORT", 1)[1])
     assert report["signatures"] == sorted(serving.SIGNATURES)
@@ -243,8 +296,8 @@ def test_every_signature_loads_where_tf_ssinfogan_cannot_be_imported(export_dir,
 
 
 @pytest.mark.slow
-def test_saved_model_cli_show_lists_signatures_and_named_inputs(export_dir):
-    proc = _run(["saved_model_cli", "show", "--dir", export_dir, "--all"])
+def test_saved_model_cli_show_lists_signatures_and_named_inputs(cli_jobs):
+    proc = cli_jobs.result("show")
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = proc.stdout
     expected = {
@@ -267,17 +320,16 @@ def _columnar(body):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["serving_default", "sample", "traverse", "classify_uint8"])
-def test_saved_model_cli_run_with_the_rest_payloads(loaded, export_dir, tmp_path, name):
+@pytest.mark.parametrize("name", CLI_RUN_PAYLOADS)
+def test_saved_model_cli_run_with_the_rest_payloads(loaded, cli_jobs, name):
     """`saved_model_cli run --input_exprs` with exactly the inputs of export/requests/<name>.json."""
-    body = _body(name)
-    exprs = ";".join(f"{k}={v!r}" for k, v in _columnar(body).items())
-    proc = _run(["saved_model_cli", "run", "--dir", export_dir, "--tag_set", "serve", "--signature_def",
-                 body["signature_name"], "--input_exprs", exprs, "--outdir", str(tmp_path)])
+    proc = cli_jobs.result(f"run_{name}")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    body = _body(name)
     ref = _call(loaded, body["signature_name"], _columnar(body))
     for key, value in ref.items():
-        np.testing.assert_allclose(np.load(tmp_path / f"{key}.npy"), value.numpy(), atol=1e-5, err_msg=key)
+        np.testing.assert_allclose(np.load(os.path.join(cli_jobs.folder, name, f"{key}.npy")), value.numpy(),
+                                   atol=1e-5, err_msg=key)
 
 
 @pytest.mark.parametrize("name", REQUEST_NAMES)
@@ -304,26 +356,31 @@ def test_predict_request_protos_feed_the_signatures(loaded, name):
 
 # ------------------------------------------------------------------------------------------ CLIs
 @pytest.mark.slow
-def test_export_cli_writes_new_versions_and_refuses_bad_input(run, loaded, tmp_path):
-    run_dir = run[0].run_dir
-    base = str(tmp_path / "models")
-    proc = _run([sys.executable, "-m", "tf_ssinfogan.export", f"--run_dir={run_dir}", f"--export_base={base}"])
+def test_export_cli_writes_new_versions_and_refuses_bad_input(cli_jobs, loaded, model):
+    proc = cli_jobs.result("export")
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout[proc.stdout.index("{"):])
-    assert summary["saved_model"] == os.path.join(base, "ssinfogan", "1") and summary["step"] == 4
+    assert summary["saved_model"] == os.path.join(cli_jobs.base, "ssinfogan", "2") and summary["step"] == 4
     # the restored checkpoint gives the same generator as the one training exported
-    latents = tflite.fixed_latents(LatentSpace(run[0].latent), 3)
+    latents = tflite.fixed_latents(model.latent_space, 3)
     again = tf.saved_model.load(summary["saved_model"])
     np.testing.assert_allclose(_call(again, "serving_default", latents)["images"].numpy(),
                                _call(loaded, "serving_default", latents)["images"].numpy(), atol=1e-6)
+    proc = cli_jobs.result("export_v1")
+    assert proc.returncode == 2 and "already exists" in proc.stderr, proc.stderr[-2000:]
+    proc = cli_jobs.result("export_bad_run")
+    assert proc.returncode == 2 and "config.json" in proc.stderr, proc.stderr[-2000:]
+    assert sorted(os.listdir(os.path.join(cli_jobs.base, "ssinfogan"))) == ["1", "2"]  # no temp folders
 
-    proc = _run([sys.executable, "-m", "tf_ssinfogan.export", f"--run_dir={run_dir}", f"--export_base={base}",
-                 "--version=1"])
-    assert proc.returncode == 2 and "already exists" in proc.stderr
-    proc = _run([sys.executable, "-m", "tf_ssinfogan.export", f"--run_dir={tmp_path / 'nope'}",
-                 f"--export_base={base}"])
-    assert proc.returncode == 2 and "config.json" in proc.stderr
-    assert sorted(os.listdir(os.path.join(base, "ssinfogan"))) == ["1"]
+
+@pytest.mark.slow
+def test_sample_cli_on_the_saved_model(cli_jobs):
+    proc = cli_jobs.result("sample")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    grid = tf.io.decode_png(open(cli_jobs.grid, "rb").read()).numpy()
+    assert grid.shape == (3 * 29 + 1, 4 * 29 + 1, 1)  # 10 images: 3 rows of 4
+    proc = cli_jobs.result("sample_bad")
+    assert proc.returncode == 2 and "digit" in proc.stderr and not os.path.exists(cli_jobs.grid + ".bad.png")
 
 
 # ------------------------------------------------------------------------------------------ TFLite
@@ -353,24 +410,25 @@ def test_litert_runs_the_builtin_ops_sample_model(model, tflite_dir):
     assert not any(op.startswith("Flex") for op in ops) and {"RANDOM_STANDARD_NORMAL", "RANDOM_UNIFORM"} <= ops
     runner = interp.get_signature_runner("sample")
     req = tflite.sample_request(model.latent_space, 5, {"digit": 4})
-    a, b = runner(**req), runner(**dict(req, batch_size=np.array(7, np.int32)))
-    assert a["images"].shape == (5, 28, 28, 1) and b["images_uint8"].shape == (7, 28, 28, 1)
+    a, b = runner(**req), runner(**req)
+    assert a["images"].shape == (5, 28, 28, 1) and a["images_uint8"].dtype == np.uint8
     assert np.all(a["digit"] == 4) and np.all(np.isfinite(a["images"]))
     assert a["images"].min() >= 0.0 and a["images"].max() <= 1.0
-    assert not np.allclose(a["noise"], b["noise"][:5])  # unseeded: fresh latents every call
+    assert not np.allclose(a["noise"], b["noise"])  # the interpreter's RNG stream moves on every call
+    c = runner(**dict(req, batch_size=np.array(7, np.int32)))
+    assert c["images"].shape == (7, 28, 28, 1)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["saved_model", "tflite"])
-def test_sample_cli(export_dir, tflite_dir, tmp_path, kind):
-    model = export_dir if kind == "saved_model" else os.path.join(tflite_dir, "generator_int8.tflite")
-    out = tmp_path / "grid.png"
-    proc = _run([sys.executable, "-m", "tf_ssinfogan.sample", f"--model={model}", "--code=digit=3", "--num=10",
-                 f"--out={out}"])
+def test_sample_cli_on_a_tflite_model(tflite_dir, tmp_path):
+    model = os.path.join(tflite_dir, "generator_int8.tflite")
+    out, bad = tmp_path / "grid.png", tmp_path / "bad.png"
+    cmd = [sys.executable, "-m", "tf_ssinfogan.sample", f"--model={model}", "--num=10"]
+    jobs = Jobs(str(tmp_path))
+    jobs.start("good", cmd + ["--code=digit=3", f"--out={out}"])
+    jobs.start("bad", cmd + ["--code=size=3", f"--out={bad}"])
+    proc = jobs.result("good")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    grid = tf.io.decode_png(out.read_bytes()).numpy()
-    assert grid.shape == (3 * 29 + 1, 4 * 29 + 1, 1)  # 10 images: 3 rows of 4
-    bad = tmp_path / "bad.png"
-    proc = _run([sys.executable, "-m", "tf_ssinfogan.sample", f"--model={model}", "--code=digit=10",
-                 f"--out={bad}"])
-    assert proc.returncode == 2 and "digit" in proc.stderr and not bad.exists()
+    assert tf.io.decode_png(out.read_bytes()).numpy().shape == (3 * 29 + 1, 4 * 29 + 1, 1)
+    proc = jobs.result("bad")
+    assert proc.returncode == 2 and "unknown code 'size'" in proc.stderr and not bad.exists()

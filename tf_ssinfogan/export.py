@@ -20,6 +20,7 @@ import sys
 from absl import app, flags
 
 FLAGS = flags.FLAGS
+QUANTIZATIONS = ("float32", "float16", "int8")  # as tflite.QUANTIZATIONS (not imported: it loads TensorFlow)
 flags.DEFINE_string("run_dir", None, "Training run folder (config.json + checkpoints/).")
 flags.DEFINE_string("checkpoint", None, "Checkpoint prefix to export; default: the newest in <run_dir>/checkpoints.")
 flags.DEFINE_string("export_base", None, "Base folder of the export; default <run_dir>/export.")
@@ -43,11 +44,12 @@ def main(argv):
         print(f"error: --model_name {FLAGS.model_name!r} must be a plain name (letters, digits, _ or -)",
               file=sys.stderr)
         return 2
-    from tf_ssinfogan import serving, tflite
-
-    bad_q = [q for q in FLAGS.quantizations if q not in tflite.QUANTIZATIONS]
+    bad_q = [q for q in FLAGS.quantizations if q not in QUANTIZATIONS]
     if FLAGS.tflite and bad_q:
-        print(f"error: --quantizations {bad_q} not in {list(tflite.QUANTIZATIONS)}", file=sys.stderr)
+        print(f"error: --quantizations {bad_q} not in {list(QUANTIZATIONS)}", file=sys.stderr)
+        return 2
+    if not os.path.isfile(os.path.join(FLAGS.run_dir, "config.json")):  # checked before TensorFlow loads
+        print(f"error: --run_dir {FLAGS.run_dir!r} has no config.json (not a training run folder)", file=sys.stderr)
         return 2
     export_base = FLAGS.export_base or os.path.join(FLAGS.run_dir, "export")
     version = FLAGS.version or None
@@ -58,6 +60,8 @@ def main(argv):
                 print(f"error: version {os.path.join(d, str(version))!r} already exists; versions are never "
                       "overwritten", file=sys.stderr)
                 return 2
+    from tf_ssinfogan import serving, tflite
+
     try:
         model = serving.restore_run(FLAGS.run_dir, FLAGS.checkpoint)
     except (FileNotFoundError, ValueError, KeyError, TypeError) as e:

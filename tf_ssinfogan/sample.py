@@ -6,8 +6,9 @@
 
 `--code name=value` fixes a code for every sample (a class index for a categorical code, comma-separated
 floats for a continuous or binary one); the other codes and the noise are drawn from their priors. With a
-SavedModel `--seed` makes the grid reproducible; the TFLite `sample` signature uses unseeded builtin random
-ops, so `--seed` does not apply there. The latent spec is read from `model_info.json` (in the SavedModel's
+SavedModel `--seed` is the stateless seed of the `sample` signature; the TFLite `sample` signature uses
+unseeded builtin random ops whose stream a fresh interpreter restarts, so there `--seed N` skips N draws
+(each seed gives its own reproducible grid). The latent spec is read from `model_info.json` (in the SavedModel's
 `assets.extra/`, or next to the .tflite file). Bad input: a message naming it on stderr, exit status 2, and
 no output file.
 """
@@ -25,7 +26,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "SavedModel version folder or generator .tflite file.")
 flags.DEFINE_multi_string("code", [], "name=value: fix a code (repeatable), e.g. digit=3 or c1=0.5.")
 flags.DEFINE_integer("num", 64, "Number of samples.")
-flags.DEFINE_integer("seed", 0, "Seed (SavedModel only).")
+flags.DEFINE_integer("seed", 0, "Seed: the stateless seed of a SavedModel; for a .tflite model, the number of "
+                     "draws to skip in the interpreter's random stream (0 <= seed <= 1000).")
 flags.DEFINE_integer("cols", 0, "Grid columns; 0 = ceil(sqrt(num)).")
 flags.DEFINE_string("out", "samples.png", "Output PNG.")
 
@@ -48,9 +50,12 @@ def latent_space_from_info(info: dict):
     return LatentSpace(LatentConfig(info["noise_dim"], info["noise_distribution"], codes))
 
 
-def parse_fixed(items, space) -> dict:
-    """['digit=3', 'c1=0.5'] -> {'digit': 3, 'c1': [0.5]}; raises ValueError naming the bad item."""
-    codes = {c.name: c for c in space.codes}
+def parse_fixed(items, info: dict) -> dict:
+    """['digit=3', 'c1=0.5'] -> {'digit': 3, 'c1': [0.5]} for the codes of `info` (model_info.json); raises
+    ValueError naming the bad item. Needs no TensorFlow (bad input fails fast)."""
+    from tf_ssinfogan.config import CodeSpec
+
+    codes = {c["name"]: CodeSpec(c["name"], c["kind"], c["dim"], c.get("label")) for c in info["codes"]}
     out = {}
     for item in items:
         name, sep, value = item.partition("=")
@@ -75,7 +80,12 @@ def parse_fixed(items, space) -> dict:
 
 
 def sample_images(model: str, num: int, fixed: dict, seed: int = 0):
-    """uint8 images [num, H, W, C] from a SavedModel folder or a generator .tflite file."""
+    """uint8 images [num, H, W, C] from a SavedModel folder or a generator .tflite file.
+
+    The TFLite `sample` signature has no seed input: its builtin random ops draw from a stream that a fresh
+    interpreter restarts, so the same call gives the same images. `seed` advances that stream by `seed`
+    draws first, which gives a different, reproducible grid per seed (with the same LiteRT version).
+    """
     import numpy as np
 
     from tf_ssinfogan import serving, tflite
@@ -88,8 +98,10 @@ def sample_images(model: str, num: int, fixed: dict, seed: int = 0):
         fn = tf.saved_model.load(model).signatures[serving.SAMPLE]
         return fn(**{k: tf.constant(v) for k, v in request.items()})["images_uint8"].numpy()
     request = tflite.sample_request(space, num, fixed)
-    out = tflite.run_signature(tflite.interpreter(model_path=model), serving.SAMPLE, request)
-    return np.asarray(out["images_uint8"])
+    interp = tflite.interpreter(model_path=model)
+    for _ in range(seed):
+        tflite.run_signature(interp, serving.SAMPLE, request)
+    return np.asarray(tflite.run_signature(interp, serving.SAMPLE, request)["images_uint8"])
 
 
 def write_grid(images, path: str, cols: int = 0) -> str:
@@ -118,6 +130,9 @@ def main(argv):
     if not 1 <= FLAGS.num <= 4096:
         print(f"error: --num must be in [1, 4096], got {FLAGS.num}", file=sys.stderr)
         return 2
+    if FLAGS.seed < 0 or (FLAGS.seed > 1000 and FLAGS.model.endswith(".tflite")):
+        print(f"error: --seed must be >= 0 (<= 1000 for a .tflite model), got {FLAGS.seed}", file=sys.stderr)
+        return 2
     if FLAGS.cols < 0:
         print(f"error: --cols must be >= 0, got {FLAGS.cols}", file=sys.stderr)
         return 2
@@ -125,7 +140,7 @@ def main(argv):
         print(f"error: --out {FLAGS.out!r} must be a .png file", file=sys.stderr)
         return 2
     try:
-        fixed = parse_fixed(FLAGS.code, latent_space_from_info(read_model_info(FLAGS.model)))
+        fixed = parse_fixed(FLAGS.code, read_model_info(FLAGS.model))
         images = sample_images(FLAGS.model, FLAGS.num, fixed, FLAGS.seed)
     except (ValueError, FileNotFoundError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)

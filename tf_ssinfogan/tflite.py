@@ -2,9 +2,11 @@
 
 Two models per quantisation, builtin ops only (no Flex), batch dimension free:
   * generator: signatures `serving_default` (explicit codes -> images, inputs as in serving.py) and `sample`
-    (inputs 'batch_size' and, per code, '<name>' / '<name>_fixed'; no 'seed': the builtin random ops
-    RANDOM_STANDARD_NORMAL / RANDOM_UNIFORM are unseeded, so every call draws fresh latents; the codes used
-    come back as outputs). Stateless seeded RNG ops do not convert to builtins, hence this variant.
+    (inputs 'batch_size' and, per code, '<name>' / '<name>_fixed'; no 'seed': it uses the builtin random ops
+    RANDOM_STANDARD_NORMAL / RANDOM_UNIFORM, because stateless seeded RNG ops do not convert to builtins;
+    the codes used come back as outputs). LiteRT keeps the RNG state in the interpreter: successive calls
+    draw fresh latents, while a fresh interpreter, or a new batch size (which re-prepares the ops), restarts
+    the same stream.
   * classifier: signature `classify` (float images in the data range -> Q's outputs, as in serving.py).
 Quantisations: 'float32' (no optimisation), 'float16' (float16 weights), 'int8' (dynamic-range: int8 weights,
 float activations). TFLite has no Assert op, so these models do not validate inputs: callers check them
@@ -147,10 +149,12 @@ def _max_diff(a: Dict[str, np.ndarray], b: Dict[str, tf.Tensor], keys) -> float:
     return max(float(np.max(np.abs(np.asarray(a[k], np.float64) - np.asarray(b[k], np.float64)))) for k in keys)
 
 
-def parity(space, generator_bytes: bytes, classifier_bytes: bytes, saved_model_dir: str,
-           batch: int = 16) -> Dict[str, float]:
-    """Max abs differences of the TFLite models against the SavedModel's signatures on fixed inputs."""
-    loaded = tf.saved_model.load(saved_model_dir)
+def parity(space, generator_bytes: bytes, classifier_bytes: bytes, saved_model, batch: int = 16) -> Dict[str, float]:
+    """Max abs differences of the TFLite models against the SavedModel's signatures on fixed inputs.
+
+    `saved_model`: a SavedModel folder or an already loaded one (`tf.saved_model.load`).
+    """
+    loaded = tf.saved_model.load(saved_model) if isinstance(saved_model, str) else saved_model
     ref_gen = loaded.signatures[serving.SERVING_DEFAULT]
     latents = fixed_latents(space, batch)
     ref = ref_gen(**{k: tf.constant(v) for k, v in latents.items()})
@@ -183,6 +187,7 @@ def export_tflite(model, out_dir: str, saved_model_dir: str, quantizations: Sequ
     (sizes and parity against `saved_model_dir`) and `model_info.json` (the latent spec) into the existing
     folder `out_dir`; returns the report."""
     report = {}
+    loaded = tf.saved_model.load(saved_model_dir) if check else None
     with tempfile.TemporaryDirectory() as tmp:
         src = write_tflite_saved_model(model, os.path.join(tmp, "tflite_src"))
         for q in quantizations:
@@ -190,7 +195,7 @@ def export_tflite(model, out_dir: str, saved_model_dir: str, quantizations: Sequ
             cls = convert(src, CLASSIFIER_SIGNATURES, q)
             entry = {"generator_bytes": len(gen), "classifier_bytes": len(cls)}
             if check:
-                entry["max_abs_diff"] = parity(model.latent_space, gen, cls, saved_model_dir)
+                entry["max_abs_diff"] = parity(model.latent_space, gen, cls, loaded)
             for name, data in (("generator", gen), ("classifier", cls)):
                 with open(os.path.join(out_dir, f"{name}_{q}.tflite"), "wb") as f:
                     f.write(data)
