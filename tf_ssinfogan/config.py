@@ -249,6 +249,10 @@ class TrainConfig:
     strategy: str = "default"  # 'default' (one device), 'mirrored'
     jit_compile: bool = False
     verbose: int = 1
+    # Evaluation during training (convergence curves): every N epochs, 0 = off. The independent classifier
+    # is loaded from classifier_path ('' = the default cache path, trained on first use).
+    eval_every_epochs: int = 0
+    classifier_path: str = ""
     # Instance noise (Sonderby et al. 2016): N(0, std_t^2) added to every image D sees; off when 0.
     #   linear:      std_t = instance_noise_std * max(0, 1 - t / instance_noise_anneal_steps)
     #                (instance_noise_anneal_steps = 0: constant std)

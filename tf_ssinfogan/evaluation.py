@@ -249,3 +249,62 @@ def information_bounds(model, num: int = 1000, seed=(0, 5)) -> Dict[str, dict]:
         ll = losses.code_log_likelihood(code, q[code.name], latents[code.name])
         out[code.name] = {"lower_bound": float(losses.mutual_information_lower_bound(ll, h)), "entropy": h}
     return out
+
+
+# ----------------------------------------------------------------------------------------- whole evaluation
+def evaluate_model(model, source: ArraySource, classifier=None, classifier_meta=None, per_class: int = 128,
+                   fid_samples: int = 2000, grids_dir: str = "", step: int = None) -> dict:
+    """Every metric of this module for one model; writes traversal grids to `grids_dir` if given."""
+    result = {"step": model.current_step() if step is None else step,
+              "q_ss_test_accuracy": q_ss_accuracy(model, source),
+              "information_bounds": information_bounds(model)}
+    if classifier is not None:
+        result["classifier"] = dict(classifier_meta or {})
+        result["class_conditioned"] = class_conditioned_accuracy(model, classifier, per_class)
+        result["frechet_distance"] = frechet_distance_to_real(model, classifier, source, fid_samples)
+    if grids_dir:
+        from tf_ssinfogan.callbacks import write_code_grids
+
+        result["traversal_grids"] = write_code_grids(model, grids_dir, result["step"])
+    return result
+
+
+def scalars(result: dict) -> Dict[str, float]:
+    """Flat 'Group/name' -> value view of `evaluate_model`'s result (TensorBoard tags)."""
+    out = {}
+    for code, acc in result.get("q_ss_test_accuracy", {}).items():
+        out[f"Eval/q_ss_test_accuracy/{code}"] = acc
+    for code, r in result.get("class_conditioned", {}).items():
+        if np.isfinite(r["accuracy"]):
+            out[f"Eval/classifier_accuracy/{code}"] = r["accuracy"]
+        out[f"Eval/classifier_mapped_accuracy/{code}"] = r["mapped_accuracy"]
+    if "frechet_distance" in result:
+        out["Eval/frechet_distance"] = result["frechet_distance"]
+    for code, r in result.get("information_bounds", {}).items():
+        out[f"Eval/information_bound/{code}"] = r["lower_bound"]
+    return out
+
+
+class EvaluationCallback(keras.callbacks.Callback):
+    """Runs `evaluate_model` every `every_epochs` epochs and logs its scalars (convergence curves)."""
+
+    def __init__(self, source: ArraySource, classifier, classifier_meta, log_dir: str, every_epochs: int,
+                 per_class: int = 64, fid_samples: int = 1000, history_path: str = ""):
+        super().__init__()
+        self.source, self.classifier, self.meta = source, classifier, classifier_meta
+        self.every, self.per_class, self.fid_samples = every_epochs, per_class, fid_samples
+        self.writer = tf.summary.create_file_writer(log_dir)
+        self.history_path = history_path
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        result = evaluate_model(self.model, self.source, self.classifier, self.meta, self.per_class,
+                                self.fid_samples)
+        with self.writer.as_default(step=result["step"]):
+            for tag, value in scalars(result).items():
+                tf.summary.scalar(tag, value)
+        self.writer.flush()
+        if self.history_path:
+            with open(self.history_path, "a") as f:  # one JSON line per evaluation
+                f.write(json.dumps({"step": result["step"], **scalars(result)}) + "\n")

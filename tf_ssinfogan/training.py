@@ -69,6 +69,24 @@ def build_model(cfg: ExperimentConfig, labelled_ratio: float) -> SSInfoGAN:
     return model
 
 
+def load_run(run_dir: str, checkpoint: str = ""):
+    """(config, model) of a run folder, restored from its newest (or the given) checkpoint."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
+        raise ConfigError(f"run_dir {run_dir!r} has no config.json (not a training run folder)")
+    try:
+        with open(path) as f:
+            cfg = ExperimentConfig.from_dict(json.load(f))
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path} is not a valid run configuration ({e})") from None
+    checkpoint = checkpoint or tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    if not checkpoint:
+        raise ConfigError(f"run_dir {run_dir!r} has no checkpoint in {os.path.join(run_dir, 'checkpoints')}")
+    model = build_model(cfg, cfg.data.labelled_fraction)
+    cb.make_checkpoint(model).restore(checkpoint).expect_partial()
+    return cfg, model
+
+
 @dataclasses.dataclass
 class RunResult:
     run_dir: str
@@ -122,6 +140,11 @@ def train(cfg: ExperimentConfig, source: Optional[data_lib.ArraySource] = None,
             cb.CheckpointCallback(manager, t.checkpoint_every_epochs, total_epochs),
             *extra_callbacks,
         ]
+        if t.eval_every_epochs:
+            classifier, meta = evaluation.get_classifier(source, t.classifier_path)
+            callbacks.insert(3, evaluation.EvaluationCallback(
+                source, classifier, meta, os.path.join(logs_dir, "eval"), t.eval_every_epochs,
+                history_path=os.path.join(cfg.run_dir, "eval_history.jsonl")))
         model.fit(dataset, epochs=total_epochs, initial_epoch=initial_epoch, steps_per_epoch=t.steps_per_epoch,
                   callbacks=callbacks, verbose=t.verbose, shuffle=False)
     seconds = time.perf_counter() - t0
