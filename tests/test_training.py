@@ -167,3 +167,18 @@ def test_cli_end_to_end_and_export_loads_without_the_package(tmp_path):
     res = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), capture_output=True, text=True,
                          timeout=120, env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert res.returncode == 0 and "OK (3, 28, 28, 1)" in res.stdout, res.stderr[-3000:]
+
+    # the evaluation CLI on the same run: trains and caches the independent classifier, writes every metric
+    ev = subprocess.run([sys.executable, "-m", "tf_ssinfogan.evaluate", f"--run_dir={run_dir}", "--per_class=4",
+                         "--fid_samples=16"], cwd=REPO, capture_output=True, text=True, timeout=240,
+                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_SSINFOGAN_CACHE": str(tmp_path / "cache")})
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    report = json.load(open(run_dir / "evaluation" / "eval_000004.json"))
+    assert report["class_conditioned"]["digit"]["samples"] == 40
+    assert 0.0 <= report["class_conditioned"]["digit"]["mapped_accuracy"] <= 1.0
+    assert np.isfinite(report["frechet_distance"])
+    assert set(report["information_bounds"]) == {"digit", "c1", "c2"}
+    assert os.listdir(tmp_path / "cache" / "classifiers")
+    bad = subprocess.run([sys.executable, "-m", "tf_ssinfogan.evaluate", f"--run_dir={tmp_path / 'nope'}"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "has no config.json" in bad.stderr
