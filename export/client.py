@@ -68,13 +68,13 @@ def tile(images, cols):
 
 def short_error(e):
     """The useful part of an error: for a failed in-graph check, "input '<name>': <problem>"."""
-    text = str(e)
+    text = str(e).replace("\\'", "'")
     i = text.find("input '")
     if i < 0:
-        i = text.find("input \\'")
-    if i >= 0:
-        return text[i:].split("]")[0].replace("\\'", "'")
-    return f"{type(e).__name__}: {text.strip()}"
+        return f"{type(e).__name__}: {text.strip()}"
+    text = text[i:]
+    ends = [j for j in (text.find("] ["), text.find("]\n")) if j >= 0]
+    return text[:min(ends)] if ends else text
 
 
 def parse_fixed(items):

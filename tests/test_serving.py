@@ -40,10 +40,6 @@ def _body(name):
         return json.load(f)
 
 
-def _message(err) -> str:
-    return str(err).replace("\\'", "'")
-
-
 class Jobs:
     """Subprocesses started together (each loads TensorFlow for seconds; overlapping them saves wall time)."""
 
@@ -201,7 +197,8 @@ def test_bad_inputs_fail_with_an_error_naming_the_input(model, loaded, signature
     }[signature]
     with pytest.raises(tf.errors.InvalidArgumentError) as err:
         _call(loaded, signature, {**good, **change})
-    assert f"input '{name}'" in _message(err.value) and problem in _message(err.value)
+    message = serving.error_message(err.value)
+    assert message.startswith(f"input '{name}':") and problem in message, message
 
 
 # ------------------------------------------------------------------------------------------ Q as classifier
@@ -270,7 +267,7 @@ def cli_jobs(run, export_dir, tmp_path_factory):
     base = os.path.join(folder, "models")
     os.makedirs(os.path.join(base, "ssinfogan", "1"))  # version 1 exists: the CLI must take 2, refuse --version=1
     export = [sys.executable, "-m", "tf_ssinfogan.export", f"--run_dir={run[0].run_dir}", f"--export_base={base}"]
-    jobs.start("export", export)
+    jobs.start("export", export + ["--tflite", "--quantizations=int8"])
     jobs.start("export_v1", export + ["--version=1"])
     jobs.start("export_bad_run", [sys.executable, "-m", "tf_ssinfogan.export", f"--run_dir={folder}/nope"])
     out = os.path.join(folder, "grid.png")
@@ -361,6 +358,10 @@ def test_export_cli_writes_new_versions_and_refuses_bad_input(cli_jobs, loaded, 
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout[proc.stdout.index("{"):])
     assert summary["saved_model"] == os.path.join(cli_jobs.base, "ssinfogan", "2") and summary["step"] == 4
+    tflite_dir = os.path.join(cli_jobs.base, "ssinfogan_tflite", "2")
+    assert summary["tflite"] == tflite_dir and sorted(os.listdir(tflite_dir)) == [
+        "classifier_int8.tflite", "generator_int8.tflite", "model_info.json", "tflite_report.json"]
+    assert summary["tflite_report"]["int8"]["max_abs_diff"]["serving_default"] < LIMITS["int8"]
     # the restored checkpoint gives the same generator as the one training exported
     latents = tflite.fixed_latents(model.latent_space, 3)
     again = tf.saved_model.load(summary["saved_model"])

@@ -146,9 +146,9 @@ def main(argv):
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001 - e.g. InvalidArgumentError from the in-graph checks
-        text = str(e).replace("\\'", "'")
-        i = text.find("input '")
-        print(f"error: {text[i:].split(']')[0] if i >= 0 else text}", file=sys.stderr)
+        from tf_ssinfogan.serving import error_message
+
+        print(f"error: {error_message(e)}", file=sys.stderr)
         return 2
     print(write_grid(images, FLAGS.out, FLAGS.cols))
     return 0

@@ -337,6 +337,17 @@ class ServingFunctions:
         return out
 
 
+def error_message(error) -> str:
+    """The message of a failed in-graph check ("input '<name>': <problem>") out of a TF error's text."""
+    text = str(error).replace("\\'", "'")
+    i = text.find("input '")
+    if i < 0:
+        return text.strip()
+    text = text[i:]
+    ends = [j for j in (text.find("] ["), text.find("]\n")) if j >= 0]
+    return text[:min(ends)] if ends else text
+
+
 def build_archive(model, validate: bool = True, seeded: bool = True,
                   signatures=SIGNATURES) -> keras.export.ExportArchive:
     """An ExportArchive with the requested signatures (see the module docstring)."""
