@@ -373,8 +373,16 @@ def test_image_folder_label_out_of_range_is_rejected(tmp_path, mnist_digits):
     src = D.load_image_folder(str(root), channels=1)
     assert sorted(src.train_labels["label"].tolist()) == [0, 12]
     latent = C.LatentConfig(noise_dim=4, codes=C.parse_codes("digit:cat:10:label"))
-    with pytest.raises(C.ConfigError, match="code 'digit' .* has 10 categories but label 'label' of 'twelve' "
-                                            "has 13 classes"):
+    with pytest.raises(C.ConfigError, match="code 'digit' has 10 categories, but label 'label' of 'twelve' "
+                                            "has values up to 12"):
+        D.check_source_matches(src, latent, (28, 28, 1))
+    named = tmp_path / "named"
+    for i, cls in enumerate(["cat", "dog", "emu"]):
+        _write_png(str(named / "labelled" / cls / "a.png"), x[i])
+    src = D.load_image_folder(str(named), channels=1)
+    assert src.train_labels["label"].tolist() == [0, 1, 2] and src.column("label").num_classes == 3
+    with pytest.raises(C.ConfigError, match="code 'digit' .* has 10 categories but label 'label' of 'named' "
+                                            "has 3 classes"):
         D.check_source_matches(src, latent, (28, 28, 1))
 
 

@@ -411,7 +411,9 @@ def load_image_folder(root: str, resize_to=None, channels: int = 3, batch_size: 
     else:
         lab = train_y >= 0
         test_x, test_y = train_x[lab], train_y[lab]
-    num = (max(int(n) for n in names) + 1 if all(n.isdigit() for n in names) else len(names)) if names else None
+    # named classes: exactly len(names) of them; numbered folders: the count is unknown (some may be missing),
+    # the code check then only requires every number to be below the code's category count
+    num = None if all(n.isdigit() for n in names) else len(names)
     columns = {"label": LabelColumn("categorical", num, tuple(names))} if names else {}
     return ArraySource(os.path.basename(os.path.normpath(root)), train_x, {"label": train_y}, test_x,
                        {"label": test_y}, columns)
