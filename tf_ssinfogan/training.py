@@ -149,12 +149,14 @@ def train(cfg: ExperimentConfig, source: Optional[data_lib.ArraySource] = None,
                   callbacks=callbacks, verbose=t.verbose, shuffle=False)
     seconds = time.perf_counter() - t0
     result = RunResult(cfg.run_dir, model.current_step(), seconds, None, None)
+    # eval.json marks a finished run: it is written last, so a run killed before it redoes the final steps
+    # (an export that already happened is then written again as a new version, never over the old one).
     eval_path = os.path.join(cfg.run_dir, "eval.json")
     if model.current_step() >= t.steps and (start < t.steps or not os.path.exists(eval_path)):
-        result.eval = evaluation.final_evaluation(model, source, cfg.run_dir)
         if t.export_at_end:
             from tf_ssinfogan import serving  # import here: keeps training importable without export deps
 
             result.export_path = serving.export_saved_model(model, os.path.join(cfg.run_dir, "export"))
             log.info("exported generator to %s", result.export_path)
+        result.eval = evaluation.final_evaluation(model, source, cfg.run_dir)
     return result

@@ -1,0 +1,80 @@
+"""Kill a real training process with SIGKILL at random moments; the run resumes and ends as if never killed."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import tiny_source
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STEPS = 12
+
+
+def _npz(tmp_path):
+    src = tiny_source(n_train=64)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x_train=src.train_images[..., 0], y_train=src.train_labels["label"],
+             x_test=src.test_images[..., 0], y_test=src.test_labels["label"])
+    return path
+
+
+def _cmd(run_dir, npz):
+    return [sys.executable, "-m", "tf_ssinfogan.train", "--flagfile=configs/mnist.flags", f"--run_dir={run_dir}",
+            f"--npz_path={npz}", "--batch_size=8", f"--steps={STEPS}", "--steps_per_epoch=2",
+            "--labelled_fraction=0.25", "--checkpoint_every_epochs=1", "--grid_every_epochs=100",
+            "--noexport_at_end", "--verbose=0"]
+
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def _weights(run_dir):
+    ckpt = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    return ckpt, {n: tf.train.load_variable(ckpt, n) for n, _ in tf.train.list_variables(ckpt)
+                  if n.startswith(("generator/", "discriminator/", "latent_seed"))}
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_then_resume(tmp_path):
+    npz = _npz(tmp_path)
+    run_dir = tmp_path / "killed"
+    rng = random.Random(7)
+    kills = 0
+    for _ in range(3):
+        proc = subprocess.Popen(_cmd(run_dir, npz), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        state = run_dir / "checkpoints" / "checkpoint"
+        start_mtime = state.stat().st_mtime if state.exists() else 0
+        while time.time() < deadline and proc.poll() is None:  # wait until this process saved a checkpoint
+            if state.exists() and state.stat().st_mtime > start_mtime:
+                break
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.5))  # then kill it anywhere: mid-step, mid-save, mid-grid
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        ckpt = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+        assert ckpt is not None
+        tf.train.load_checkpoint(ckpt)  # the newest checkpoint is always complete and readable
+    assert kills >= 2
+    done = subprocess.run(_cmd(run_dir, npz), cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (run_dir / "eval.json").exists()
+
+    straight = tmp_path / "straight"
+    ok = subprocess.run(_cmd(straight, npz), cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    (ck_a, a), (ck_b, b) = _weights(str(run_dir)), _weights(str(straight))
+    assert ck_a.endswith(f"ckpt-{STEPS}") and ck_b.endswith(f"ckpt-{STEPS}")
+    assert a.keys() == b.keys()
+    for name in a:  # killed-and-resumed equals uninterrupted (same batches, same RNG state, same weights)
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
