@@ -487,3 +487,22 @@ def test_load_tfds_fills_a_preallocated_array_when_the_split_size_is_known(monke
     np.testing.assert_array_equal(got.train_images, expected.train_images)
     np.testing.assert_array_equal(got.train_labels["label"], expected.train_labels["label"])
     assert got.train_images.shape == (7, 32, 32, 3)
+
+
+@pytest.mark.slow
+def test_instance_noise_under_mirrored_strategy():
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+    assert len(devices) >= 2, "conftest splits the CPU into two logical devices"
+    strategy = tf.distribute.MirroredStrategy(devices[:2])
+    noise = C.InstanceNoiseConfig(std=0.3, schedule="exponential", decay=0.9)
+    with strategy.scope():
+        m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), 8, instance_noise=noise)
+        m.compile()
+    stream = D.TrainStream(tiny_source(), C.LatentConfig(), C.DataConfig(labelled_fraction=0.25), 8, (0.0, 1.0))
+    history = m.fit(stream.distributed_dataset(strategy, 0, 2), epochs=1, steps_per_epoch=2, verbose=0)
+    assert m.current_step() == 2 and all(np.isfinite(v[-1]) for v in history.history.values())
+    assert float(instance_noise_stddev(m.current_step(), noise)) == pytest.approx(0.3 * 0.81)
+    # each replica draws its own noise (the replica id is folded into the seed)
+    per_replica = strategy.run(lambda: m.add_instance_noise(tf.zeros([2, 28, 28, 1])))
+    a, b = strategy.experimental_local_results(per_replica)
+    assert not np.allclose(a.numpy(), b.numpy())
