@@ -170,15 +170,16 @@ def _attr_source():
     attr[:5] = -1
     value = rng.uniform(-1, 1, size=40).astype(np.float32)
     value[5:8] = np.nan
-    src.train_labels.update(attr=attr, value=value)
-    src.test_labels.update(attr=np.abs(attr[:20]), value=np.nan_to_num(value[:20]))
+    src.train_labels.update(attr=attr, value=value, smile=attr.clip(0, 1).astype(bool))
+    src.test_labels.update(attr=np.abs(attr[:20]), value=np.nan_to_num(value[:20]), smile=np.zeros(20, bool))
     return src
 
 
 @pytest.mark.parametrize("codes, pattern", [
-    ("d:cat:10:attr", r"code 'd' \(categorical, dim 10\) cannot be tied to label 'attr' of 'tiny': it is a binary"),
+    ("d:cat:10:smile", r"code 'd' \(categorical, dim 10\) cannot be tied to label 'smile' of 'tiny': it is a binary"),
     ("b:bin:1:label", r"code 'b' \(binary, dim 1\) cannot be tied to label 'label' of 'tiny': it is a categorical"),
-    ("b:bin:1:nothere", r"code 'b' is tied to label 'nothere', but 'tiny' has labels \['attr', 'label', 'value'\]"),
+    ("b:bin:1:nothere", r"code 'b' is tied to label 'nothere', but 'tiny' has labels \['attr', 'label', 'smile', "
+                        r"'value'\]"),
     ("v:cont:1:label", r"code 'v' \(continuous, dim 1\) cannot be tied to label 'label'.*float column"),
     ("d:cat:10:value", r"code 'd' .* cannot be tied to label 'value'.*continuous values"),
     ("d:cat:8:label", r"code 'd' has 8 categories, but label 'label' of 'tiny' has values up to 9"),
@@ -200,7 +201,7 @@ def test_declared_class_count_must_equal_code_dim():
 
 def test_matching_codes_of_every_kind_are_accepted():
     latent = C.LatentConfig(noise_dim=4, codes=C.parse_codes("d:cat:10:label,b:bin:1:attr,v:cont:1:value,"
-                                                             "two:cat:2:attr"))
+                                                             "two:cat:2:attr,s:bin:1:smile,s2:cat:2:smile"))
     D.check_source_matches(_attr_source(), latent, (28, 28, 1))
 
 

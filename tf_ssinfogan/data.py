@@ -69,14 +69,14 @@ class ArraySource:
 
 
 def infer_column(y: np.ndarray) -> LabelColumn:
-    """Describes a label column from its values: floats are continuous, ints with values in {-1, 0, 1} only
-    binary, other ints categorical (num_classes unknown)."""
+    """Describes an undeclared label column from its dtype: bool is binary, float continuous, int categorical
+    (class count unknown; a binary code may still use it when its values are only -1, 0 and 1)."""
     y = np.asarray(y)
     if y.dtype == np.bool_:
         return LabelColumn("binary")
     if np.issubdtype(y.dtype, np.floating):
         return LabelColumn("continuous")
-    return LabelColumn("binary" if y.size and np.isin(y, (-1, 0, 1)).all() and (y == 1).any() else "categorical")
+    return LabelColumn("categorical")
 
 
 def known_mask(y: np.ndarray, column: LabelColumn) -> np.ndarray:
@@ -109,8 +109,8 @@ def load_npz(path: str) -> ArraySource:
     """Loads x_train, y_train, x_test, y_test (uint8 images, integer labels) from an .npz file.
 
     A label of -1 marks an unlabelled image (a partly labelled dataset). Further label columns may come as
-    `y_train_<name>` / `y_test_<name>` pairs ([N] or [N, d]; integer 0/1 with -1 unknown for binary codes,
-    float with NaN unknown for continuous codes); they are columns `<name>`. Never unpickles
+    `y_train_<name>` / `y_test_<name>` pairs ([N] or [N, d]; bool, or integer 0/1 with -1 unknown, for
+    binary codes; float with NaN unknown for continuous codes); they are columns `<name>`. Never unpickles
     (allow_pickle=False). Raises DataError naming the file and the problem.
     """
     path = path or DEFAULT_NPZ
@@ -131,7 +131,7 @@ def load_npz(path: str) -> ArraySource:
         raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
         raise DataError(f"npz file {path!r} is corrupt or not an npz archive: {e}") from None
-    splits = {}
+    splits, declared = {}, {}
     for split in ("train", "test"):
         x = _as_nhwc_uint8(arrays[f"x_{split}"], f"{path}:x_{split}")
         y = arrays[f"y_{split}"]
@@ -150,6 +150,7 @@ def load_npz(path: str) -> ArraySource:
                                 f"got {v.shape}")
             if np.issubdtype(v.dtype, np.bool_):
                 v = v.astype(np.int64)
+                declared[col] = LabelColumn("binary")
             elif np.issubdtype(v.dtype, np.integer):
                 _check_label_values(v, f"{path}:y_{split}_{col}")
                 v = v.astype(np.int64)
@@ -160,7 +161,7 @@ def load_npz(path: str) -> ArraySource:
             labels[col] = v
         splits[split] = (x, labels)
     return ArraySource(os.path.basename(path), splits["train"][0], splits["train"][1],
-                       splits["test"][0], splits["test"][1])
+                       splits["test"][0], splits["test"][1], declared)
 
 
 def preprocess_images(images, center_crop=(), resize_to=(), channels: int = 0):
@@ -471,7 +472,8 @@ def check_source_matches(source: ArraySource, latent: LatentConfig, image_shape)
                     f"has values up to {int(known.max())}"
                 )
         elif code.kind == "binary":
-            if col.kind != "binary":
+            zero_one = col.kind == "categorical" and col.num_classes in (None, 2) and np.isin(y, (-1, 0, 1)).all()
+            if col.kind != "binary" and not zero_one:
                 what = (f"a categorical label with {col.num_classes} classes" if col.num_classes
                         else f"a {col.kind} label")
                 raise ConfigError(f"{this} cannot be tied to {side}: it is {what}, not a 0/1 attribute; use a "
