@@ -27,6 +27,7 @@ import argparse
 import json
 import struct
 import sys
+import urllib.error
 import urllib.request
 import zlib
 
@@ -164,17 +165,25 @@ class RestModel:
             return json.load(r)
 
     def call(self, signature, **inputs):
+        inputs = {k: v.tolist() if hasattr(v, "tolist") else v for k, v in inputs.items()}
         body = json.dumps({"signature_name": signature, "inputs": inputs}).encode()
         req = urllib.request.Request(self.url + ":predict", body, {"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=self.timeout) as r:
-            return json.load(r)["outputs"]
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                return json.load(r)["outputs"]
+        except urllib.error.HTTPError as e:  # the server's {"error": "..."} names the bad input
+            try:
+                message = json.load(e).get("error", "")
+            except ValueError:
+                message = ""
+            raise RuntimeError(f"HTTP {e.code} from {self.url}: {message or e.reason}") from None
 
     def _spec_strings(self):
         sig = self.metadata()["metadata"]["signature_def"]["signature_def"]["sample"]["inputs"]
         dtypes = {"DT_INT32": "int32", "DT_FLOAT": "float32", "DT_BOOL": "bool"}
         out = {k: dtypes.get(v["dtype"], v["dtype"]) for k, v in sig.items()}
-        out.update({k + "_width": int(v["tensor_shape"]["dim"][0]["size"]) for k, v in sig.items()
-                    if len(v["tensor_shape"].get("dim", [])) == 1})
+        shapes = {k: v.get("tensor_shape", v.get("tensorShape", {})).get("dim", []) for k, v in sig.items()}
+        out.update({k + "_width": int(dims[0]["size"]) for k, dims in shapes.items() if len(dims) == 1})
         return out
 
     def sample(self, batch_size, seed=0, **fixed):

@@ -445,3 +445,97 @@ def test_sample_cli_on_a_tflite_model(tflite_dir, tmp_path):
     assert tf.io.decode_png(out.read_bytes()).numpy().shape == (3 * 29 + 1, 4 * 29 + 1, 1)
     proc = jobs.result("bad")
     assert proc.returncode == 2 and "unknown code 'size'" in proc.stderr and not bad.exists()
+
+
+# ------------------------------------------------------------------------------------------ REST client
+class _FakeRestServer:
+    """Answers TF Serving's REST API (`/metadata`, `:predict`) from the loaded SavedModel, in a thread.
+
+    Not a model server: it checks that export/client.py's `RestModel` speaks the documented protocol
+    (columnar requests, `{"outputs": ...}` / `{"error": ...}` replies, metadata with snake_case fields).
+    """
+
+    def __init__(self, loaded, export_dir):
+        import http.server
+        import threading
+
+        from google.protobuf import json_format
+        from tensorflow.core.protobuf import saved_model_pb2
+
+        sm = saved_model_pb2.SavedModel()
+        with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
+            sm.ParseFromString(f.read())
+        defs = {k: json_format.MessageToDict(v, preserving_proto_field_name=True)
+                for k, v in sm.meta_graphs[0].signature_def.items()}
+        metadata = {"model_spec": {"name": "ssinfogan", "version": "1"},
+                    "metadata": {"signature_def": {"signature_def": defs}}}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _reply(self, code, obj):
+                data = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._reply(200 if self.path == "/v1/models/ssinfogan/metadata" else 404, metadata)
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.path != "/v1/models/ssinfogan:predict":
+                    return self._reply(404, {"error": "no such model"})
+                try:
+                    out = _call(loaded, body.get("signature_name", "serving_default"), _columnar(body))
+                except tf.errors.InvalidArgumentError as e:
+                    return self._reply(400, {"error": e.message})
+                self._reply(200, {"outputs": {k: v.numpy().tolist() for k, v in out.items()}})
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/models/ssinfogan"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def rest_server(loaded, export_dir):
+    server = _FakeRestServer(loaded, export_dir)
+    yield server
+    server.close()
+
+
+def test_rest_client_speaks_the_predict_protocol(rest_server, loaded):
+    client = _load_module("client", os.path.join(EXPORT_ASSETS, "client.py"))
+    remote, local = client.RestModel(rest_server.url), client.LocalModel.__new__(client.LocalModel)
+    local.tf, local.loaded, local.signatures = tf, loaded, loaded.signatures
+    out = remote.sample(3, seed=5, digit=2)
+    assert out["digit"] == [2, 2, 2] and np.asarray(out["images_uint8"]).shape == (3, 28, 28, 1)
+    np.testing.assert_array_equal(np.asarray(out["images_uint8"]), local.sample(3, seed=5, digit=2)["images_uint8"])
+    q = remote.classify_uint8(np.asarray(_columnar(_body("classify_uint8"))["images"], np.uint8))
+    assert np.asarray(q["digit_probs"]).shape == (2, 10)
+    with pytest.raises(RuntimeError, match="HTTP 400") as err:
+        remote.sample(2, digit=12)
+    assert client.short_error(err.value).startswith("input 'digit': class index must be < 10")
+
+
+@pytest.mark.slow
+def test_rest_client_cli_needs_only_the_standard_library(rest_server, tmp_path):
+    """`python -I -S`: no site-packages at all (no numpy, no TensorFlow), yet the REST client works."""
+    out = tmp_path / "rest.png"
+    proc = subprocess.run([sys.executable, "-I", "-S", os.path.join(EXPORT_ASSETS, "client.py"), "--rest",
+                           rest_server.url, "--signature", "sample", "--code", "digit=4", "--num", "4",
+                           "--out", str(out)], capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert tf.io.decode_png(out.read_bytes()).numpy().shape == (28, 4 * 28, 1)
+    proc = subprocess.run([sys.executable, "-I", "-S", os.path.join(EXPORT_ASSETS, "client.py"), "--rest",
+                           rest_server.url, "--signature", "sample", "--code", "digit=12"],
+                          capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
+    assert proc.returncode == 2 and "input 'digit': class index must be < 10" in proc.stderr, proc.stderr
