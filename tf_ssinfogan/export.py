@@ -60,11 +60,13 @@ def main(argv):
                 print(f"error: version {os.path.join(d, str(version))!r} already exists; versions are never "
                       "overwritten", file=sys.stderr)
                 return 2
+    import tensorflow as tf
+
     from tf_ssinfogan import serving, tflite
 
     try:
         model = serving.restore_run(FLAGS.run_dir, FLAGS.checkpoint)
-    except (FileNotFoundError, ValueError, KeyError, TypeError) as e:
+    except (FileNotFoundError, ValueError, KeyError, TypeError, AssertionError, tf.errors.OpError) as e:
         print(f"error: cannot restore run {FLAGS.run_dir!r}: {e}", file=sys.stderr)
         return 2
     try:

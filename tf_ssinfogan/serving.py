@@ -462,5 +462,8 @@ def restore_run(run_dir: str, checkpoint: str = None):
     if not checkpoint:
         raise FileNotFoundError(f"run_dir {run_dir!r} has no checkpoint in {os.path.join(run_dir, 'checkpoints')}")
     model = training.build_model(cfg, cfg.data.labelled_fraction)
-    callbacks.make_checkpoint(model).restore(checkpoint).expect_partial()
+    # Every variable of the model must come from the checkpoint (a checkpoint of another architecture fails
+    # here instead of exporting initial weights); values the export does not need are ignored.
+    status = callbacks.make_checkpoint(model).restore(checkpoint)
+    status.assert_existing_objects_matched().expect_partial()
     return model
