@@ -1,7 +1,8 @@
 """Serving surface: SavedModel signatures (as TF Serving consumes them), export/sample CLIs, TFLite/LiteRT parity.
 
 One tiny training run (MNIST reference networks, 4 steps of batch 8, real MNIST test images) per module; its
-end-of-run export is the SavedModel under test. TFLite is converted once per module.
+end-of-run export is the SavedModel under test. The TFLite models are those one `python -m tf_ssinfogan.export
+--tflite` run writes. The CLI subprocesses (each loads TensorFlow) run concurrently (`cli_jobs`).
 """
 
 import importlib.util
@@ -19,7 +20,6 @@ import tensorflow as tf
 from conftest import tiny_config, tiny_source
 from tf_ssinfogan import evaluation, serving, tflite, training
 from tf_ssinfogan.data import DEFAULT_NPZ, ArraySource, images_to_float
-from tf_ssinfogan.latents import LatentSpace
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPORT_ASSETS = os.path.join(ROOT, "export")
@@ -111,8 +111,9 @@ def _call(loaded, signature, inputs):
 
 
 # ------------------------------------------------------------------------------------------ layout
-def test_training_exports_every_signature_as_version_1(run, loaded, export_dir, cli_jobs):
-    # (requesting cli_jobs here starts the CLI subprocesses early, so they overlap the in-process tests)
+def test_training_exports_every_signature_as_version_1(run, loaded, export_dir, request):
+    if any(item.get_closest_marker("slow") for item in request.session.items):
+        request.getfixturevalue("cli_jobs")  # start the CLI subprocesses now, to overlap the in-process tests
     cfg = run[0]
     assert export_dir == os.path.join(cfg.run_dir, "export", serving.DEFAULT_MODEL_NAME, "1")
     assert set(loaded.signatures) == set(serving.SIGNATURES)
