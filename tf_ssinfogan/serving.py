@@ -210,8 +210,9 @@ class ServingFunctions:
             inputs = validate_generator_inputs(self.space, inputs)
         return self._generate(inputs)
 
-    def _draw(self, batch, seed, part: int):
-        """A [batch] or [batch, d] uniform [0, 1) / normal draw: stateless (seed, part) or builtin unseeded."""
+    def _samplers(self, seed, part: int):
+        """(uniform [0, 1), standard normal) samplers of a given shape: stateless ops keyed by (seed, part), or
+        the builtin unseeded random ops when `seeded` is False (TFLite)."""
         def uniform(shape):
             if self.seeded:
                 return tf.random.stateless_uniform(shape, tf.stack([seed, tf.constant(part, tf.int32)]))
@@ -228,12 +229,12 @@ class ServingFunctions:
         """Latents from the priors in the `serving_default` input format (class indices for categorical)."""
         out = {}
         if self.space.noise_dim:
-            uniform, normal = self._draw(batch, seed, 0)
+            uniform, normal = self._samplers(seed, 0)
             shape = tf.stack([batch, self.space.noise_dim])
             out[NOISE] = normal(shape) if self.space.config.noise_distribution == "normal" \
                 else uniform(shape) * 2.0 - 1.0
         for i, code in enumerate(self.codes):
-            uniform, _ = self._draw(batch, seed, i + 1)
+            uniform, _ = self._samplers(seed, i + 1)
             if code.kind == "categorical":  # uniform prior: floor(U * k)
                 u = uniform(tf.reshape(batch, [1]))
                 out[code.name] = tf.minimum(tf.cast(tf.floor(u * code.dim), tf.int32), code.dim - 1)
