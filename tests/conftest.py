@@ -22,6 +22,19 @@ from tf_ssinfogan import config as C  # noqa: E402
 from tf_ssinfogan.data import ArraySource  # noqa: E402
 
 
+_MIRRORED = []
+
+
+def mirrored_strategy():
+    """One MirroredStrategy over the two logical CPU devices, shared by all tests: separate strategy objects in
+    one process reuse collective instance keys and then abort each other's all-reduces."""
+    if not _MIRRORED:
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+        assert len(devices) == 2, "conftest splits the CPU into two logical devices"
+        _MIRRORED.append(tf.distribute.MirroredStrategy(devices))
+    return _MIRRORED[0]
+
+
 def tiny_source(n_train=64, n_test=20, seed=0, shape=(28, 28, 1), classes=10) -> ArraySource:
     """Random uint8 images with integer labels 0..classes-1 (for shapes and mechanics, not learning)."""
     rng = np.random.RandomState(seed)

@@ -7,7 +7,7 @@ import tensorflow as tf
 from tf_ssinfogan import config as C
 from tf_ssinfogan import data
 from tf_ssinfogan.model import SSInfoGAN
-from conftest import tiny_source
+from conftest import mirrored_strategy, tiny_source
 
 BATCH = 8
 
@@ -94,9 +94,7 @@ def test_latents_differ_per_replica_and_step():
 
 
 def test_step_under_mirrored_strategy_on_two_cpu_devices():
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-    assert len(devices) >= 2, "conftest splits the CPU into two logical devices"
-    strategy = tf.distribute.MirroredStrategy(devices[:2])
+    strategy = mirrored_strategy()
     with strategy.scope():
         m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH)
         m.compile()
@@ -105,7 +103,7 @@ def test_step_under_mirrored_strategy_on_two_cpu_devices():
     assert m.current_step() == 3
     for name, values in history.history.items():
         assert np.isfinite(values[-1]), name
-    # replicas draw different latents (the replica id is folded into the seed)
+    # replicas draw different latents (each takes its own slice of one global draw)
     per_replica = strategy.run(lambda: m.sample_latents(2)["noise"])
     a, b = strategy.experimental_local_results(per_replica)
     assert not np.allclose(a.numpy(), b.numpy())

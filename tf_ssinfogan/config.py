@@ -151,6 +151,7 @@ class NetworkConfig:
     leaky_relu_slope: float = 0.01  # reference code; the InfoGAN paper uses 0.1
     init_stddev: float = 0.02
     output_activation: str = "sigmoid"  # 'sigmoid' -> data in [0, 1]; 'tanh' -> data in [-1, 1]
+    sync_batch_norm: bool = False  # BN statistics over the global batch under a multi-replica strategy
 
     def validate(self) -> None:
         from tf_ssinfogan import networks  # local import: networks imports config

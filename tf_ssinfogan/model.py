@@ -123,7 +123,16 @@ class SSInfoGAN(keras.Model):
         return images + tf.cast(self.instance_noise_stddev(), images.dtype) * noise
 
     def sample_latents(self, batch_size) -> Dict[str, tf.Tensor]:
-        return self.latent_space.sample(batch_size, self._seed())
+        """This replica's latents: its slice of one draw for the global batch, so the latents (and hence a
+        step) do not depend on how many replicas share the batch."""
+        ctx = tf.distribute.get_replica_context()
+        replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+        seed = self.seed_generator.next()
+        if replicas == 1:
+            return self.latent_space.sample(batch_size, seed)
+        full = self.latent_space.sample(batch_size * replicas, seed)
+        start = ctx.replica_id_in_sync_group * batch_size
+        return {k: v[start:start + batch_size] for k, v in full.items()}
 
     def _label_targets(self, labels) -> Dict[str, tf.Tensor]:
         """Dataset label columns -> targets in each semi-supervised code's format."""

@@ -35,6 +35,7 @@ def _bn(cfg: NetworkConfig, name=None):
         momentum=0.9,  # Torch's BN momentum 0.1
         epsilon=1e-5,
         gamma_initializer=keras.initializers.RandomNormal(1.0, cfg.init_stddev),
+        synchronized=cfg.sync_batch_norm,  # batch statistics over all replicas (parity with one device)
         name=name,
     )
 

@@ -37,6 +37,8 @@ flags.DEFINE_string("codes", format_codes(_D.latent.codes),
 # network
 flags.DEFINE_string("architecture", _D.network.architecture, "Network family (see networks.ARCHITECTURES).")
 flags.DEFINE_list("image_shape", [str(v) for v in _D.network.image_shape], "Image height,width,channels.")
+flags.DEFINE_bool("sync_batch_norm", _D.network.sync_batch_norm, "Synchronised BatchNormalization: batch "
+                  "statistics over all replicas, so that N replicas train like one device.")
 flags.DEFINE_float("leaky_relu_slope", _D.network.leaky_relu_slope, "LeakyReLU slope in D.")
 flags.DEFINE_enum("output_activation", _D.network.output_activation, ["sigmoid", "tanh"],
                   "G output: sigmoid (data in [0,1]) or tanh (data in [-1,1]).")
@@ -110,7 +112,8 @@ def config_from_flags() -> ExperimentConfig:
         run_dir=FLAGS.run_dir,
         latent=LatentConfig(FLAGS.noise_dim, FLAGS.noise_distribution, parse_codes(FLAGS.codes)),
         network=NetworkConfig(FLAGS.architecture, image_shape, FLAGS.leaky_relu_slope,
-                              output_activation=FLAGS.output_activation),
+                              output_activation=FLAGS.output_activation,
+                              sync_batch_norm=FLAGS.sync_batch_norm),
         data=DataConfig(
             source=FLAGS.source, npz_path=FLAGS.npz_path, tfds_name=FLAGS.tfds_name,
             tfds_data_dir=FLAGS.tfds_data_dir, tfds_download=FLAGS.download, image_dir=FLAGS.image_dir,
