@@ -242,6 +242,7 @@ class TrainConfig:
     beta_2: float = 0.999
     ss_weight: float = 2.0  # lambda for semi-supervised codes (reference)
     us_weight: float = 0.8  # lambda for unsupervised codes (reference)
+    q_ss_fake_weight: float = 0.0  # Q_ss loss on fakes in the D/Q phase; 0 = reference (labelled reals only)
     seed: int = 1
     checkpoint_every_epochs: int = 5
     max_checkpoints: int = 3
@@ -278,7 +279,7 @@ class TrainConfig:
         for name in ("beta_1", "beta_2"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.ss_weight < 0 or self.us_weight < 0:
+        if self.ss_weight < 0 or self.us_weight < 0 or self.q_ss_fake_weight < 0:
             raise ConfigError(f"loss weights must be >= 0, got ss={self.ss_weight} us={self.us_weight}")
         if self.strategy not in ("default", "mirrored"):
             raise ConfigError(f"strategy {self.strategy!r} is not 'default' or 'mirrored'")

@@ -49,13 +49,17 @@ class SSInfoGAN(keras.Model):
       network: the architecture.
       global_batch_size: batch size summed over replicas (losses are normalised by it).
       ss_weight / us_weight: lambda for semi-supervised / unsupervised codes (reference 2.0 / 0.8).
-      q_ss_on_fakes: train Q_ss on fakes in the D/Q phase (plain InfoGAN: no labelled data).
+      q_ss_on_fakes: train Q_ss on fakes in the D/Q phase with weight ss_weight (plain InfoGAN: no labels).
+      q_ss_fake_weight: otherwise, the weight of Q_ss's loss on fakes in the D/Q phase (0 = reference: Q_ss
+        learns from labelled real images only). Positive values let Q_ss also learn from the class-conditioned
+        fakes, an extension of the paper that this package offers as an option.
       seed: seed of the latent SeedGenerator (also draws the instance noise).
       instance_noise: the instance-noise schedule; None or std 0 = off.
     """
 
     def __init__(self, latent: LatentConfig, network: NetworkConfig, global_batch_size: int,
                  ss_weight: float = 2.0, us_weight: float = 0.8, q_ss_on_fakes: bool = False,
+                 q_ss_fake_weight: float = 0.0,
                  seed: int = 1, instance_noise: InstanceNoiseConfig = None, **kwargs):
         super().__init__(name=kwargs.pop("name", "ss_infogan"), **kwargs)
         self.latent_config, self.network_config = latent, network
@@ -63,6 +67,7 @@ class SSInfoGAN(keras.Model):
         self.global_batch_size = int(global_batch_size)
         self.ss_weight, self.us_weight = float(ss_weight), float(us_weight)
         self.q_ss_on_fakes = bool(q_ss_on_fakes)
+        self.q_ss_fake_weight = self.ss_weight if self.q_ss_on_fakes else float(q_ss_fake_weight)
         self.instance_noise = instance_noise or InstanceNoiseConfig()
         self.instance_noise.validate()
         self.ss_codes = latent.semi_supervised_codes
@@ -174,9 +179,9 @@ class SSInfoGAN(keras.Model):
             ss_real = losses.masked(ss_real, mask) if self.ss_codes else tf.zeros_like(adv)
             us_fake, _ = self._code_terms(self.us_codes, fake["q"], latents)
             total = adv + self.ss_weight * ss_real + self.us_weight * us_fake
-            if self.q_ss_on_fakes and self.ss_codes:
+            if self.q_ss_fake_weight and self.ss_codes:
                 ss_fake, _ = self._code_terms(self.ss_codes, fake["q"], latents)
-                total += self.ss_weight * ss_fake
+                total += self.q_ss_fake_weight * ss_fake
             loss = self._reduce(total)
         variables = self.discriminator.trainable_variables
         self.d_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))

@@ -74,6 +74,8 @@ flags.DEFINE_float("g_learning_rate", _D.train.g_learning_rate, "Adam learning r
 flags.DEFINE_float("beta_1", _D.train.beta_1, "Adam beta_1.")
 flags.DEFINE_float("beta_2", _D.train.beta_2, "Adam beta_2.")
 flags.DEFINE_float("ss_weight", _D.train.ss_weight, "lambda of the semi-supervised code terms.")
+flags.DEFINE_float("q_ss_fake_weight", _D.train.q_ss_fake_weight, "Weight of Q_ss's loss on class-conditioned "
+                   "fakes in the D/Q phase; 0 = reference (Q_ss learns from labelled real images only).")
 flags.DEFINE_float("us_weight", _D.train.us_weight, "lambda of the unsupervised code terms.")
 flags.DEFINE_integer("seed", _D.train.seed, "Seed of initialisation and latent sampling.")
 flags.DEFINE_integer("shuffle_seed", _D.data.shuffle_seed, "Seed of the data order.")
@@ -129,6 +131,7 @@ def config_from_flags() -> ExperimentConfig:
             batch_size=FLAGS.batch_size, steps=FLAGS.steps, steps_per_epoch=FLAGS.steps_per_epoch,
             d_learning_rate=FLAGS.d_learning_rate, g_learning_rate=FLAGS.g_learning_rate,
             beta_1=FLAGS.beta_1, beta_2=FLAGS.beta_2, ss_weight=FLAGS.ss_weight, us_weight=FLAGS.us_weight,
+            q_ss_fake_weight=FLAGS.q_ss_fake_weight,
             seed=FLAGS.seed, checkpoint_every_epochs=FLAGS.checkpoint_every_epochs,
             max_checkpoints=FLAGS.max_checkpoints, grid_every_epochs=FLAGS.grid_every_epochs,
             export_at_end=FLAGS.export_at_end, strategy=FLAGS.strategy, jit_compile=FLAGS.jit_compile,
