@@ -7,7 +7,7 @@ Run folder layout:
   grids/               fixed-latent grid PNGs per code, named by step
   eval.json            final evaluation (Q_ss accuracy on the real test split)
   samples_by_class.png class-conditioned sample grid
-  export/<name>/<v>/   SavedModel of the generator (serving_default)
+  export/ssinfogan/<v>/ SavedModel: generator and Q signatures (docs/serving.md)
 """
 
 from __future__ import annotations
