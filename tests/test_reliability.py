@@ -29,7 +29,7 @@ def _cmd(run_dir, npz):
     return [sys.executable, "-m", "tf_ssinfogan.train", "--flagfile=configs/mnist.flags", f"--run_dir={run_dir}",
             f"--npz_path={npz}", "--batch_size=8", f"--steps={STEPS}", "--steps_per_epoch=2",
             "--labelled_fraction=0.25", "--checkpoint_every_epochs=1", "--grid_every_epochs=100",
-            "--noexport_at_end", "--verbose=0"]
+            "--noexport_at_end", "--verbose=0", "--deterministic"]
 
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -78,3 +78,25 @@ def test_sigkill_at_random_points_then_resume(tmp_path):
     assert a.keys() == b.keys()
     for name in a:  # killed-and-resumed equals uninterrupted (same batches, same RNG state, same weights)
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.slow
+def test_nan_guard_stops_naming_step_and_term_and_keeps_the_last_checkpoint(tmp_path):
+    import dataclasses
+
+    from tf_ssinfogan import training
+    from conftest import tiny_config
+
+    cfg = tiny_config(tmp_path)
+    # an absurd learning rate makes the weights overflow within a few steps
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=40, d_learning_rate=1e30,
+                                                             g_learning_rate=1e30, export_at_end=False))
+    with pytest.raises(FloatingPointError, match=r"non-finite \w+ \(nan\) at step \d+; the last checkpoint is kept"):
+        training.train(cfg, source=tiny_source())
+    ckpt = tf.train.latest_checkpoint(os.path.join(cfg.run_dir, "checkpoints"))
+    if ckpt is not None:  # every checkpoint left behind is complete and holds finite weights
+        reader = tf.train.load_checkpoint(ckpt)
+        for name, _ in tf.train.list_variables(ckpt):
+            if name.startswith(("generator/", "discriminator/")):
+                assert np.all(np.isfinite(reader.get_tensor(name))), name
+    assert not os.path.exists(os.path.join(cfg.run_dir, "eval.json"))

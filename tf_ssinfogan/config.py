@@ -254,6 +254,7 @@ class TrainConfig:
     # Evaluation during training (convergence curves): every N epochs, 0 = off. The independent classifier
     # is loaded from classifier_path ('' = the default cache path, trained on first use).
     eval_every_epochs: int = 0
+    deterministic: bool = False  # TF op determinism (with the seeds: bit-identical reruns on one machine)
     classifier_path: str = ""
     # Instance noise (Sonderby et al. 2016): N(0, std_t^2) added to every image D sees; off when 0.
     #   linear:      std_t = instance_noise_std * max(0, 1 - t / instance_noise_anneal_steps)

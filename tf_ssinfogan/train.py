@@ -86,6 +86,8 @@ flags.DEFINE_bool("export_at_end", _D.train.export_at_end, "Export the generator
 flags.DEFINE_enum("strategy", _D.train.strategy, ["default", "mirrored"], "tf.distribute strategy.")
 flags.DEFINE_bool("jit_compile", _D.train.jit_compile, "XLA-compile the train step.")
 flags.DEFINE_integer("verbose", _D.train.verbose, "Keras fit verbosity (1 = progress bar).")
+flags.DEFINE_bool("deterministic", _D.train.deterministic, "Enable TF op determinism (slower on GPUs): "
+                  "with the seeds, reruns and resumed runs give identical weights.")
 flags.DEFINE_integer("eval_every_epochs", _D.train.eval_every_epochs, "Evaluate (independent classifier, "
                      "Frechet distance, information bounds) every N epochs into logs/eval; 0 = off.")
 flags.DEFINE_string("classifier_path", _D.train.classifier_path, "Independent classifier (.keras); empty = the "
@@ -136,6 +138,7 @@ def config_from_flags() -> ExperimentConfig:
             max_checkpoints=FLAGS.max_checkpoints, grid_every_epochs=FLAGS.grid_every_epochs,
             export_at_end=FLAGS.export_at_end, strategy=FLAGS.strategy, jit_compile=FLAGS.jit_compile,
             verbose=FLAGS.verbose, eval_every_epochs=FLAGS.eval_every_epochs,
+            deterministic=FLAGS.deterministic,
             classifier_path=FLAGS.classifier_path, instance_noise_std=FLAGS.instance_noise_std,
             instance_noise_schedule=FLAGS.instance_noise_schedule,
             instance_noise_anneal_steps=FLAGS.instance_noise_anneal_steps,

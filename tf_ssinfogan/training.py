@@ -106,6 +106,8 @@ def train(cfg: ExperimentConfig, source: Optional[data_lib.ArraySource] = None,
     source = source if source is not None else data_lib.load_source(cfg.data)
     data_lib.check_source_matches(source, cfg.latent, cfg.network.image_shape)
     keras.utils.set_random_seed(t.seed)
+    if t.deterministic:
+        tf.config.experimental.enable_op_determinism()
     strategy = make_strategy(t.strategy)
     if t.batch_size % strategy.num_replicas_in_sync:
         raise ConfigError(
