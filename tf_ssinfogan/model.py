@@ -121,10 +121,23 @@ class SSInfoGAN(keras.Model):
         return instance_noise_stddev(self.step, self.instance_noise)
 
     def add_instance_noise(self, images):
-        """images + N(0, std_t^2) when instance noise is on; the images unchanged (no RNG draw) otherwise."""
+        """images + N(0, std_t^2) when instance noise is on; the images unchanged (no RNG draw) otherwise.
+
+        Like the latents, the noise is this replica's slice of one draw for the global batch, so a step does not
+        depend on how many replicas share it.
+        """
         if not self.instance_noise.enabled:
             return images
-        noise = tf.random.stateless_normal(tf.shape(images), self._seed(), dtype=images.dtype)
+        seed = self.seed_generator.next()
+        ctx = tf.distribute.get_replica_context()
+        replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+        shape = tf.shape(images)
+        if replicas == 1:
+            noise = tf.random.stateless_normal(shape, seed, dtype=images.dtype)
+        else:
+            full = tf.random.stateless_normal(tf.concat([[shape[0] * replicas], shape[1:]], 0), seed,
+                                              dtype=images.dtype)
+            noise = full[ctx.replica_id_in_sync_group * shape[0]:(ctx.replica_id_in_sync_group + 1) * shape[0]]
         return images + tf.cast(self.instance_noise_stddev(), images.dtype) * noise
 
     def sample_latents(self, batch_size) -> Dict[str, tf.Tensor]:
