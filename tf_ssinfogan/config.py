@@ -248,7 +248,8 @@ class TrainConfig:
     max_checkpoints: int = 3
     grid_every_epochs: int = 5
     export_at_end: bool = True
-    strategy: str = "default"  # 'default' (one device), 'mirrored'
+    strategy: str = "default"  # 'default' (one device), 'mirrored', 'multi_worker' (TF_CONFIG)
+    loop: str = "fit"  # 'fit' (Keras) or 'custom' (strategy.run over the same train_step; forced for multi_worker)
     jit_compile: bool = False
     verbose: int = 1
     # Evaluation during training (convergence curves): every N epochs, 0 = off. The independent classifier
@@ -282,8 +283,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.ss_weight < 0 or self.us_weight < 0 or self.q_ss_fake_weight < 0:
             raise ConfigError(f"loss weights must be >= 0, got ss={self.ss_weight} us={self.us_weight}")
-        if self.strategy not in ("default", "mirrored"):
-            raise ConfigError(f"strategy {self.strategy!r} is not 'default' or 'mirrored'")
+        if self.strategy not in ("default", "mirrored", "multi_worker"):
+            raise ConfigError(f"strategy {self.strategy!r} is not 'default', 'mirrored' or 'multi_worker'")
+        if self.loop not in ("fit", "custom"):
+            raise ConfigError(f"loop {self.loop!r} is not 'fit' or 'custom'")
         self.instance_noise.validate()
 
     @property

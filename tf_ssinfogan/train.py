@@ -83,7 +83,10 @@ flags.DEFINE_integer("checkpoint_every_epochs", _D.train.checkpoint_every_epochs
 flags.DEFINE_integer("max_checkpoints", _D.train.max_checkpoints, "Checkpoints kept.")
 flags.DEFINE_integer("grid_every_epochs", _D.train.grid_every_epochs, "Image-grid period (epochs).")
 flags.DEFINE_bool("export_at_end", _D.train.export_at_end, "Export the generator SavedModel at the end.")
-flags.DEFINE_enum("strategy", _D.train.strategy, ["default", "mirrored"], "tf.distribute strategy.")
+flags.DEFINE_enum("strategy", _D.train.strategy, ["default", "mirrored", "multi_worker"],
+                  "tf.distribute strategy; multi_worker reads the cluster from TF_CONFIG.")
+flags.DEFINE_enum("loop", _D.train.loop, ["fit", "custom"], "Keras fit, or a custom loop over strategy.run "
+                  "(the same train_step; always used with multi_worker).")
 flags.DEFINE_bool("jit_compile", _D.train.jit_compile, "XLA-compile the train step.")
 flags.DEFINE_integer("verbose", _D.train.verbose, "Keras fit verbosity (1 = progress bar).")
 flags.DEFINE_bool("deterministic", _D.train.deterministic, "Enable TF op determinism (slower on GPUs): "
@@ -136,7 +139,7 @@ def config_from_flags() -> ExperimentConfig:
             q_ss_fake_weight=FLAGS.q_ss_fake_weight,
             seed=FLAGS.seed, checkpoint_every_epochs=FLAGS.checkpoint_every_epochs,
             max_checkpoints=FLAGS.max_checkpoints, grid_every_epochs=FLAGS.grid_every_epochs,
-            export_at_end=FLAGS.export_at_end, strategy=FLAGS.strategy, jit_compile=FLAGS.jit_compile,
+            export_at_end=FLAGS.export_at_end, strategy=FLAGS.strategy, loop=FLAGS.loop, jit_compile=FLAGS.jit_compile,
             verbose=FLAGS.verbose, eval_every_epochs=FLAGS.eval_every_epochs,
             deterministic=FLAGS.deterministic,
             classifier_path=FLAGS.classifier_path, instance_noise_std=FLAGS.instance_noise_std,

@@ -33,9 +33,23 @@ log = logging.getLogger("tf_ssinfogan")
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
+    """'default' (one device), 'mirrored' (all local devices), 'multi_worker' (hosts named by TF_CONFIG)."""
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run folder (the chief, or worker 0 when the cluster has no chief)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and \
+        "chief" not in resolver.cluster_spec().as_dict()
 
 
 def check_resume_compatible(run_dir: str, cfg: ExperimentConfig) -> None:
@@ -116,15 +130,22 @@ def train(cfg: ExperimentConfig, source: Optional[data_lib.ArraySource] = None,
     log.info("data %s: %d train images, %d labelled (%.3f%%)", source.name, stream.num_train,
              stream.num_labelled, 100 * stream.labelled_ratio)
 
-    os.makedirs(cfg.run_dir, exist_ok=True)
-    write_text_atomic(os.path.join(cfg.run_dir, "config.json"), cfg.to_json() + "\n")
+    chief = is_chief(strategy)
+    if chief:
+        os.makedirs(cfg.run_dir, exist_ok=True)
+        write_text_atomic(os.path.join(cfg.run_dir, "config.json"), cfg.to_json() + "\n")
     with strategy.scope():
         model = build_model(cfg, stream.labelled_ratio)
     ckpt = cb.make_checkpoint(model)
-    manager = tf.train.CheckpointManager(ckpt, os.path.join(cfg.run_dir, "checkpoints"), t.max_checkpoints)
-    if manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        log.info("resumed from %s at step %d", manager.latest_checkpoint, model.current_step())
+    ckpt_dir = os.path.join(cfg.run_dir, "checkpoints")
+    # Every worker takes part in saving (collectives); only the chief's copy is kept in the run folder.
+    save_dir = ckpt_dir if chief else os.path.join(
+        cfg.run_dir, f".worker_{strategy.cluster_resolver.task_id}_checkpoints")
+    manager = tf.train.CheckpointManager(ckpt, save_dir, t.max_checkpoints)
+    latest = tf.train.latest_checkpoint(ckpt_dir)
+    if latest:
+        ckpt.restore(latest).assert_existing_objects_matched()
+        log.info("resumed from %s at step %d", latest, model.current_step())
     start = model.current_step()
     if start % t.steps_per_epoch:
         raise ConfigError(f"checkpoint step {start} is not at an epoch boundary of {t.steps_per_epoch} steps")
@@ -142,20 +163,26 @@ def train(cfg: ExperimentConfig, source: Optional[data_lib.ArraySource] = None,
                                  t.grid_every_epochs, total_epochs),
             cb.CheckpointCallback(manager, t.checkpoint_every_epochs, total_epochs),
             *extra_callbacks,
-        ]
-        if t.eval_every_epochs:
+        ] if chief else [cb.NaNGuard(), cb.CheckpointCallback(manager, t.checkpoint_every_epochs, total_epochs)]
+        if t.eval_every_epochs and chief:
             classifier, meta = evaluation.get_classifier(source, t.classifier_path)
             callbacks.insert(3, evaluation.EvaluationCallback(
                 source, classifier, meta, os.path.join(logs_dir, "eval"), t.eval_every_epochs,
                 history_path=os.path.join(cfg.run_dir, "eval_history.jsonl")))
-        model.fit(dataset, epochs=total_epochs, initial_epoch=initial_epoch, steps_per_epoch=t.steps_per_epoch,
-                  callbacks=callbacks, verbose=t.verbose, shuffle=False)
+        if t.loop == "custom" or t.strategy == "multi_worker":  # Keras 3 fit fails under multi-worker
+            from tf_ssinfogan.loop import run_custom_loop
+
+            run_custom_loop(model, strategy, dataset, initial_epoch, total_epochs, t.steps_per_epoch, callbacks,
+                            t.jit_compile)
+        else:
+            model.fit(dataset, epochs=total_epochs, initial_epoch=initial_epoch,
+                      steps_per_epoch=t.steps_per_epoch, callbacks=callbacks, verbose=t.verbose, shuffle=False)
     seconds = time.perf_counter() - t0
     result = RunResult(cfg.run_dir, model.current_step(), seconds, None, None)
     # eval.json marks a finished run: it is written last, so a run killed before it redoes the final steps
     # (an export that already happened is then written again as a new version, never over the old one).
     eval_path = os.path.join(cfg.run_dir, "eval.json")
-    if model.current_step() >= t.steps and (start < t.steps or not os.path.exists(eval_path)):
+    if chief and model.current_step() >= t.steps and (start < t.steps or not os.path.exists(eval_path)):
         if t.export_at_end:
             from tf_ssinfogan import serving  # import here: keeps training importable without export deps
 
