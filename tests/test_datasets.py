@@ -17,7 +17,7 @@ from tf_ssinfogan import config as C
 from tf_ssinfogan import data as D
 from tf_ssinfogan import training
 from tf_ssinfogan.model import SSInfoGAN, instance_noise_stddev
-from conftest import tiny_config, tiny_source
+from conftest import mirrored_strategy, tiny_config, tiny_source
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = ("svhn", "celeba", "cifar")
@@ -493,9 +493,7 @@ def test_load_tfds_fills_a_preallocated_array_when_the_split_size_is_known(monke
 
 @pytest.mark.slow
 def test_instance_noise_under_mirrored_strategy():
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-    assert len(devices) >= 2, "conftest splits the CPU into two logical devices"
-    strategy = tf.distribute.MirroredStrategy(devices[:2])
+    strategy = mirrored_strategy()
     noise = C.InstanceNoiseConfig(std=0.3, schedule="exponential", decay=0.9)
     with strategy.scope():
         m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), 8, instance_noise=noise)

@@ -59,3 +59,21 @@ def test_plain_batch_norm_differs_across_replicas():
     # per-replica BN statistics (4 images each instead of 8) change the update: documented, not a bug
     single, double = _one_step(C.NetworkConfig())
     assert _max_diff(single.discriminator, double.discriminator) > 1e-2
+
+
+@pytest.mark.slow
+def test_custom_loop_and_fit_make_the_same_step():
+    from tf_ssinfogan.loop import run_custom_loop
+
+    network = dataclasses.replace(C.NetworkConfig(), sync_batch_norm=True)
+    stream = data.TrainStream(tiny_source(), C.LatentConfig(), C.DataConfig(labelled_fraction=0.25), BATCH,
+                              (0.0, 1.0))
+    mirrored = mirrored_strategy()
+    by_fit, by_loop = _build(network, mirrored), _build(network, mirrored)
+    for a, b in zip(by_fit.variables, by_loop.variables):
+        b.assign(a.numpy())
+    by_fit.fit(stream.distributed_dataset(mirrored, 0, 2), epochs=1, steps_per_epoch=2, verbose=0)
+    logs = run_custom_loop(by_loop, mirrored, stream.distributed_dataset(mirrored, 0, 2), 0, 1, 2)
+    assert by_loop.current_step() == 2 and np.isfinite(logs["d_loss"])
+    assert _max_diff(by_fit.generator, by_loop.generator) < 1e-5
+    assert _max_diff(by_fit.discriminator, by_loop.discriminator) < 1e-5
