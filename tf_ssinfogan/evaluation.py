@@ -48,9 +48,10 @@ def q_ss_accuracy(model, source: ArraySource, batch_size: int = 500) -> Dict[str
                 count[c.name] += float(tf.reduce_sum(valid))
             else:
                 y = tf.reshape(tf.cast(y, tf.float32), [-1, c.dim])
+                valid = tf.cast(y >= 0, tf.float32)  # negative = unknown attribute: not counted
                 hit = tf.cast(tf.equal(probs[c.name] > 0.5, y > 0.5), tf.float32)
-                correct[c.name] += float(tf.reduce_sum(tf.reduce_mean(hit, -1)))
-                count[c.name] += float(tf.shape(y)[0])
+                correct[c.name] += float(tf.reduce_sum(hit * valid)) / c.dim
+                count[c.name] += float(tf.reduce_sum(valid)) / c.dim
     return {name: correct[name] / max(count[name], 1.0) for name in correct}
 
 
