@@ -48,8 +48,15 @@ def main():
     pick = random.Random(args.seed)
     made = survived = 0
     while made < args.kills:
+        state = os.path.join(killed_dir, "checkpoints", "checkpoint")
+        before = os.path.getmtime(state) if os.path.exists(state) else 0.0
         proc = subprocess.Popen(cmd(killed_dir), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(pick.uniform(4.0, 15.0))  # start-up takes a few seconds; then anywhere in training
+        deadline = time.time() + 300
+        while proc.poll() is None and time.time() < deadline:  # until this process has saved a checkpoint
+            if os.path.exists(state) and os.path.getmtime(state) > before:
+                break
+            time.sleep(0.05)
+        time.sleep(pick.uniform(0.0, 3.0))  # then anywhere: mid-step, mid-save, mid-grid
         if proc.poll() is not None:
             print("run finished before the kill; restarting from scratch would hide nothing, stopping kills")
             break

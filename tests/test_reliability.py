@@ -100,3 +100,37 @@ def test_nan_guard_stops_naming_step_and_term_and_keeps_the_last_checkpoint(tmp_
             if name.startswith(("generator/", "discriminator/")):
                 assert np.all(np.isfinite(reader.get_tensor(name))), name
     assert not os.path.exists(os.path.join(cfg.run_dir, "eval.json"))
+
+
+def test_skip_policy_drops_a_non_finite_update_and_moves_on():
+    from tf_ssinfogan import config as C
+    from tf_ssinfogan import data
+    from tf_ssinfogan.model import SSInfoGAN
+
+    m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), 8, skip_nonfinite=True)
+    m.compile()
+    stream = data.TrainStream(tiny_source(), C.LatentConfig(), C.DataConfig(labelled_fraction=0.25), 8, (0.0, 1.0))
+    images, labels, mask = next(iter(stream.dataset(0, 1)))
+    poisoned = tf.tensor_scatter_nd_update(images, [[0, 0, 0, 0]], [float("nan")])
+    step = tf.function(m.train_step)  # graph mode, as fit runs it
+    d_before = [v.numpy().copy() for v in m.discriminator.trainable_variables]
+    g_before = [v.numpy().copy() for v in m.generator.trainable_variables]
+    logs = step((poisoned, labels, mask))
+    assert all(np.array_equal(b, v.numpy()) for b, v in zip(d_before, m.discriminator.trainable_variables))
+    assert not all(np.array_equal(b, v.numpy()) for b, v in zip(g_before, m.generator.trainable_variables))
+    assert int(m.d_optimizer.iterations.numpy()) == 1 and m.current_step() == 1  # counters still advance
+    assert float(logs["skipped"]) == pytest.approx(0.5)  # the D update of 2 updates
+    assert np.isfinite(float(logs["d_loss"])) and np.isfinite(float(logs["g_loss"]))
+    logs = step((images, labels, mask))
+    assert float(logs["skipped"]) == pytest.approx(0.25)
+    assert not all(np.array_equal(b, v.numpy()) for b, v in zip(d_before, m.discriminator.trainable_variables))
+
+
+def test_skip_policy_is_refused_with_a_multi_replica_strategy():
+    import dataclasses
+
+    from tf_ssinfogan import config as C
+
+    train = dataclasses.replace(C.TrainConfig(), nan_policy="skip", strategy="mirrored")
+    with pytest.raises(C.ConfigError, match="nan_policy 'skip' needs strategy 'default'"):
+        train.validate()

@@ -255,6 +255,7 @@ class TrainConfig:
     # Evaluation during training (convergence curves): every N epochs, 0 = off. The independent classifier
     # is loaded from classifier_path ('' = the default cache path, trained on first use).
     eval_every_epochs: int = 0
+    nan_policy: str = "stop"  # 'stop' at the first non-finite loss, or 'skip' such updates (one device only)
     deterministic: bool = False  # TF op determinism (with the seeds: bit-identical reruns on one machine)
     classifier_path: str = ""
     # Instance noise (Sonderby et al. 2016): N(0, std_t^2) added to every image D sees; off when 0.
@@ -285,6 +286,10 @@ class TrainConfig:
             raise ConfigError(f"loss weights must be >= 0, got ss={self.ss_weight} us={self.us_weight}")
         if self.strategy not in ("default", "mirrored", "multi_worker"):
             raise ConfigError(f"strategy {self.strategy!r} is not 'default', 'mirrored' or 'multi_worker'")
+        if self.nan_policy not in ("stop", "skip"):
+            raise ConfigError(f"nan_policy {self.nan_policy!r} is not 'stop' or 'skip'")
+        if self.nan_policy == "skip" and self.strategy != "default":
+            raise ConfigError("nan_policy 'skip' needs strategy 'default' (a conditional update cannot all-reduce)")
         if self.loop not in ("fit", "custom"):
             raise ConfigError(f"loop {self.loop!r} is not 'fit' or 'custom'")
         self.instance_noise.validate()

@@ -55,12 +55,15 @@ class SSInfoGAN(keras.Model):
         fakes, an extension of the paper that this package offers as an option.
       seed: seed of the latent SeedGenerator (also draws the instance noise).
       instance_noise: the instance-noise schedule; None or std 0 = off.
+      skip_nonfinite: skip an update whose loss or gradients are not finite (the step counter still moves,
+        and the metric 'skipped' counts them) instead of applying it; one device only.
     """
 
     def __init__(self, latent: LatentConfig, network: NetworkConfig, global_batch_size: int,
                  ss_weight: float = 2.0, us_weight: float = 0.8, q_ss_on_fakes: bool = False,
                  q_ss_fake_weight: float = 0.0,
-                 seed: int = 1, instance_noise: InstanceNoiseConfig = None, **kwargs):
+                 seed: int = 1, instance_noise: InstanceNoiseConfig = None, skip_nonfinite: bool = False,
+                 **kwargs):
         super().__init__(name=kwargs.pop("name", "ss_infogan"), **kwargs)
         self.latent_config, self.network_config = latent, network
         self.latent_space = LatentSpace(latent)
@@ -69,6 +72,7 @@ class SSInfoGAN(keras.Model):
         self.q_ss_on_fakes = bool(q_ss_on_fakes)
         self.q_ss_fake_weight = self.ss_weight if self.q_ss_on_fakes else float(q_ss_fake_weight)
         self.instance_noise = instance_noise or InstanceNoiseConfig()
+        self.skip_nonfinite = bool(skip_nonfinite)
         self.instance_noise.validate()
         self.ss_codes = latent.semi_supervised_codes
         self.us_codes = latent.unsupervised_codes
@@ -90,6 +94,8 @@ class SSInfoGAN(keras.Model):
                 names.append("q_ss_acc")
         if self.us_codes:
             names += ["q_us_fake", "li_us"]
+        if self.skip_nonfinite:
+            names.append("skipped")
         self.tracked = {n: keras.metrics.Mean(name=n) for n in names}
 
     @property
@@ -172,6 +178,33 @@ class SSInfoGAN(keras.Model):
                 + self.latent_space.entropy(code)
         return loss, bound
 
+    def _apply(self, optimizer, loss, grads, variables):
+        """apply_gradients, or with skip_nonfinite a no-op update (counter advanced) when anything is NaN/Inf."""
+        if not self.skip_nonfinite:
+            optimizer.apply_gradients(zip(grads, variables))
+            return
+        finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(loss))] +
+                                        [tf.reduce_all(tf.math.is_finite(g)) for g in grads]))
+
+        def apply():
+            optimizer.apply_gradients(zip(grads, variables))
+            return tf.constant(0.0)
+
+        def skip():
+            optimizer.iterations.assign_add(1)
+            return tf.constant(1.0)
+
+        self.tracked["skipped"].update_state(tf.cond(finite, apply, skip))
+
+    def _track(self, name, values, sample_weight=None):
+        """Metric update; with skip_nonfinite, non-finite values are left out (a skipped step's losses)."""
+        if not self.skip_nonfinite:
+            self.tracked[name].update_state(values, sample_weight=sample_weight)
+            return
+        ok = tf.math.is_finite(values)
+        weight = tf.cast(ok, tf.float32) if sample_weight is None else tf.cast(ok, tf.float32) * sample_weight
+        self.tracked[name].update_state(tf.where(ok, values, tf.zeros_like(values)), sample_weight=weight)
+
     def _reduce(self, per_example):
         return losses.reduce_to_global_batch(per_example, self.global_batch_size)
 
@@ -197,16 +230,16 @@ class SSInfoGAN(keras.Model):
                 total += self.q_ss_fake_weight * ss_fake
             loss = self._reduce(total)
         variables = self.discriminator.trainable_variables
-        self.d_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self._apply(self.d_optimizer, loss, tape.gradient(loss, variables), variables)
 
-        self.tracked["d_loss"].update_state(tf.reduce_mean(total))
-        self.tracked["d_adv"].update_state(tf.reduce_mean(adv))
+        self._track("d_loss", tf.reduce_mean(total))
+        self._track("d_adv", tf.reduce_mean(adv))
         if self.ss_codes:
-            self.tracked["q_ss_real"].update_state(ss_real, sample_weight=mask)
+            self._track("q_ss_real", ss_real, sample_weight=mask)
             cat = [c for c in self.ss_codes if c.kind == "categorical"]
             if cat:
                 acc = tf.add_n([losses.categorical_accuracy(real["q"][c.name], targets[c.name]) for c in cat])
-                self.tracked["q_ss_acc"].update_state(acc / len(cat), sample_weight=mask)
+                self._track("q_ss_acc", acc / len(cat), sample_weight=mask)
         return loss
 
     def generator_phase(self, batch):
@@ -221,16 +254,16 @@ class SSInfoGAN(keras.Model):
             total = adv + self.ss_weight * ss_fake + self.us_weight * us_fake
             loss = self._reduce(total)
         variables = self.generator.trainable_variables
-        self.g_optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self._apply(self.g_optimizer, loss, tape.gradient(loss, variables), variables)
 
-        self.tracked["g_loss"].update_state(tf.reduce_mean(total))
-        self.tracked["g_adv"].update_state(tf.reduce_mean(adv))
+        self._track("g_loss", tf.reduce_mean(total))
+        self._track("g_adv", tf.reduce_mean(adv))
         if self.ss_codes:
-            self.tracked["q_ss_fake"].update_state(tf.reduce_mean(ss_fake))
-            self.tracked["li_ss"].update_state(tf.reduce_mean(li_ss))
+            self._track("q_ss_fake", tf.reduce_mean(ss_fake))
+            self._track("li_ss", tf.reduce_mean(li_ss))
         if self.us_codes:
-            self.tracked["q_us_fake"].update_state(tf.reduce_mean(us_fake))
-            self.tracked["li_us"].update_state(tf.reduce_mean(li_us))
+            self._track("q_us_fake", tf.reduce_mean(us_fake))
+            self._track("li_us", tf.reduce_mean(li_us))
         return loss
 
     def train_step(self, data):

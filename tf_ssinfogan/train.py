@@ -89,6 +89,8 @@ flags.DEFINE_enum("loop", _D.train.loop, ["fit", "custom"], "Keras fit, or a cus
                   "(the same train_step; always used with multi_worker).")
 flags.DEFINE_bool("jit_compile", _D.train.jit_compile, "XLA-compile the train step.")
 flags.DEFINE_integer("verbose", _D.train.verbose, "Keras fit verbosity (1 = progress bar).")
+flags.DEFINE_enum("nan_policy", _D.train.nan_policy, ["stop", "skip"], "On a non-finite loss or gradient: "
+                  "stop (naming the step and the term; the last checkpoint stays intact) or skip that update.")
 flags.DEFINE_bool("deterministic", _D.train.deterministic, "Enable TF op determinism (slower on GPUs): "
                   "with the seeds, reruns and resumed runs give identical weights.")
 flags.DEFINE_integer("eval_every_epochs", _D.train.eval_every_epochs, "Evaluate (independent classifier, "
@@ -141,7 +143,7 @@ def config_from_flags() -> ExperimentConfig:
             max_checkpoints=FLAGS.max_checkpoints, grid_every_epochs=FLAGS.grid_every_epochs,
             export_at_end=FLAGS.export_at_end, strategy=FLAGS.strategy, loop=FLAGS.loop, jit_compile=FLAGS.jit_compile,
             verbose=FLAGS.verbose, eval_every_epochs=FLAGS.eval_every_epochs,
-            deterministic=FLAGS.deterministic,
+            deterministic=FLAGS.deterministic, nan_policy=FLAGS.nan_policy,
             classifier_path=FLAGS.classifier_path, instance_noise_std=FLAGS.instance_noise_std,
             instance_noise_schedule=FLAGS.instance_noise_schedule,
             instance_noise_anneal_steps=FLAGS.instance_noise_anneal_steps,
