@@ -25,6 +25,13 @@ def test_npz_errors_name_the_problem(tmp_path):
     bad.write_bytes(b"not a zip file at all")
     with pytest.raises(data.DataError, match="corrupt"):
         data.load_npz(str(bad))
+    good = tmp_path / "good.npz"
+    np.savez(good, x_train=np.zeros((4, 28, 28), np.uint8), y_train=np.zeros(4, np.int64),
+             x_test=np.zeros((4, 28, 28), np.uint8), y_test=np.zeros(4, np.int64))
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(good.read_bytes()[:-200])  # an interrupted download or copy
+    with pytest.raises(data.DataError, match="truncated.npz' is corrupt"):
+        data.load_npz(str(truncated))
     partial = tmp_path / "partial.npz"
     np.savez(partial, x_train=np.zeros((2, 28, 28), np.uint8))
     with pytest.raises(data.DataError, match=r"lacks the arrays \['y_train', 'x_test', 'y_test'\]"):
