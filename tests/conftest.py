@@ -47,6 +47,15 @@ def tiny_source(n_train=64, n_test=20, seed=0, shape=(28, 28, 1), classes=10) ->
     )
 
 
+def tiny_npz(tmp_path, n_train=64):
+    """`tiny_source` written as an npz file (for CLI tests); returns its path."""
+    src = tiny_source(n_train=n_train)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x_train=src.train_images[..., 0], y_train=src.train_labels["label"],
+             x_test=src.test_images[..., 0], y_test=src.test_labels["label"])
+    return path
+
+
 def tiny_config(tmp_path, **train_overrides) -> C.ExperimentConfig:
     """The MNIST reference config shrunk to a few steps of batch 8 with 25% labels."""
     cfg = C.ExperimentConfig(run_dir=str(tmp_path / "run"))

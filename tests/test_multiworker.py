@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import tiny_source
+from conftest import tiny_npz
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,11 +27,7 @@ def _free_ports(n):
 
 
 def _npz(tmp_path):
-    src = tiny_source(n_train=64)
-    path = tmp_path / "tiny.npz"
-    np.savez(path, x_train=src.train_images[..., 0], y_train=src.train_labels["label"],
-             x_test=src.test_images[..., 0], y_test=src.test_labels["label"])
-    return path
+    return tiny_npz(tmp_path)
 
 
 def _args(run_dir, npz, *extra):

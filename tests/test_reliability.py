@@ -11,18 +11,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import tiny_source
+from conftest import tiny_npz, tiny_source
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 12
 
 
 def _npz(tmp_path):
-    src = tiny_source(n_train=64)
-    path = tmp_path / "tiny.npz"
-    np.savez(path, x_train=src.train_images[..., 0], y_train=src.train_labels["label"],
-             x_test=src.test_images[..., 0], y_test=src.test_labels["label"])
-    return path
+    return tiny_npz(tmp_path)
 
 
 def _cmd(run_dir, npz):

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from tf_ssinfogan import config as C
 from tf_ssinfogan import training
-from conftest import tiny_config, tiny_source
+from conftest import tiny_config, tiny_npz, tiny_source
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -125,10 +125,7 @@ def test_cli_rejects_bad_input_with_a_clear_message(tmp_path, args, needle):
 
 @pytest.mark.slow
 def test_cli_end_to_end_and_export_loads_without_the_package(tmp_path):
-    src = tiny_source(n_train=64)
-    npz = tmp_path / "tiny.npz"
-    np.savez(npz, x_train=src.train_images[..., 0], y_train=src.train_labels["label"],
-             x_test=src.test_images[..., 0], y_test=src.test_labels["label"])
+    npz = tiny_npz(tmp_path)
     run_dir = tmp_path / "run"
     out = _run_cli(["--flagfile=configs/mnist.flags", f"--run_dir={run_dir}", f"--npz_path={npz}",
                     "--batch_size=8", "--steps=4", "--steps_per_epoch=2", "--labelled_fraction=0.25",

@@ -451,20 +451,6 @@ export_generator = export_saved_model
 
 def restore_run(run_dir: str, checkpoint: str = None):
     """Rebuilds the model of a training run folder and restores its newest (or the given) checkpoint."""
-    from tf_ssinfogan import callbacks, training
-    from tf_ssinfogan.config import ExperimentConfig
+    from tf_ssinfogan import training
 
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"run_dir {run_dir!r} has no config.json (not a training run folder)")
-    with open(path) as f:
-        cfg = ExperimentConfig.from_dict(json.load(f))
-    checkpoint = checkpoint or tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
-    if not checkpoint:
-        raise FileNotFoundError(f"run_dir {run_dir!r} has no checkpoint in {os.path.join(run_dir, 'checkpoints')}")
-    model = training.build_model(cfg, cfg.data.labelled_fraction)
-    # Every variable of the model must come from the checkpoint (a checkpoint of another architecture fails
-    # here instead of exporting initial weights); values the export does not need are ignored.
-    status = callbacks.make_checkpoint(model).restore(checkpoint)
-    status.assert_existing_objects_matched().expect_partial()
-    return model
+    return training.load_run(run_dir, checkpoint or "")[1]
