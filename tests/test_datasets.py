@@ -507,7 +507,7 @@ def test_instance_noise_under_mirrored_strategy():
     per_replica = strategy.run(lambda: m.add_instance_noise(tf.zeros([2, 28, 28, 1])))
     a, b = strategy.experimental_local_results(per_replica)
     assert not np.allclose(a.numpy(), b.numpy())
-    with tf.device(devices[0]):
+    with tf.device(strategy.extended.worker_devices[0]):
         single = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), 8, instance_noise=noise)
         single.compile()
         single.g_optimizer.iterations.assign(2)
