@@ -115,48 +115,37 @@ class SSInfoGAN(keras.Model):
         return self.generator(z, training=training)
 
     # ------------------------------------------------------------------------------------------- helpers
-    def _seed(self):
-        seed = self.seed_generator.next()
+    def _replica_draw(self, batch, draw):
+        """This replica's slice of one draw for the global batch; `draw(n, seed)` makes n items.
+
+        With one seed for all replicas and a slice per replica, what a step draws does not depend on how many
+        replicas share the batch (N replicas train like one device).
+        """
         ctx = tf.distribute.get_replica_context()
-        if ctx is not None and ctx.num_replicas_in_sync > 1:
-            seed = tf.random.experimental.stateless_fold_in(seed, ctx.replica_id_in_sync_group)
-        return seed
+        replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+        seed = self.seed_generator.next()
+        if replicas == 1:
+            return draw(batch, seed)
+        start = ctx.replica_id_in_sync_group * batch
+        return tf.nest.map_structure(lambda v: v[start:start + batch], draw(batch * replicas, seed))
 
     def instance_noise_stddev(self):
         """std_t of the instance noise at the current step (a float32 scalar tensor)."""
         return instance_noise_stddev(self.step, self.instance_noise)
 
     def add_instance_noise(self, images):
-        """images + N(0, std_t^2) when instance noise is on; the images unchanged (no RNG draw) otherwise.
-
-        Like the latents, the noise is this replica's slice of one draw for the global batch, so a step does not
-        depend on how many replicas share it.
-        """
+        """images + N(0, std_t^2) when instance noise is on (this replica's slice of one draw for the global
+        batch, like the latents); the images unchanged, with no RNG draw, otherwise."""
         if not self.instance_noise.enabled:
             return images
-        seed = self.seed_generator.next()
-        ctx = tf.distribute.get_replica_context()
-        replicas = ctx.num_replicas_in_sync if ctx is not None else 1
         shape = tf.shape(images)
-        if replicas == 1:
-            noise = tf.random.stateless_normal(shape, seed, dtype=images.dtype)
-        else:
-            full = tf.random.stateless_normal(tf.concat([[shape[0] * replicas], shape[1:]], 0), seed,
-                                              dtype=images.dtype)
-            noise = full[ctx.replica_id_in_sync_group * shape[0]:(ctx.replica_id_in_sync_group + 1) * shape[0]]
+        noise = self._replica_draw(shape[0], lambda n, seed: tf.random.stateless_normal(
+            tf.concat([[n], shape[1:]], 0), seed, dtype=images.dtype))
         return images + tf.cast(self.instance_noise_stddev(), images.dtype) * noise
 
     def sample_latents(self, batch_size) -> Dict[str, tf.Tensor]:
-        """This replica's latents: its slice of one draw for the global batch, so the latents (and hence a
-        step) do not depend on how many replicas share the batch."""
-        ctx = tf.distribute.get_replica_context()
-        replicas = ctx.num_replicas_in_sync if ctx is not None else 1
-        seed = self.seed_generator.next()
-        if replicas == 1:
-            return self.latent_space.sample(batch_size, seed)
-        full = self.latent_space.sample(batch_size * replicas, seed)
-        start = ctx.replica_id_in_sync_group * batch_size
-        return {k: v[start:start + batch_size] for k, v in full.items()}
+        """This replica's latents (its slice of one draw for the global batch)."""
+        return self._replica_draw(batch_size, self.latent_space.sample)
 
     def _label_targets(self, labels) -> Dict[str, tf.Tensor]:
         """Dataset label columns -> targets in each semi-supervised code's format."""
