@@ -111,6 +111,9 @@ def test_cli_dry_run_prints_resolved_reference_config():
     (["--image_shape=28,x,1"], "image_shape must be three integers"),
     (["--npz_path=/nonexistent/data.npz"], "npz file '/nonexistent/data.npz' does not exist"),
     (["--codes=digit:cat:5:label"], "code 'digit' has 5 categories, but label 'label'"),
+    (["--source=tfds", "--tfds_name=no_such_dataset", "--nodownload"], "TFDS dataset 'no_such_dataset'"),
+    (["--strategy=mirrored", "--cpu_devices=2", "--batch_size=7"],
+     "batch_size 7 is not divisible by the 2 replicas"),
 ])
 def test_cli_rejects_bad_input_with_a_clear_message(tmp_path, args, needle):
     run_dir = tmp_path / "run"
