@@ -108,7 +108,26 @@ def sample_inputs(spec, batch_size, seed, fixed):
 
 
 # ----------------------------------------------------------------------------------------------- models
-class LocalModel:
+class _Signatures:
+    """The signatures by name; subclasses provide `call(signature, **inputs)` and `_spec_strings()`."""
+
+    def sample(self, batch_size, seed=0, **fixed):
+        return self.call("sample", **sample_inputs(self._spec_strings(), batch_size, seed, fixed))
+
+    def generate(self, **codes):
+        return self.call("serving_default", **codes)
+
+    def traverse(self, code, steps=10, rows=1, seed=0):
+        return self.call("traverse", code=code, steps=steps, rows=rows, seed=seed)
+
+    def classify(self, images):
+        return self.call("classify", images=images)
+
+    def classify_uint8(self, images):
+        return self.call("classify_uint8", images=images)
+
+
+class LocalModel(_Signatures):
     """A SavedModel loaded in-process with TensorFlow (no tf_ssinfogan needed)."""
 
     def __init__(self, path):
@@ -138,23 +157,8 @@ class LocalModel:
         out.update({k + "_width": int(s.shape[0]) for k, s in specs.items() if s.shape.rank == 1})
         return out
 
-    def sample(self, batch_size, seed=0, **fixed):
-        return self.call("sample", **sample_inputs(self._spec_strings(), batch_size, seed, fixed))
 
-    def generate(self, **codes):
-        return self.call("serving_default", **codes)
-
-    def traverse(self, code, steps=10, rows=1, seed=0):
-        return self.call("traverse", code=code, steps=steps, rows=rows, seed=seed)
-
-    def classify(self, images):
-        return self.call("classify", images=images)
-
-    def classify_uint8(self, images):
-        return self.call("classify_uint8", images=images)
-
-
-class RestModel:
+class RestModel(_Signatures):
     """A model served by TF Serving's REST API (`<host>:8501/v1/models/<name>`), standard library only."""
 
     def __init__(self, url, timeout=60.0):
@@ -185,21 +189,6 @@ class RestModel:
         shapes = {k: v.get("tensor_shape", v.get("tensorShape", {})).get("dim", []) for k, v in sig.items()}
         out.update({k + "_width": int(dims[0]["size"]) for k, dims in shapes.items() if len(dims) == 1})
         return out
-
-    def sample(self, batch_size, seed=0, **fixed):
-        return self.call("sample", **sample_inputs(self._spec_strings(), batch_size, seed, fixed))
-
-    def generate(self, **codes):
-        return self.call("serving_default", **codes)
-
-    def traverse(self, code, steps=10, rows=1, seed=0):
-        return self.call("traverse", code=code, steps=steps, rows=rows, seed=seed)
-
-    def classify(self, images):
-        return self.call("classify", images=images)
-
-    def classify_uint8(self, images):
-        return self.call("classify_uint8", images=images)
 
 
 def main(argv=None):
