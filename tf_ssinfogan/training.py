@@ -52,16 +52,23 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         "chief" not in resolver.cluster_spec().as_dict()
 
 
-def check_resume_compatible(run_dir: str, cfg: ExperimentConfig) -> None:
-    """A run folder may be resumed with the same model; changing the latent spec or network is refused."""
+def read_run_config(run_dir: str, hint: str = "") -> Optional[ExperimentConfig]:
+    """The configuration saved in a run folder, or None if it has none; ConfigError if it is unreadable."""
     path = os.path.join(run_dir, "config.json")
-    if not os.path.exists(path):
-        return
+    if not os.path.isfile(path):
+        return None
     try:
         with open(path) as f:
-            old = ExperimentConfig.from_dict(json.load(f))
+            return ExperimentConfig.from_dict(json.load(f))
     except (ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"{path} is not a valid run configuration ({e}); use a new run_dir") from None
+        raise ConfigError(f"{path} is not a valid run configuration ({e}){hint}") from None
+
+
+def check_resume_compatible(run_dir: str, cfg: ExperimentConfig) -> None:
+    """A run folder may be resumed with the same model; changing the latent spec or network is refused."""
+    old = read_run_config(run_dir, hint="; use a new run_dir")
+    if old is None:
+        return
     for part in ("latent", "network"):
         if getattr(old, part) != getattr(cfg, part):
             raise ConfigError(
@@ -87,14 +94,9 @@ def build_model(cfg: ExperimentConfig, labelled_ratio: float) -> SSInfoGAN:
 
 def load_run(run_dir: str, checkpoint: str = ""):
     """(config, model) of a run folder, restored from its newest (or the given) checkpoint."""
-    path = os.path.join(run_dir, "config.json")
-    if not os.path.isfile(path):
+    cfg = read_run_config(run_dir)
+    if cfg is None:
         raise ConfigError(f"run_dir {run_dir!r} has no config.json (not a training run folder)")
-    try:
-        with open(path) as f:
-            cfg = ExperimentConfig.from_dict(json.load(f))
-    except (ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"{path} is not a valid run configuration ({e})") from None
     checkpoint = checkpoint or tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     if not checkpoint:
         raise ConfigError(f"run_dir {run_dir!r} has no checkpoint in {os.path.join(run_dir, 'checkpoints')}")
