@@ -77,11 +77,11 @@ def count_flops(concrete):
     return model_analyzer.profile(graph=concrete.graph, options=opts).total_float_ops
 
 
-def run_case(arch, batch, xla, precision, steps, warmup):
+def run_case(arch, batch, xla, precision, steps, warmup, reuse_fakes=False, replicas=1):
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(0)
     network, latent = ARCHS[arch]
-    model = SSInfoGAN(latent, network, batch)
+    model = SSInfoGAN(latent, network, batch, reuse_fakes=reuse_fakes)
     model.compile()
     h, w, c = network.image_shape
     images = tf.random.uniform([batch, h, w, c])

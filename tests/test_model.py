@@ -107,3 +107,35 @@ def test_step_under_mirrored_strategy_on_two_cpu_devices():
     per_replica = strategy.run(lambda: m.sample_latents(2)["noise"])
     a, b = strategy.experimental_local_results(per_replica)
     assert not np.allclose(a.numpy(), b.numpy())
+
+
+def test_reuse_fakes_is_the_g_phase_on_the_d_phase_latents():
+    """reuse_fakes (the default) gives G the update of a G phase recomputed on the D phase's latents."""
+    import keras
+
+    images, labels, mask = _batch()
+
+    def build(reuse):
+        keras.utils.set_random_seed(3)
+        m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH, seed=3, reuse_fakes=reuse)
+        m.compile(d_optimizer=keras.optimizers.SGD(0.1), g_optimizer=keras.optimizers.SGD(0.1))
+        return m
+
+    reused, manual = build(True), build(False)
+    assert C.TrainConfig().reuse_fakes and reused.reuse_fakes and not manual.reuse_fakes
+    g_before = _snapshot(reused.generator.trainable_variables)
+    reused.train_step((images, labels, mask))
+    # By hand: the D phase on one draw, then G's forward pass again (after D's update) for the G phase
+    latents, fakes = manual.make_fakes(BATCH)
+    manual.discriminator_phase(images, labels, mask, (latents, fakes))
+    tape = tf.GradientTape()
+    with tape:
+        again = manual.generate(latents, training=True)
+    manual.generator_phase(BATCH, (latents, again), tape)
+    for a, b in zip(reused.trainable_variables, manual.trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5, err_msg=a.path)
+    assert all(_changed(g_before, reused.generator.trainable_variables))
+    # One latent draw per step instead of two
+    fresh = build(False)
+    fresh.train_step((images, labels, mask))
+    assert int(reused.seed_generator.state[1]) == 1 and int(fresh.seed_generator.state[1]) == 2

@@ -243,6 +243,9 @@ class TrainConfig:
     ss_weight: float = 2.0  # lambda for semi-supervised codes (reference)
     us_weight: float = 0.8  # lambda for unsupervised codes (reference)
     q_ss_fake_weight: float = 0.0  # Q_ss loss on fakes in the D/Q phase; 0 = reference (labelled reals only)
+    # The G phase reuses the D phase's latents and G forward pass (the Torch DCGAN/ss-InfoGAN practice),
+    # about 8% fewer FLOPs per step; False draws fresh fakes for the G phase.
+    reuse_fakes: bool = True
     seed: int = 1
     checkpoint_every_epochs: int = 5
     max_checkpoints: int = 3

@@ -57,13 +57,16 @@ class SSInfoGAN(keras.Model):
       instance_noise: the instance-noise schedule; None or std 0 = off.
       skip_nonfinite: skip an update whose loss or gradients are not finite (the step counter still moves,
         and the metric 'skipped' counts them) instead of applying it; one device only.
+      reuse_fakes: the G phase reuses the latents and the generator forward pass of the D phase (as the
+        Torch DCGAN code that the ss-InfoGAN reference builds on does) instead of drawing fresh fakes; this
+        saves one generator forward pass per step (about 8% of the FLOPs on MNIST).
     """
 
     def __init__(self, latent: LatentConfig, network: NetworkConfig, global_batch_size: int,
                  ss_weight: float = 2.0, us_weight: float = 0.8, q_ss_on_fakes: bool = False,
                  q_ss_fake_weight: float = 0.0,
                  seed: int = 1, instance_noise: InstanceNoiseConfig = None, skip_nonfinite: bool = False,
-                 **kwargs):
+                 reuse_fakes: bool = False, **kwargs):
         super().__init__(name=kwargs.pop("name", "ss_infogan"), **kwargs)
         self.latent_config, self.network_config = latent, network
         self.latent_space = LatentSpace(latent)
@@ -73,6 +76,7 @@ class SSInfoGAN(keras.Model):
         self.q_ss_fake_weight = self.ss_weight if self.q_ss_on_fakes else float(q_ss_fake_weight)
         self.instance_noise = instance_noise or InstanceNoiseConfig()
         self.skip_nonfinite = bool(skip_nonfinite)
+        self.reuse_fakes = bool(reuse_fakes)
         self.instance_noise.validate()
         self.ss_codes = latent.semi_supervised_codes
         self.us_codes = latent.unsupervised_codes
@@ -198,11 +202,18 @@ class SSInfoGAN(keras.Model):
         return losses.reduce_to_global_batch(per_example, self.global_batch_size)
 
     # ---------------------------------------------------------------------------------------- the phases
-    def discriminator_phase(self, images, labels, label_mask):
-        """Phase 1: one update of D and Q (trunk, D head, Q_ss and Q_us heads). G is not updated."""
-        batch = tf.shape(images)[0]
+    def make_fakes(self, batch):
+        """(latents, fakes): this replica's latent draw and G's images of it (G in training mode)."""
         latents = self.sample_latents(batch)
-        fakes = self.generator(self.latent_space.to_generator_input(latents), training=True)
+        return latents, self.generator(self.latent_space.to_generator_input(latents), training=True)
+
+    def discriminator_phase(self, images, labels, label_mask, fakes=None):
+        """Phase 1: one update of D and Q (trunk, D head, Q_ss and Q_us heads). G is not updated.
+
+        `fakes`: a (latents, images) pair from `make_fakes`; None draws new ones.
+        """
+        latents, fakes = fakes if fakes is not None else self.make_fakes(tf.shape(images)[0])
+        fakes = tf.stop_gradient(fakes)
         targets = self._label_targets(labels)
         mask = tf.cast(label_mask, tf.float32)
         images, fakes = self.add_instance_noise(images), self.add_instance_noise(fakes)
@@ -231,12 +242,20 @@ class SSInfoGAN(keras.Model):
                 self._track("q_ss_acc", acc / len(cat), sample_weight=mask)
         return loss
 
-    def generator_phase(self, batch):
-        """Phase 2: one update of G through D and Q on fresh fakes. D and Q are not updated."""
-        latents = self.sample_latents(batch)
-        with tf.GradientTape() as tape:
-            fakes = self.generator(self.latent_space.to_generator_input(latents), training=True)
-            out = self.discriminator(self.add_instance_noise(fakes), training=True)
+    def generator_phase(self, batch, fakes=None, tape=None):
+        """Phase 2: one update of G through D and Q. D and Q are not updated.
+
+        Fresh fakes by default; or the D phase's (latents, images) pair `fakes`, made under the gradient
+        tape `tape`, which this phase resumes (so G's forward pass is not repeated).
+        """
+        if fakes is None:
+            tape = tf.GradientTape()
+            with tape:
+                latents, images = self.make_fakes(batch)
+        else:
+            latents, images = fakes
+        with tape:
+            out = self.discriminator(self.add_instance_noise(images), training=True)
             adv = losses.generator_loss(out["logits"])
             ss_fake, li_ss = self._code_terms(self.ss_codes, out["q"], latents)
             us_fake, li_us = self._code_terms(self.us_codes, out["q"], latents)
@@ -257,10 +276,17 @@ class SSInfoGAN(keras.Model):
 
     def train_step(self, data):
         images, labels, label_mask = data
+        batch = tf.shape(images)[0]
+        fakes = tape = None
+        if self.reuse_fakes:
+            # Draw the fakes once, recording G's forward pass for the G phase
+            tape = tf.GradientTape()
+            with tape:
+                fakes = self.make_fakes(batch)
         # Train the discriminator and Q
-        self.discriminator_phase(images, labels, label_mask)
+        self.discriminator_phase(images, labels, label_mask, fakes)
         # Train the generator
-        self.generator_phase(tf.shape(images)[0])
+        self.generator_phase(batch, fakes, tape)
         return {name: m.result() for name, m in self.tracked.items()}
 
     # ----------------------------------------------------------------------------------------- inference

@@ -83,7 +83,7 @@ def build_model(cfg: ExperimentConfig, labelled_ratio: float) -> SSInfoGAN:
     model = SSInfoGAN(cfg.latent, cfg.network, t.batch_size, ss_weight=t.ss_weight, us_weight=t.us_weight,
                       q_ss_on_fakes=labelled_ratio == 0.0,
                       q_ss_fake_weight=t.q_ss_fake_weight, skip_nonfinite=t.nan_policy == "skip", seed=t.seed,
-                      instance_noise=t.instance_noise)
+                      instance_noise=t.instance_noise, reuse_fakes=t.reuse_fakes)
     model.compile(
         d_optimizer=keras.optimizers.Adam(t.d_learning_rate, beta_1=t.beta_1, beta_2=t.beta_2, name="d_adam"),
         g_optimizer=keras.optimizers.Adam(t.g_learning_rate, beta_1=t.beta_1, beta_2=t.beta_2, name="g_adam"),
