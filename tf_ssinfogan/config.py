@@ -246,6 +246,8 @@ class TrainConfig:
     # The G phase reuses the D phase's latents and G forward pass (the Torch DCGAN/ss-InfoGAN practice),
     # about 8% fewer FLOPs per step; False draws fresh fakes for the G phase.
     reuse_fakes: bool = True
+    # Adam through TF's fused ResourceApplyAdam kernel (same update as keras.optimizers.Adam, see optimizers.py)
+    fused_adam: bool = True
     seed: int = 1
     checkpoint_every_epochs: int = 5
     max_checkpoints: int = 3

@@ -78,6 +78,8 @@ flags.DEFINE_float("q_ss_fake_weight", _D.train.q_ss_fake_weight, "Weight of Q_s
                    "fakes in the D/Q phase; 0 = reference (Q_ss learns from labelled real images only).")
 flags.DEFINE_bool("reuse_fakes", _D.train.reuse_fakes, "The G phase reuses the D phase's latents and generator "
                   "forward pass (Torch DCGAN practice, about 8% fewer FLOPs); --noreuse_fakes draws fresh fakes.")
+flags.DEFINE_bool("fused_adam", _D.train.fused_adam, "Adam through TF's fused kernel (the same update as Keras's "
+                  "Adam, several times faster); --nofused_adam uses keras.optimizers.Adam.")
 flags.DEFINE_float("us_weight", _D.train.us_weight, "lambda of the unsupervised code terms.")
 flags.DEFINE_integer("seed", _D.train.seed, "Seed of initialisation and latent sampling.")
 flags.DEFINE_integer("shuffle_seed", _D.data.shuffle_seed, "Seed of the data order.")
@@ -141,6 +143,7 @@ def config_from_flags() -> ExperimentConfig:
             d_learning_rate=FLAGS.d_learning_rate, g_learning_rate=FLAGS.g_learning_rate,
             beta_1=FLAGS.beta_1, beta_2=FLAGS.beta_2, ss_weight=FLAGS.ss_weight, us_weight=FLAGS.us_weight,
             q_ss_fake_weight=FLAGS.q_ss_fake_weight, reuse_fakes=FLAGS.reuse_fakes,
+            fused_adam=FLAGS.fused_adam,
             seed=FLAGS.seed, checkpoint_every_epochs=FLAGS.checkpoint_every_epochs,
             max_checkpoints=FLAGS.max_checkpoints, grid_every_epochs=FLAGS.grid_every_epochs,
             export_at_end=FLAGS.export_at_end, strategy=FLAGS.strategy, loop=FLAGS.loop, jit_compile=FLAGS.jit_compile,

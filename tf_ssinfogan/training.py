@@ -28,6 +28,7 @@ from tf_ssinfogan import evaluation
 from tf_ssinfogan.config import ConfigError, ExperimentConfig
 from tf_ssinfogan.fileio import write_text_atomic
 from tf_ssinfogan.model import SSInfoGAN
+from tf_ssinfogan.optimizers import FusedAdam
 
 log = logging.getLogger("tf_ssinfogan")
 
@@ -84,9 +85,10 @@ def build_model(cfg: ExperimentConfig, labelled_ratio: float) -> SSInfoGAN:
                       q_ss_on_fakes=labelled_ratio == 0.0,
                       q_ss_fake_weight=t.q_ss_fake_weight, skip_nonfinite=t.nan_policy == "skip", seed=t.seed,
                       instance_noise=t.instance_noise, reuse_fakes=t.reuse_fakes)
+    adam = FusedAdam if t.fused_adam else keras.optimizers.Adam
     model.compile(
-        d_optimizer=keras.optimizers.Adam(t.d_learning_rate, beta_1=t.beta_1, beta_2=t.beta_2, name="d_adam"),
-        g_optimizer=keras.optimizers.Adam(t.g_learning_rate, beta_1=t.beta_1, beta_2=t.beta_2, name="g_adam"),
+        d_optimizer=adam(t.d_learning_rate, beta_1=t.beta_1, beta_2=t.beta_2, name="d_adam"),
+        g_optimizer=adam(t.g_learning_rate, beta_1=t.beta_1, beta_2=t.beta_2, name="g_adam"),
         jit_compile=t.jit_compile,
     )
     return model

@@ -1,0 +1,41 @@
+"""Adam with TensorFlow's fused kernel: the same update as `keras.optimizers.Adam`, several times faster.
+
+Keras 3's Adam updates each variable with about ten elementwise ops, each a pass over the variable, its
+moments and the gradient; on a CPU that is memory-bound work: for the MNIST networks' 13.4M parameters it
+was about a fifth of a training step. `FusedAdam` runs TF's `ResourceApplyAdam` kernel instead, one pass
+per variable, with the same formula (Kingma & Ba 2015, Algorithm 1, with epsilon added to sqrt(v_t)):
+
+    alpha_t = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
+    m_t = beta_1 m + (1 - beta_1) g;  v_t = beta_2 v + (1 - beta_2) g^2;  var -= alpha_t m_t / (sqrt(v_t) + eps)
+
+It keeps Keras's slot variables (so checkpoints are interchangeable with `keras.optimizers.Adam`) and runs
+under every tf.distribute strategy (Keras calls `update_step` per device inside `extended.update`, where a
+mirrored slot's `handle` is that device's copy). AMSGrad and sparse gradients use Keras's own update.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+
+def _handle(variable):
+    return (variable.value if isinstance(variable, keras.Variable) else variable).handle
+
+
+@keras.saving.register_keras_serializable(package="tf_ssinfogan")
+class FusedAdam(keras.optimizers.Adam):
+    """`keras.optimizers.Adam` (same arguments) whose dense update is one fused kernel per variable."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.amsgrad or isinstance(gradient, tf.IndexedSlices) or keras.backend.backend() != "tensorflow":
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        step = tf.cast(self.iterations + 1, dtype)
+        index = self._get_variable_index(variable)
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        tf.raw_ops.ResourceApplyAdam(
+            var=_handle(variable), m=_handle(self._momentums[index]), v=_handle(self._velocities[index]),
+            beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
+            lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype),
+            grad=tf.cast(gradient, dtype), use_locking=False)
