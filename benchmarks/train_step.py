@@ -1,19 +1,32 @@
 """Training-step throughput of the ss-InfoGAN networks: images/s, step time, FLOPs and FLOP/s utilisation.
 
-  python benchmarks/train_step.py                          # MNIST reference nets, batch 64/128/256, XLA off/on
-  python benchmarks/train_step.py --arch=mnist --batch=128 --precision=float32,mixed_bfloat16 --steps=30
+  python benchmarks/train_step.py                          # MNIST nets, batch 128, every step variant, XLA off/on
+  python benchmarks/train_step.py --batch=64,128,256 --variant=default --xla=off,on
+  python benchmarks/train_step.py --precision=float32,mixed_bfloat16 --replicas=1,2 --steps_per_execution=1,10
 
 Prints the hardware, a dense-matmul peak measured in the same run (float32 and bfloat16), then one JSON line
-per case: {arch, batch, xla, precision, replicas, step_ms, images_per_s, mflop_per_image, gflop_per_s,
-utilisation_vs_fp32_peak}. The step is the model's own `train_step` on a fixed in-memory batch (the input
-pipeline is measured separately in benchmarks/input_pipeline.py). FLOPs are counted by the TF profiler on the
-step's graph (forward and backward of both phases).
+per case: {arch, batch, variant, xla, precision, replicas, steps_per_execution, step_ms, images_per_s,
+mflop_per_image, gflop_per_s, utilisation_vs_fp32_peak}. The step is the model's own `train_step` on a fixed
+in-memory batch (the input pipeline is measured separately in benchmarks/input_pipeline.py). FLOPs are counted
+by the TF profiler on the step's graph (forward and backward of both phases).
+
+Variants (what changed the package's defaults; compare them side by side in one run):
+  baseline  fresh fakes for the G phase, keras.optimizers.Adam   (--noreuse_fakes --nofused_adam)
+  reuse     the G phase reuses the D phase's fakes, keras Adam   (--nofused_adam)
+  fused     fresh fakes, FusedAdam                                (--noreuse_fakes)
+  default   reuse + FusedAdam: the package default
+Replicas > 1 run MirroredStrategy over that many logical CPU devices, each case in a fresh process (so only
+one strategy lives in a process); on a CPU they share the same cores, so this measures the strategy's
+overhead, not a speed-up. XLA is skipped there (XLA with MirroredStrategy on logical CPUs fails).
+steps_per_execution > 1 runs that many steps inside one tf.function call (what Keras's
+`compile(steps_per_execution=...)` does), to show the per-call overhead.
 """
 
 import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 
@@ -77,65 +90,132 @@ def count_flops(concrete):
     return model_analyzer.profile(graph=concrete.graph, options=opts).total_float_ops
 
 
-def run_case(arch, batch, xla, precision, steps, warmup, reuse_fakes=False, replicas=1):
+VARIANTS = {  # variant: (reuse_fakes, fused_adam)
+    "baseline": (False, False),
+    "reuse": (True, False),
+    "fused": (False, True),
+    "default": (True, True),
+}
+
+
+def run_case(arch, batch, xla, precision, steps, warmup, variant="default", replicas=1, steps_per_execution=1):
+    """(seconds per step, FLOPs per step) of one case."""
+    from tf_ssinfogan.optimizers import FusedAdam
+
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(0)
     network, latent = ARCHS[arch]
-    model = SSInfoGAN(latent, network, batch, reuse_fakes=reuse_fakes)
-    model.compile()
+    reuse_fakes, fused_adam = VARIANTS[variant]
+    adam = FusedAdam if fused_adam else keras.optimizers.Adam
+    if replicas > 1:
+        strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(replicas)])
+    else:
+        strategy = tf.distribute.get_strategy()
+    with strategy.scope():
+        model = SSInfoGAN(latent, network, batch, reuse_fakes=reuse_fakes)
+        model.compile(d_optimizer=adam(1e-4, beta_1=0.5, name="d_adam"), g_optimizer=adam(1e-3, beta_1=0.5, name="g_adam"))
     h, w, c = network.image_shape
     images = tf.random.uniform([batch, h, w, c])
     labels = {code.label: tf.zeros([batch], tf.int64) if code.kind == "categorical" else tf.zeros([batch, code.dim])
               for code in latent.semi_supervised_codes}
     mask = tf.ones([batch])
-    step = tf.function(model.train_step, jit_compile=xla)
     flops = None
-    try:
-        flops = count_flops(tf.function(model.train_step).get_concrete_function((images, labels, mask)))
-    except Exception as e:  # the profiler is best-effort
-        print(f"# flop count failed: {e}", file=sys.stderr)
-    for _ in range(warmup):
-        out = step((images, labels, mask))
-    float(out["d_loss"])
+    if replicas == 1:
+        try:
+            flops = count_flops(tf.function(model.train_step).get_concrete_function((images, labels, mask)))
+        except Exception as e:  # the profiler is best-effort
+            print(f"# flop count failed: {e}", file=sys.stderr)
+        data = (images, labels, mask)
+
+        def one_step(batch_):
+            return model.train_step(batch_)
+    else:
+        dataset = tf.data.Dataset.from_tensors((images, labels, mask)).repeat()
+        data = iter(strategy.experimental_distribute_dataset(dataset))
+
+        def one_step(iterator):
+            strategy.run(model.train_step, args=(next(iterator),))
+
+    @tf.function(jit_compile=xla)
+    def step(batch_):
+        for _ in tf.range(steps_per_execution):
+            one_step(batch_)
+        return model.tracked["d_loss"].result()
+
+    calls = max(1, steps // steps_per_execution)
+    for _ in range(max(1, warmup // steps_per_execution)):
+        out = step(data)
+    float(out)
     t0 = time.perf_counter()
-    for _ in range(steps):
-        out = step((images, labels, mask))
-    float(out["d_loss"])
-    dt = (time.perf_counter() - t0) / steps
+    for _ in range(calls):
+        out = step(data)
+    float(out)
+    dt = (time.perf_counter() - t0) / (calls * steps_per_execution)
     keras.mixed_precision.set_global_policy("float32")
     return dt, flops
+
+
+def _csv(text, cast=str):
+    return [cast(x) for x in text.split(",") if x]
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", default="mnist")
-    p.add_argument("--batch", default="64,128,256")
+    p.add_argument("--batch", default="128")
+    p.add_argument("--variant", default="baseline,reuse,fused,default")
     p.add_argument("--xla", default="off,on")
     p.add_argument("--precision", default="float32")
+    p.add_argument("--replicas", default="1")
+    p.add_argument("--steps_per_execution", default="1")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--no_peak", action="store_true", help="skip the matmul peak (child processes)")
     args = p.parse_args()
+    for v in _csv(args.variant):
+        if v not in VARIANTS:
+            p.error(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
+    replicas = _csv(args.replicas, int)
+    if any(r > 1 for r in replicas) and len(replicas) > 1:
+        # One process per replica count: one MirroredStrategy per process
+        for r in replicas:
+            cmd = [sys.executable, os.path.abspath(__file__)] + [a for a in sys.argv[1:] if not a.startswith("--replicas")]
+            if r != replicas[0]:
+                cmd.append("--no_peak")
+            subprocess.run(cmd + [f"--replicas={r}"], check=False)
+        return
+    if replicas[0] > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas[0])
     _register_32x32()
-    print("# hardware:", json.dumps(hardware()))
-    peak32, peak16 = matmul_peak(tf.float32), matmul_peak(tf.bfloat16)
-    print(f"# dense matmul 2048^3 peak: float32 {peak32:.1f} GFLOP/s, bfloat16 {peak16:.1f} GFLOP/s")
-    for arch in args.arch.split(","):
-        for precision in args.precision.split(","):
-            for batch in [int(b) for b in args.batch.split(",")]:
-                for xla in [x == "on" for x in args.xla.split(",")]:
-                    try:
-                        dt, flops = run_case(arch, batch, xla, precision, args.steps, args.warmup)
-                    except Exception as e:
-                        print(json.dumps({"arch": arch, "batch": batch, "xla": xla, "precision": precision,
-                                          "error": str(e).splitlines()[0][:200]}))
-                        continue
-                    rec = {"arch": arch, "batch": batch, "xla": xla, "precision": precision, "replicas": 1,
-                           "step_ms": round(dt * 1e3, 2), "images_per_s": round(batch / dt, 1)}
-                    if flops:
-                        rec["mflop_per_image"] = round(flops / batch / 1e6, 1)
-                        rec["gflop_per_s"] = round(flops / dt / 1e9, 1)
-                        rec["utilisation_vs_fp32_peak"] = round(flops / dt / 1e9 / peak32, 3)
-                    print(json.dumps(rec), flush=True)
+    peak32 = None
+    if not args.no_peak:
+        print("# hardware:", json.dumps(hardware()))
+        peak32, peak16 = matmul_peak(tf.float32), matmul_peak(tf.bfloat16)
+        print(f"# dense matmul 2048^3 peak: float32 {peak32:.1f} GFLOP/s, bfloat16 {peak16:.1f} GFLOP/s", flush=True)
+    for arch in _csv(args.arch):
+        for precision in _csv(args.precision):
+            for batch in _csv(args.batch, int):
+                for spe in _csv(args.steps_per_execution, int):
+                    for variant in _csv(args.variant):
+                        for xla in [x == "on" for x in _csv(args.xla)]:
+                            case = {"arch": arch, "batch": batch, "variant": variant, "xla": xla,
+                                    "precision": precision, "replicas": replicas[0], "steps_per_execution": spe}
+                            if xla and replicas[0] > 1:
+                                continue
+                            try:
+                                dt, flops = run_case(arch, batch, xla, precision, args.steps, args.warmup, variant,
+                                                     replicas[0], spe)
+                            except Exception as e:
+                                print(json.dumps(dict(case, error=str(e).splitlines()[0][:200])), flush=True)
+                                continue
+                            rec = dict(case, step_ms=round(dt * 1e3, 2), images_per_s=round(batch / dt, 1))
+                            if flops:
+                                rec["mflop_per_image"] = round(flops / batch / 1e6, 1)
+                                rec["gflop_per_s"] = round(flops / dt / 1e9, 1)
+                                if peak32:
+                                    rec["utilisation_vs_fp32_peak"] = round(flops / dt / 1e9 / peak32, 3)
+                            print(json.dumps(rec), flush=True)
 
 
 if __name__ == "__main__":
