@@ -101,6 +101,19 @@ def test_cli_dry_run_prints_resolved_reference_config():
     assert cfg.train.d_learning_rate == 1e-4 and cfg.train.g_learning_rate == 1e-3
     assert cfg.data.labelled_fraction == 0.01 and cfg.data.label_seed == 1234
     assert cfg.latent.codes == C.parse_codes("digit:cat:10:label,c1:cont:1,c2:cont:1")
+    assert cfg.train.reuse_fakes and cfg.train.fused_adam  # the fast defaults
+    out = _run_cli(["--flagfile=configs/mnist.flags", "--dry_run", "--noreuse_fakes", "--nofused_adam"])
+    off = C.ExperimentConfig.from_dict(json.loads(out.stdout)).train
+    assert not off.reuse_fakes and not off.fused_adam
+
+
+def test_build_model_takes_the_step_settings(tmp_path):
+    from tf_ssinfogan.optimizers import FusedAdam
+
+    model = training.build_model(tiny_config(tmp_path), 0.1)
+    assert model.reuse_fakes and isinstance(model.d_optimizer, FusedAdam) and isinstance(model.g_optimizer, FusedAdam)
+    model = training.build_model(tiny_config(tmp_path, reuse_fakes=False, fused_adam=False), 0.1)
+    assert not model.reuse_fakes and not isinstance(model.d_optimizer, FusedAdam)
 
 
 @pytest.mark.parametrize("args, needle", [
