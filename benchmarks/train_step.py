@@ -2,7 +2,7 @@
 
   python benchmarks/train_step.py                          # MNIST nets, batch 128, every step variant, XLA off/on
   python benchmarks/train_step.py --batch=64,128,256 --variant=default --xla=off,on
-  python benchmarks/train_step.py --precision=float32,mixed_bfloat16 --replicas=1,2 --steps_per_execution=1,10
+  python benchmarks/train_step.py --precision=float32,mixed_bfloat16,mixed_float16 --replicas=1,2 --steps_per_execution=1,10
 
 Prints the hardware, a dense-matmul peak measured in the same run (float32 and bfloat16), then one JSON line
 per case: {arch, batch, variant, xla, precision, replicas, steps_per_execution, step_ms, images_per_s,
@@ -55,6 +55,13 @@ def _register_32x32():
             C.NetworkConfig(architecture="infogan32", image_shape=(32, 32, 3), output_activation="tanh"),
             C.LatentConfig(noise_dim=124, codes=C.parse_codes("digit:cat:10:label,u1:cat:10,u2:cat:10,c1:cont:4")),
         )
+    if "dcgan32" in networks.ARCHITECTURES:  # configs/cifar.flags
+        ARCHS["dcgan32"] = (
+            C.NetworkConfig(architecture="dcgan32", image_shape=(32, 32, 3), output_activation="tanh",
+                            leaky_relu_slope=0.2),
+            C.LatentConfig(noise_dim=100, noise_distribution="normal",
+                           codes=C.parse_codes("object:cat:10:label,c1:cont:1,c2:cont:1,c3:cont:1,c4:cont:1")),
+        )
 
 
 def hardware():
@@ -100,7 +107,7 @@ VARIANTS = {  # variant: (reuse_fakes, fused_adam)
 
 def run_case(arch, batch, xla, precision, steps, warmup, variant="default", replicas=1, steps_per_execution=1):
     """(seconds per step, FLOPs per step) of one case."""
-    from tf_ssinfogan.optimizers import FusedAdam
+    from tf_ssinfogan.optimizers import FusedAdam, StepCountingLossScaleOptimizer
 
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(0)
@@ -113,7 +120,12 @@ def run_case(arch, batch, xla, precision, steps, warmup, variant="default", repl
         strategy = tf.distribute.get_strategy()
     with strategy.scope():
         model = SSInfoGAN(latent, network, batch, reuse_fakes=reuse_fakes)
-        model.compile(d_optimizer=adam(1e-4, beta_1=0.5, name="d_adam"), g_optimizer=adam(1e-3, beta_1=0.5, name="g_adam"))
+
+        def optimizer(lr, name):  # as training.build_model: float16 gets dynamic loss scaling
+            opt = adam(lr, beta_1=0.5, name=name)
+            return StepCountingLossScaleOptimizer(opt) if precision == "mixed_float16" else opt
+
+        model.compile(d_optimizer=optimizer(1e-4, "d_adam"), g_optimizer=optimizer(1e-3, "g_adam"))
     h, w, c = network.image_shape
     images = tf.random.uniform([batch, h, w, c])
     labels = {code.label: tf.zeros([batch], tf.int64) if code.kind == "categorical" else tf.zeros([batch, code.dim])
@@ -138,7 +150,7 @@ def run_case(arch, batch, xla, precision, steps, warmup, variant="default", repl
 
     @tf.function(jit_compile=xla)
     def step(batch_):
-        for _ in tf.range(steps_per_execution):
+        for _ in range(steps_per_execution):  # unrolled: XLA compiles a tf.range loop over this step ~20x slower
             one_step(batch_)
         return model.tracked["d_loss"].result()
 

@@ -4,7 +4,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ssinfogan.optimizers import FusedAdam
+import pytest
+
+from tf_ssinfogan.optimizers import FusedAdam, StepCountingLossScaleOptimizer
 from conftest import mirrored_strategy
 
 SHAPES = [(3, 4), (5,), (2, 2, 3, 4)]
@@ -83,3 +85,31 @@ def test_under_mirrored_strategy_each_replica_applies_the_all_reduced_update():
         np.testing.assert_array_equal(copies[0], copies[1])
         np.testing.assert_allclose(copies[0], y.value.values[0].numpy(), atol=1e-6)
         assert not np.allclose(copies[0], 0.5)
+
+
+def _scalar(variable):
+    return float(tf.convert_to_tensor(variable))
+
+
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_loss_scaling_skips_an_overflowing_step_but_counts_it(mirrored):
+    """Non-finite (scaled) gradients: no update, the scale halves, `iterations` still advances (it is the model's
+    step counter). Finite ones: unscaled, then applied (SGD; replicas' gradients are summed)."""
+    strategy = mirrored_strategy() if mirrored else tf.distribute.get_strategy()
+    with strategy.scope():
+        opt = StepCountingLossScaleOptimizer(keras.optimizers.SGD(0.1), initial_scale=4.0)
+        v = keras.Variable(np.ones(3, np.float32))
+        opt.build([v])
+
+    def step(grad):
+        @tf.function
+        def apply():
+            strategy.run(lambda: opt.apply_gradients([(tf.constant(grad, tf.float32), v)]))
+        apply()
+        return np.asarray(strategy.experimental_local_results(v.value)[0] if mirrored else v.numpy())
+
+    np.testing.assert_array_equal(step([np.inf, 1.0, 1.0]), [1.0, 1.0, 1.0])
+    assert _scalar(opt.iterations) == 1 and _scalar(opt.dynamic_scale) == 2.0
+    replicas = strategy.num_replicas_in_sync
+    np.testing.assert_allclose(step([4.0, 2.0, 0.0]), 1.0 - 0.1 * replicas * np.array([2.0, 1.0, 0.0]), atol=1e-6)
+    assert _scalar(opt.iterations) == 2 and _scalar(opt.dynamic_scale) == 2.0

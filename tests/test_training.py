@@ -101,10 +101,11 @@ def test_cli_dry_run_prints_resolved_reference_config():
     assert cfg.train.d_learning_rate == 1e-4 and cfg.train.g_learning_rate == 1e-3
     assert cfg.data.labelled_fraction == 0.01 and cfg.data.label_seed == 1234
     assert cfg.latent.codes == C.parse_codes("digit:cat:10:label,c1:cont:1,c2:cont:1")
-    assert cfg.train.reuse_fakes and cfg.train.fused_adam  # the fast defaults
-    out = _run_cli(["--flagfile=configs/mnist.flags", "--dry_run", "--noreuse_fakes", "--nofused_adam"])
+    assert cfg.train.reuse_fakes and cfg.train.fused_adam and cfg.train.precision == "float32"  # the defaults
+    out = _run_cli(["--flagfile=configs/mnist.flags", "--dry_run", "--noreuse_fakes", "--nofused_adam",
+                    "--precision=mixed_bfloat16"])
     off = C.ExperimentConfig.from_dict(json.loads(out.stdout)).train
-    assert not off.reuse_fakes and not off.fused_adam
+    assert not off.reuse_fakes and not off.fused_adam and off.precision == "mixed_bfloat16"
 
 
 def test_build_model_takes_the_step_settings(tmp_path):
@@ -121,6 +122,7 @@ def test_build_model_takes_the_step_settings(tmp_path):
     (["--codes=digit:foo:10:label"], "kind 'foo'"),
     (["--steps=150", "--steps_per_epoch=100"], "steps (150) must be a multiple of steps_per_epoch (100)"),
     (["--architecture=resnet"], "architecture 'resnet' is not one of"),
+    (["--precision=float16"], "--precision=float16: value should be one of <float32|mixed_bfloat16|mixed_float16>"),
     (["--image_shape=28,x,1"], "image_shape must be three integers"),
     (["--npz_path=/nonexistent/data.npz"], "npz file '/nonexistent/data.npz' does not exist"),
     (["--codes=digit:cat:5:label"], "code 'digit' has 5 categories, but label 'label'"),

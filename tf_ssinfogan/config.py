@@ -173,6 +173,7 @@ class NetworkConfig:
 
 DATA_SOURCES = ("npz", "tfds", "image_folder")
 INSTANCE_NOISE_SCHEDULES = ("linear", "exponential")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,6 +257,9 @@ class TrainConfig:
     strategy: str = "default"  # 'default' (one device), 'mirrored', 'multi_worker' (TF_CONFIG)
     loop: str = "fit"  # 'fit' (Keras) or 'custom' (strategy.run over the same train_step; forced for multi_worker)
     jit_compile: bool = False
+    # Keras dtype policy of the networks: 'float32', 'mixed_bfloat16' or 'mixed_float16' (dynamic loss scaling;
+    # for GPUs). Variables, losses and the D/Q outputs stay float32; exports are always float32.
+    precision: str = "float32"
     verbose: int = 1
     # Evaluation during training (convergence curves): every N epochs, 0 = off. The independent classifier
     # is loaded from classifier_path ('' = the default cache path, trained on first use).
@@ -295,6 +299,8 @@ class TrainConfig:
             raise ConfigError(f"nan_policy {self.nan_policy!r} is not 'stop' or 'skip'")
         if self.nan_policy == "skip" and self.strategy != "default":
             raise ConfigError("nan_policy 'skip' needs strategy 'default' (a conditional update cannot all-reduce)")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if self.loop not in ("fit", "custom"):
             raise ConfigError(f"loop {self.loop!r} is not 'fit' or 'custom'")
         self.instance_noise.validate()

@@ -9,12 +9,17 @@ gets N(0, std_t^2) noise, with std_t from `instance_noise_stddev` at the model's
 fake images of phase 1, and the fakes of phase 2 (so that G is judged by the D that was trained on noisy
 inputs; the noise is additive, so G's gradient passes through unchanged). Off by default.
 
+Mixed precision: build the model inside `precision_policy("mixed_bfloat16" or "mixed_float16")`; the losses
+and the D/Q outputs stay float32. Under a `keras.optimizers.LossScaleOptimizer` (float16) the gradient is taken
+of the scaled loss and the optimiser unscales it (and skips steps whose gradients overflow).
+
 The step runs unchanged under `tf.distribute` strategies: per-example losses are reduced to the global batch
 (`losses.reduce_to_global_batch`) and each replica folds its id into the latent seed.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Dict
 
 import keras
@@ -39,6 +44,24 @@ def instance_noise_stddev(step, config: InstanceNoiseConfig):
     if config.anneal_steps <= 0:
         return std + 0.0 * t
     return std * tf.maximum(0.0, 1.0 - t / float(config.anneal_steps))
+
+
+@contextlib.contextmanager
+def precision_policy(name: str):
+    """Keras layers created inside take the dtype policy `name` ('float32', 'mixed_bfloat16', ...)."""
+    old = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(old)
+
+
+def _scaled(optimizer, loss):
+    """The loss the gradient is taken of: times the loss scale under a LossScaleOptimizer, else itself."""
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return optimizer.scale_loss(loss)
+    return loss
 
 
 class SSInfoGAN(keras.Model):
@@ -176,8 +199,10 @@ class SSInfoGAN(keras.Model):
         if not self.skip_nonfinite:
             optimizer.apply_gradients(zip(grads, variables))
             return
-        finite = tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(loss))] +
-                                        [tf.reduce_all(tf.math.is_finite(g)) for g in grads]))
+        checks = [tf.reduce_all(tf.math.is_finite(loss))]
+        if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):  # that one handles overflowing grads
+            checks += [tf.reduce_all(tf.math.is_finite(g)) for g in grads]
+        finite = tf.reduce_all(tf.stack(checks))
 
         def apply():
             optimizer.apply_gradients(zip(grads, variables))
@@ -229,8 +254,9 @@ class SSInfoGAN(keras.Model):
                 ss_fake, _ = self._code_terms(self.ss_codes, fake["q"], latents)
                 total += self.q_ss_fake_weight * ss_fake
             loss = self._reduce(total)
+            scaled = _scaled(self.d_optimizer, loss)
         variables = self.discriminator.trainable_variables
-        self._apply(self.d_optimizer, loss, tape.gradient(loss, variables), variables)
+        self._apply(self.d_optimizer, loss, tape.gradient(scaled, variables), variables)
 
         self._track("d_loss", tf.reduce_mean(total))
         self._track("d_adv", tf.reduce_mean(adv))
@@ -261,8 +287,9 @@ class SSInfoGAN(keras.Model):
             us_fake, li_us = self._code_terms(self.us_codes, out["q"], latents)
             total = adv + self.ss_weight * ss_fake + self.us_weight * us_fake
             loss = self._reduce(total)
+            scaled = _scaled(self.g_optimizer, loss)
         variables = self.generator.trainable_variables
-        self._apply(self.g_optimizer, loss, tape.gradient(loss, variables), variables)
+        self._apply(self.g_optimizer, loss, tape.gradient(scaled, variables), variables)
 
         self._track("g_loss", tf.reduce_mean(total))
         self._track("g_adv", tf.reduce_mean(adv))
@@ -290,6 +317,22 @@ class SSInfoGAN(keras.Model):
         return {name: m.result() for name, m in self.tracked.items()}
 
     # ----------------------------------------------------------------------------------------- inference
+    @property
+    def compute_dtype(self) -> str:
+        """The networks' compute dtype ('float32', or 'bfloat16' / 'float16' under mixed precision)."""
+        return self.generator.dtype_policy.compute_dtype
+
+    def float32_copy(self) -> "SSInfoGAN":
+        """This model, or a float32 copy with the same weights when it computes in lower precision (exports)."""
+        if self.compute_dtype == "float32":
+            return self
+        with precision_policy("float32"):
+            copy = SSInfoGAN(self.latent_config, self.network_config, self.global_batch_size,
+                             instance_noise=self.instance_noise, name=self.name)
+        copy.generator.set_weights(self.generator.get_weights())
+        copy.discriminator.set_weights(self.discriminator.get_weights())
+        return copy
+
     def generate(self, latents, training=False):
         """Images from a latents dict (see latents.LatentSpace)."""
         return self.generator(self.latent_space.to_generator_input(latents), training=training)

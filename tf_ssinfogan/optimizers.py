@@ -39,3 +39,16 @@ class FusedAdam(keras.optimizers.Adam):
             beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
             lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype),
             grad=tf.cast(gradient, dtype), use_locking=False)
+
+
+@keras.saving.register_keras_serializable(package="tf_ssinfogan")
+class StepCountingLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
+    """Keras's dynamic loss scaling (float16 training) where a step skipped for overflowing gradients still
+    advances `iterations`. The model's step counter is the G optimiser's iterations: it must count every
+    batch, or the labelled-batch schedule, instance noise and epoch-boundary checkpoints drift from the data.
+    (The skipped step is not applied; Adam's bias correction then sees one more step, as with nan_policy=skip.)
+    """
+
+    def _stateful_handle_non_finite_grads(self):
+        super()._stateful_handle_non_finite_grads()
+        self.inner_optimizer.iterations.assign_add(1)

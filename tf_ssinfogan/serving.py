@@ -351,7 +351,9 @@ def error_message(error) -> str:
 
 def build_archive(model, validate: bool = True, seeded: bool = True,
                   signatures=SIGNATURES) -> keras.export.ExportArchive:
-    """An ExportArchive with the requested signatures (see the module docstring)."""
+    """An ExportArchive with the requested signatures (see the module docstring); always float32 (a model
+    trained in mixed precision is exported through a float32 copy of its weights)."""
+    model = model.float32_copy()
     fns = ServingFunctions(model, validate=validate, seeded=seeded)
     space, shape = model.latent_space, tuple(model.network_config.image_shape)
     specs = {

@@ -17,7 +17,7 @@ import sys
 
 from absl import app, flags
 
-from tf_ssinfogan.config import (ConfigError, DataConfig, ExperimentConfig, LatentConfig, NetworkConfig,
+from tf_ssinfogan.config import (PRECISIONS, ConfigError, DataConfig, ExperimentConfig, LatentConfig, NetworkConfig,
                                  TrainConfig, format_codes, parse_codes)
 
 _D = ExperimentConfig()
@@ -92,6 +92,9 @@ flags.DEFINE_enum("strategy", _D.train.strategy, ["default", "mirrored", "multi_
 flags.DEFINE_enum("loop", _D.train.loop, ["fit", "custom"], "Keras fit, or a custom loop over strategy.run "
                   "(the same train_step; always used with multi_worker).")
 flags.DEFINE_bool("jit_compile", _D.train.jit_compile, "XLA-compile the train step.")
+flags.DEFINE_enum("precision", _D.train.precision, list(PRECISIONS), "Keras dtype policy of the networks: "
+                  "mixed_float16 (with dynamic loss scaling) or mixed_bfloat16 for GPUs and CPUs with fast 16-bit "
+                  "units; losses, variables and exports stay float32.")
 flags.DEFINE_integer("verbose", _D.train.verbose, "Keras fit verbosity (1 = progress bar).")
 flags.DEFINE_enum("nan_policy", _D.train.nan_policy, ["stop", "skip"], "On a non-finite loss or gradient: "
                   "stop (naming the step and the term; the last checkpoint stays intact) or skip that update.")
@@ -146,7 +149,7 @@ def config_from_flags() -> ExperimentConfig:
             fused_adam=FLAGS.fused_adam,
             seed=FLAGS.seed, checkpoint_every_epochs=FLAGS.checkpoint_every_epochs,
             max_checkpoints=FLAGS.max_checkpoints, grid_every_epochs=FLAGS.grid_every_epochs,
-            export_at_end=FLAGS.export_at_end, strategy=FLAGS.strategy, loop=FLAGS.loop, jit_compile=FLAGS.jit_compile,
+            export_at_end=FLAGS.export_at_end, strategy=FLAGS.strategy, loop=FLAGS.loop, jit_compile=FLAGS.jit_compile, precision=FLAGS.precision,
             verbose=FLAGS.verbose, eval_every_epochs=FLAGS.eval_every_epochs,
             deterministic=FLAGS.deterministic, nan_policy=FLAGS.nan_policy,
             classifier_path=FLAGS.classifier_path, instance_noise_std=FLAGS.instance_noise_std,

@@ -27,8 +27,8 @@ from tf_ssinfogan import data as data_lib
 from tf_ssinfogan import evaluation
 from tf_ssinfogan.config import ConfigError, ExperimentConfig
 from tf_ssinfogan.fileio import write_text_atomic
-from tf_ssinfogan.model import SSInfoGAN
-from tf_ssinfogan.optimizers import FusedAdam
+from tf_ssinfogan.model import SSInfoGAN, precision_policy
+from tf_ssinfogan.optimizers import FusedAdam, StepCountingLossScaleOptimizer
 
 log = logging.getLogger("tf_ssinfogan")
 
@@ -76,21 +76,30 @@ def check_resume_compatible(run_dir: str, cfg: ExperimentConfig) -> None:
                 f"run_dir {run_dir!r} holds a run with a different {part} configuration "
                 f"({getattr(old, part)} vs {getattr(cfg, part)}); use a new run_dir to start afresh"
             )
+    scaled = [p == "mixed_float16" for p in (old.train.precision, cfg.train.precision)]
+    if scaled[0] != scaled[1]:  # the loss-scale optimiser changes what the checkpoint holds
+        raise ConfigError(
+            f"run_dir {run_dir!r} was trained with precision {old.train.precision!r}, which cannot be resumed "
+            f"as {cfg.train.precision!r} (float16 loss scaling changes the checkpoint); use a new run_dir")
 
 
 def build_model(cfg: ExperimentConfig, labelled_ratio: float) -> SSInfoGAN:
     """The model and its optimisers (call inside the strategy scope)."""
     t = cfg.train
-    model = SSInfoGAN(cfg.latent, cfg.network, t.batch_size, ss_weight=t.ss_weight, us_weight=t.us_weight,
-                      q_ss_on_fakes=labelled_ratio == 0.0,
-                      q_ss_fake_weight=t.q_ss_fake_weight, skip_nonfinite=t.nan_policy == "skip", seed=t.seed,
-                      instance_noise=t.instance_noise, reuse_fakes=t.reuse_fakes)
+    with precision_policy(t.precision):
+        model = SSInfoGAN(cfg.latent, cfg.network, t.batch_size, ss_weight=t.ss_weight, us_weight=t.us_weight,
+                          q_ss_on_fakes=labelled_ratio == 0.0,
+                          q_ss_fake_weight=t.q_ss_fake_weight, skip_nonfinite=t.nan_policy == "skip", seed=t.seed,
+                          instance_noise=t.instance_noise, reuse_fakes=t.reuse_fakes)
     adam = FusedAdam if t.fused_adam else keras.optimizers.Adam
-    model.compile(
-        d_optimizer=adam(t.d_learning_rate, beta_1=t.beta_1, beta_2=t.beta_2, name="d_adam"),
-        g_optimizer=adam(t.g_learning_rate, beta_1=t.beta_1, beta_2=t.beta_2, name="g_adam"),
-        jit_compile=t.jit_compile,
-    )
+
+    def optimizer(lr, name):
+        opt = adam(lr, beta_1=t.beta_1, beta_2=t.beta_2, name=name)
+        return StepCountingLossScaleOptimizer(opt, name=f"{name}_scaled") if t.precision == "mixed_float16" \
+            else opt
+
+    model.compile(d_optimizer=optimizer(t.d_learning_rate, "d_adam"),
+                  g_optimizer=optimizer(t.g_learning_rate, "g_adam"), jit_compile=t.jit_compile)
     return model
 
 
