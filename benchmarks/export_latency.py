@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import tempfile
 import time
 
 from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout, uninstalled
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run_dir", None, "Training run to export; default: untrained reference networks.")

@@ -201,8 +201,8 @@ def main():
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas[0])
     _register_32x32()
     peak32 = None
+    print("# hardware:", json.dumps(hardware()), flush=True)
     if not args.no_peak:
-        print("# hardware:", json.dumps(hardware()))
         peak32, peak16 = matmul_peak(tf.float32), matmul_peak(tf.bfloat16)
         print(f"# dense matmul 2048^3 peak: float32 {peak32:.1f} GFLOP/s, bfloat16 {peak16:.1f} GFLOP/s", flush=True)
     for arch in _csv(args.arch):

@@ -1,0 +1,52 @@
+"""The benchmarks stay runnable from a checkout and report what they promise (tiny cases; no timing is judged:
+the figures themselves live in the benchmarks' output and in docs/results.md)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow
+
+
+def _bench(name, args, tmp_path):
+    """Runs benchmarks/<name> from an unrelated folder (it must find the package by itself); stdout lines."""
+    out = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", name), *args], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ""})
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.splitlines()
+
+
+def test_train_step_reports_flops_of_the_reference_step_and_of_each_variant(tmp_path):
+    lines = _bench("train_step.py", ["--batch=8", "--steps=2", "--warmup=1", "--variant=baseline,default",
+                                     "--xla=off", "--no_peak"], tmp_path)
+    assert any(line.startswith("# hardware:") for line in lines)
+    cases = {c["variant"]: c for c in (json.loads(line) for line in lines if line.startswith("{"))}
+    assert set(cases) == {"baseline", "default"}
+    for c in cases.values():
+        assert c["batch"] == 8 and c["precision"] == "float32" and c["images_per_s"] > 0
+        assert c["gflop_per_s"] == pytest.approx(c["mflop_per_image"] * c["images_per_s"] / 1e3, rel=0.01)
+    # The MNIST reference step is about 315 MFLOP per image (forward and backward of both phases); the G phase
+    # reusing the D phase's fakes saves one generator forward pass
+    assert 300 < cases["default"]["mflop_per_image"] < 330
+    assert cases["baseline"]["mflop_per_image"] > 1.05 * cases["default"]["mflop_per_image"]
+
+
+def test_input_pipeline_mixes_labelled_batches_by_the_schedule(tmp_path):
+    lines = _bench("input_pipeline.py", ["--steps=5", "--batch=16"], tmp_path)
+    cases = [json.loads(line) for line in lines if line.startswith("{")]
+    assert [c["start_step"] for c in cases] == [0, 2000]
+    # p(labelled) starts at 1 and is annealed to the 1% ratio by step 1,000
+    assert cases[0]["labelled_batches"] == 5 and cases[1]["labelled_batches"] <= 2
+    assert all(c["images_per_s"] > 0 for c in cases)
+
+
+def test_export_latency_times_the_saved_model_and_every_tflite_model(tmp_path):
+    lines = _bench("export_latency.py", ["--iters=2", "--batches=1"], tmp_path)
+    rows = [line.split() for line in lines if line.startswith(("SavedModel", "TFLite"))]
+    assert [r[0] if r[0] == "SavedModel" else r[1] for r in rows] == ["SavedModel", "float32", "float16", "int8"]
+    assert all(float(r[-3]) > 0 and float(r[-2]) >= float(r[-3]) for r in rows)  # p99 >= p50
