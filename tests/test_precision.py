@@ -155,3 +155,28 @@ def test_a_mixed_precision_model_exports_a_float32_saved_model(tmp_path):
     ops = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
     assert not [n.name for n in ops if n.attr["T"].type in (tf.bfloat16.as_datatype_enum,
                                                              tf.float16.as_datatype_enum)]
+
+
+@pytest.mark.slow
+def test_a_mixed_float16_run_resumes_at_its_epoch_boundary_and_exports_float32(tmp_path):
+    """Training with loss scaling end to end: the first steps may overflow at the initial scale of 2^15 and be
+    skipped, yet the step counter stays on the data's epochs, the loss-scale state is checkpointed and
+    restored on resume, and the export serves float32."""
+    import os
+
+    from conftest import tiny_source
+
+    src = tiny_source()
+    cfg = tiny_config(tmp_path, precision="mixed_float16")
+    first = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=2, export_at_end=False))
+    assert training.train(first, source=src).step == 2
+    ckpt = tf.train.latest_checkpoint(os.path.join(cfg.run_dir, "checkpoints"))
+    assert ckpt.endswith("ckpt-2")
+    saved_scale = [tf.train.load_variable(ckpt, n) for n, _ in tf.train.list_variables(ckpt) if "dynamic_scale" in n]
+    assert len(saved_scale) == 2 and all(0 < s <= 2.0 ** 15 for s in saved_scale)
+    result = training.train(cfg, source=src)  # resumes (restore asserts every object matched) and finishes
+    assert result.step == 4 and result.eval is not None
+    loaded = tf.saved_model.load(result.export_path)
+    out = loaded.signatures["serving_default"](
+        noise=tf.zeros([2, 62]), digit=tf.constant([1, 2]), c1=tf.zeros([2, 1]), c2=tf.zeros([2, 1]))
+    assert out["images"].dtype == tf.float32 and np.isfinite(out["images"].numpy()).all()
