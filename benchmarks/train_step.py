@@ -2,7 +2,8 @@
 
   python benchmarks/train_step.py                          # MNIST nets, batch 128, every step variant, XLA off/on
   python benchmarks/train_step.py --batch=64,128,256 --variant=default --xla=off,on
-  python benchmarks/train_step.py --precision=float32,mixed_bfloat16,mixed_float16 --replicas=1,2 --steps_per_execution=1,10
+  python benchmarks/train_step.py --precision=float32,mixed_bfloat16,mixed_float16 --replicas=1,2
+  python benchmarks/train_step.py --steps_per_execution=1,10 --variant=default
 
 Prints the hardware, a dense-matmul peak measured in the same run (float32 and bfloat16), then one JSON line
 per case: {arch, batch, variant, xla, precision, replicas, steps_per_execution, step_ms, images_per_s,
@@ -107,25 +108,22 @@ VARIANTS = {  # variant: (reuse_fakes, fused_adam)
 
 def run_case(arch, batch, xla, precision, steps, warmup, variant="default", replicas=1, steps_per_execution=1):
     """(seconds per step, FLOPs per step) of one case."""
-    from tf_ssinfogan.optimizers import FusedAdam, StepCountingLossScaleOptimizer
+    from tf_ssinfogan.model import precision_policy
+    from tf_ssinfogan.optimizers import make_adam
 
-    keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(0)
     network, latent = ARCHS[arch]
     reuse_fakes, fused_adam = VARIANTS[variant]
-    adam = FusedAdam if fused_adam else keras.optimizers.Adam
     if replicas > 1:
         strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(replicas)])
     else:
         strategy = tf.distribute.get_strategy()
     with strategy.scope():
-        model = SSInfoGAN(latent, network, batch, reuse_fakes=reuse_fakes)
-
-        def optimizer(lr, name):  # as training.build_model: float16 gets dynamic loss scaling
-            opt = adam(lr, beta_1=0.5, name=name)
-            return StepCountingLossScaleOptimizer(opt) if precision == "mixed_float16" else opt
-
-        model.compile(d_optimizer=optimizer(1e-4, "d_adam"), g_optimizer=optimizer(1e-3, "g_adam"))
+        with precision_policy(precision):
+            model = SSInfoGAN(latent, network, batch, reuse_fakes=reuse_fakes)
+        # as training.build_model: FusedAdam or keras Adam, dynamic loss scaling for float16
+        model.compile(d_optimizer=make_adam(1e-4, 0.5, 0.999, "d_adam", fused=fused_adam, precision=precision),
+                      g_optimizer=make_adam(1e-3, 0.5, 0.999, "g_adam", fused=fused_adam, precision=precision))
     h, w, c = network.image_shape
     images = tf.random.uniform([batch, h, w, c])
     labels = {code.label: tf.zeros([batch], tf.int64) if code.kind == "categorical" else tf.zeros([batch, code.dim])
@@ -163,7 +161,6 @@ def run_case(arch, batch, xla, precision, steps, warmup, variant="default", repl
         out = step(data)
     float(out)
     dt = (time.perf_counter() - t0) / (calls * steps_per_execution)
-    keras.mixed_precision.set_global_policy("float32")
     return dt, flops
 
 

@@ -52,3 +52,10 @@ class StepCountingLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
     def _stateful_handle_non_finite_grads(self):
         super()._stateful_handle_non_finite_grads()
         self.inner_optimizer.iterations.assign_add(1)
+
+
+def make_adam(learning_rate: float, beta_1: float, beta_2: float, name: str, fused: bool = True,
+              precision: str = "float32") -> keras.optimizers.Optimizer:
+    """The training optimiser: FusedAdam (or keras Adam), wrapped in dynamic loss scaling for mixed_float16."""
+    adam = (FusedAdam if fused else keras.optimizers.Adam)(learning_rate, beta_1=beta_1, beta_2=beta_2, name=name)
+    return StepCountingLossScaleOptimizer(adam, name=f"{name}_scaled") if precision == "mixed_float16" else adam

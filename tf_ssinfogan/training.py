@@ -28,7 +28,7 @@ from tf_ssinfogan import evaluation
 from tf_ssinfogan.config import ConfigError, ExperimentConfig
 from tf_ssinfogan.fileio import write_text_atomic
 from tf_ssinfogan.model import SSInfoGAN, precision_policy
-from tf_ssinfogan.optimizers import FusedAdam, StepCountingLossScaleOptimizer
+from tf_ssinfogan.optimizers import make_adam
 
 log = logging.getLogger("tf_ssinfogan")
 
@@ -91,12 +91,9 @@ def build_model(cfg: ExperimentConfig, labelled_ratio: float) -> SSInfoGAN:
                           q_ss_on_fakes=labelled_ratio == 0.0,
                           q_ss_fake_weight=t.q_ss_fake_weight, skip_nonfinite=t.nan_policy == "skip", seed=t.seed,
                           instance_noise=t.instance_noise, reuse_fakes=t.reuse_fakes)
-    adam = FusedAdam if t.fused_adam else keras.optimizers.Adam
 
     def optimizer(lr, name):
-        opt = adam(lr, beta_1=t.beta_1, beta_2=t.beta_2, name=name)
-        return StepCountingLossScaleOptimizer(opt, name=f"{name}_scaled") if t.precision == "mixed_float16" \
-            else opt
+        return make_adam(lr, t.beta_1, t.beta_2, name, fused=t.fused_adam, precision=t.precision)
 
     model.compile(d_optimizer=optimizer(t.d_learning_rate, "d_adam"),
                   g_optimizer=optimizer(t.g_learning_rate, "g_adam"), jit_compile=t.jit_compile)
