@@ -2,9 +2,8 @@
 
 import keras
 import numpy as np
-import tensorflow as tf
-
 import pytest
+import tensorflow as tf
 
 from tf_ssinfogan.optimizers import FusedAdam, StepCountingLossScaleOptimizer
 from conftest import mirrored_strategy
