@@ -17,6 +17,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from tf_ssinfogan import sources
 from tf_ssinfogan import config as C  # noqa: E402
 from tf_ssinfogan import data  # noqa: E402
 
@@ -27,7 +28,7 @@ def main():
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--npz", default="")
     args = p.parse_args()
-    source = data.load_npz(args.npz)
+    source = sources.load_npz(args.npz)
     stream = data.TrainStream(source, C.LatentConfig(), C.DataConfig(), args.batch, (0.0, 1.0))
     for start in (0, 2000):
         it = iter(stream.dataset(start, start + args.steps + 5))

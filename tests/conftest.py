@@ -19,7 +19,7 @@ except RuntimeError:  # already initialised by another import
     pass
 
 from tf_ssinfogan import config as C  # noqa: E402
-from tf_ssinfogan.data import ArraySource  # noqa: E402
+from tf_ssinfogan.sources import ArraySource  # noqa: E402
 
 
 _MIRRORED = []

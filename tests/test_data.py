@@ -6,51 +6,52 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_ssinfogan import sources
 from tf_ssinfogan import config as C
 from tf_ssinfogan import data
 from conftest import tiny_source
 
 
 def test_shipped_mnist_loads():
-    src = data.load_npz("")
+    src = sources.load_npz("")
     assert src.train_images.shape == (60000, 28, 28, 1) and src.train_images.dtype == np.uint8
     assert src.test_images.shape == (10000, 28, 28, 1)
     assert sorted(np.unique(src.train_labels["label"])) == list(range(10))
 
 
 def test_npz_errors_name_the_problem(tmp_path):
-    with pytest.raises(data.DataError, match="does not exist"):
-        data.load_npz(str(tmp_path / "missing.npz"))
+    with pytest.raises(sources.DataError, match="does not exist"):
+        sources.load_npz(str(tmp_path / "missing.npz"))
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip file at all")
-    with pytest.raises(data.DataError, match="corrupt"):
-        data.load_npz(str(bad))
+    with pytest.raises(sources.DataError, match="corrupt"):
+        sources.load_npz(str(bad))
     good = tmp_path / "good.npz"
     np.savez(good, x_train=np.zeros((4, 28, 28), np.uint8), y_train=np.zeros(4, np.int64),
              x_test=np.zeros((4, 28, 28), np.uint8), y_test=np.zeros(4, np.int64))
     truncated = tmp_path / "truncated.npz"
     truncated.write_bytes(good.read_bytes()[:-200])  # an interrupted download or copy
-    with pytest.raises(data.DataError, match="truncated.npz' is corrupt"):
-        data.load_npz(str(truncated))
+    with pytest.raises(sources.DataError, match="truncated.npz' is corrupt"):
+        sources.load_npz(str(truncated))
     partial = tmp_path / "partial.npz"
     np.savez(partial, x_train=np.zeros((2, 28, 28), np.uint8))
-    with pytest.raises(data.DataError, match=r"lacks the arrays \['y_train', 'x_test', 'y_test'\]"):
-        data.load_npz(str(partial))
+    with pytest.raises(sources.DataError, match=r"lacks the arrays \['y_train', 'x_test', 'y_test'\]"):
+        sources.load_npz(str(partial))
     floats = tmp_path / "floats.npz"
     np.savez(floats, x_train=np.zeros((2, 28, 28), np.float32), y_train=np.zeros(2, np.int64),
              x_test=np.zeros((2, 28, 28), np.uint8), y_test=np.zeros(2, np.int64))
-    with pytest.raises(data.DataError, match="x_train: images must be uint8"):
-        data.load_npz(str(floats))
+    with pytest.raises(sources.DataError, match="x_train: images must be uint8"):
+        sources.load_npz(str(floats))
     mismatch = tmp_path / "mismatch.npz"
     np.savez(mismatch, x_train=np.zeros((2, 28, 28), np.uint8), y_train=np.zeros(3, np.int64),
              x_test=np.zeros((2, 28, 28), np.uint8), y_test=np.zeros(2, np.int64))
-    with pytest.raises(data.DataError, match="y_train must be a vector with one label per image"):
-        data.load_npz(str(mismatch))
+    with pytest.raises(sources.DataError, match="y_train must be a vector with one label per image"):
+        sources.load_npz(str(mismatch))
     pickled = tmp_path / "pickled.npz"
     np.savez(pickled, x_train=np.array([object()], dtype=object), y_train=np.zeros(1, np.int64),
              x_test=np.zeros((1, 28, 28), np.uint8), y_test=np.zeros(1, np.int64))
-    with pytest.raises(data.DataError):  # object arrays would need unpickling: refused
-        data.load_npz(str(pickled))
+    with pytest.raises(sources.DataError):  # object arrays would need unpickling: refused
+        sources.load_npz(str(pickled))
 
 
 def test_labelled_subset_random_and_balanced():
@@ -134,20 +135,20 @@ def test_replica_slices_tile_the_global_batch():
 
 def test_source_must_match_code_spec_and_shape():
     src = tiny_source(classes=10)
-    data.check_source_matches(src, C.LatentConfig(), (28, 28, 1))
+    sources.check_source_matches(src, C.LatentConfig(), (28, 28, 1))
     with pytest.raises(C.ConfigError, match=r"expects images of shape \(32, 32, 3\)"):
-        data.check_source_matches(src, C.LatentConfig(), (32, 32, 3))
+        sources.check_source_matches(src, C.LatentConfig(), (32, 32, 3))
     with pytest.raises(C.ConfigError, match="code 'digit' has 5 categories, but label 'label'"):
-        data.check_source_matches(src, C.LatentConfig(codes=C.parse_codes("digit:cat:5:label")), (28, 28, 1))
+        sources.check_source_matches(src, C.LatentConfig(codes=C.parse_codes("digit:cat:5:label")), (28, 28, 1))
     with pytest.raises(C.ConfigError, match="tied to label 'colour'"):
-        data.check_source_matches(src, C.LatentConfig(codes=C.parse_codes("digit:cat:10:colour")), (28, 28, 1))
+        sources.check_source_matches(src, C.LatentConfig(codes=C.parse_codes("digit:cat:10:colour")), (28, 28, 1))
 
 
 def test_tfds_source_under_mock_data():
     import tensorflow_datasets as tfds
 
     with tfds.testing.mock_data(num_examples=24):
-        src = data.load_tfds("mnist", download=False)
+        src = sources.load_tfds("mnist", download=False)
     assert src.train_images.shape == (24, 28, 28, 1) and src.train_images.dtype == np.uint8
     assert src.train_labels["label"].shape == (24,)
     stream = data.TrainStream(src, C.LatentConfig(), C.DataConfig(labelled_fraction=0.25), 8, (0.0, 1.0))

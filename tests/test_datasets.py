@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_ssinfogan import sources
 from tf_ssinfogan import config as C
 from tf_ssinfogan import data as D
 from tf_ssinfogan import training
@@ -132,7 +133,7 @@ def test_config_trains_20_steps_on_mock_tfds(name, tmp_path):
 # ----------------------------------------------------------------------------------------- TFDS columns
 def test_load_tfds_celeba_flattens_attributes_and_crops():
     with mock_tfds(6):
-        src = D.load_tfds("celeb_a", download=False, center_crop=(108, 108), resize_to=(32, 32), channels=3,
+        src = sources.load_tfds("celeb_a", download=False, center_crop=(108, 108), resize_to=(32, 32), channels=3,
                           batch_size=4)  # 2 batches: exercises the batch-by-batch assembly
     assert src.train_images.shape == (6, 32, 32, 3) and src.train_images.dtype == np.uint8
     assert src.test_images.shape == (6, 32, 32, 3)
@@ -142,25 +143,25 @@ def test_load_tfds_celeba_flattens_attributes_and_crops():
         assert src.column(attr).kind == "binary"
         np.testing.assert_array_equal(src.train_labels[f"attributes/{attr}"], y)
     cfg = config_from_flagfile("celeba")
-    D.check_source_matches(src, cfg.latent, cfg.network.image_shape)
+    sources.check_source_matches(src, cfg.latent, cfg.network.image_shape)
 
 
 def test_load_tfds_classlabel_declares_its_classes():
     with mock_tfds(5):
-        src = D.load_tfds("svhn_cropped", download=False)
+        src = sources.load_tfds("svhn_cropped", download=False)
     assert src.image_shape == (32, 32, 3)
-    assert src.column("label") == D.LabelColumn("categorical", 10, tuple(str(i) for i in range(10)))
+    assert src.column("label") == sources.LabelColumn("categorical", 10, tuple(str(i) for i in range(10)))
 
 
 def test_preprocess_crop_resize_and_channels():
     x = np.zeros([2, 218, 178, 3], np.uint8)
     x[:, 55:163, 35:143] = 200  # exactly the centred 108x108 box
-    y = D.preprocess_images(x, (108, 108), (32, 32)).numpy()
+    y = sources.preprocess_images(x, (108, 108), (32, 32)).numpy()
     assert y.shape == (2, 32, 32, 3) and (y == 200).all()
-    g = D.preprocess_images(y, channels=1).numpy()
+    g = sources.preprocess_images(y, channels=1).numpy()
     assert g.shape == (2, 32, 32, 1) and (g == 200).all()
-    with pytest.raises(D.DataError, match="larger than the images"):
-        D.preprocess_images(x, (300, 300))
+    with pytest.raises(sources.DataError, match="larger than the images"):
+        sources.preprocess_images(x, (300, 300))
 
 
 # ------------------------------------------------------------------------------------ code / label match
@@ -189,21 +190,21 @@ def _attr_source():
 def test_mismatched_code_and_label_are_rejected_naming_both(codes, pattern):
     latent = C.LatentConfig(noise_dim=4, codes=C.parse_codes(codes))
     with pytest.raises(C.ConfigError, match=pattern):
-        D.check_source_matches(_attr_source(), latent, (28, 28, 1))
+        sources.check_source_matches(_attr_source(), latent, (28, 28, 1))
 
 
 def test_declared_class_count_must_equal_code_dim():
     src = tiny_source()
-    src.label_columns["label"] = D.LabelColumn("categorical", 12)
+    src.label_columns["label"] = sources.LabelColumn("categorical", 12)
     latent = C.LatentConfig(noise_dim=4, codes=C.parse_codes("d:cat:10:label"))
     with pytest.raises(C.ConfigError, match="code 'd' .* has 10 categories but label 'label' of 'tiny' has 12"):
-        D.check_source_matches(src, latent, (28, 28, 1))
+        sources.check_source_matches(src, latent, (28, 28, 1))
 
 
 def test_matching_codes_of_every_kind_are_accepted():
     latent = C.LatentConfig(noise_dim=4, codes=C.parse_codes("d:cat:10:label,b:bin:1:attr,v:cont:1:value,"
                                                              "two:cat:2:attr,s:bin:1:smile,s2:cat:2:smile"))
-    D.check_source_matches(_attr_source(), latent, (28, 28, 1))
+    sources.check_source_matches(_attr_source(), latent, (28, 28, 1))
 
 
 @pytest.mark.slow
@@ -266,12 +267,12 @@ def test_npz_with_unlabelled_entries_and_extra_columns(tmp_path):
     np.savez(path, x_train=src.train_images, y_train=y, x_test=src.test_images, y_test=src.test_labels["label"],
              y_train_smile=(np.arange(30) % 2).astype(bool), y_test_smile=np.zeros(20, bool),
              y_train_size=np.linspace(-1, 1, 30).astype(np.float32), y_test_size=np.zeros(20, np.float32))
-    loaded = D.load_npz(path)
+    loaded = sources.load_npz(path)
     np.testing.assert_array_equal(loaded.train_labels["label"], y)
     assert loaded.column("smile").kind == "binary" and loaded.column("size").kind == "continuous"
     cfg = _cfg(labelled_fraction=1.0)
     latent = C.LatentConfig(noise_dim=4, codes=C.parse_codes("d:cat:10:label,s:bin:1:smile,z:cont:1:size"))
-    D.check_source_matches(loaded, latent, (28, 28, 1))
+    sources.check_source_matches(loaded, latent, (28, 28, 1))
     stream = D.TrainStream(loaded, latent, cfg, 8, (0.0, 1.0))
     assert stream.num_labelled == 20
 
@@ -282,8 +283,8 @@ def test_npz_label_out_of_range_names_file_and_value(tmp_path):
     y[4] = -5
     path = str(tmp_path / "bad.npz")
     np.savez(path, x_train=src.train_images, y_train=y, x_test=src.test_images, y_test=src.test_labels["label"])
-    with pytest.raises(D.DataError, match=r"bad\.npz:y_train: label -5 at index 4 is out of range"):
-        D.load_npz(path)
+    with pytest.raises(sources.DataError, match=r"bad\.npz:y_train: label -5 at index 4 is out of range"):
+        sources.load_npz(path)
 
 
 # ------------------------------------------------------------------------------------------ image folders
@@ -294,7 +295,7 @@ def _write_png(path, image):
 
 @pytest.fixture(scope="module")
 def mnist_digits():
-    src = D.load_npz("")
+    src = sources.load_npz("")
     return src.train_images[:60], src.train_labels["label"][:60]
 
 
@@ -311,7 +312,7 @@ def _build_folder(root, digits, n_labelled=20, n_unlabelled=24, n_test=10):
 
 def test_image_folder_loads_partly_labelled_digits(tmp_path, mnist_digits):
     root = _build_folder(str(tmp_path / "digits"), mnist_digits)
-    src = D.load_image_folder(root, channels=1)
+    src = sources.load_image_folder(root, channels=1)
     x, y = mnist_digits
     assert src.train_images.shape == (44, 28, 28, 1) and src.test_images.shape == (10, 28, 28, 1)
     labelled = src.train_labels["label"] >= 0
@@ -341,30 +342,30 @@ def test_image_folder_errors_name_the_file_or_folder(tmp_path, mnist_digits):
     x, _ = mnist_digits
     empty = tmp_path / "empty"
     (empty / "unlabelled").mkdir(parents=True)
-    with pytest.raises(D.DataError, match=r"unlabelled' holds no images"):
-        D.load_image_folder(str(empty), channels=1)
-    with pytest.raises(D.DataError, match="needs a labelled/<class>/ or an unlabelled/ sub-folder"):
-        D.load_image_folder(str(tmp_path), channels=1)
+    with pytest.raises(sources.DataError, match=r"unlabelled' holds no images"):
+        sources.load_image_folder(str(empty), channels=1)
+    with pytest.raises(sources.DataError, match="needs a labelled/<class>/ or an unlabelled/ sub-folder"):
+        sources.load_image_folder(str(tmp_path), channels=1)
 
     mixed = tmp_path / "mixed"
     _write_png(str(mixed / "unlabelled" / "a.png"), x[0])
     _write_png(str(mixed / "unlabelled" / "b.png"), np.zeros([30, 28, 1], np.uint8))
-    with pytest.raises(D.DataError, match=r"b\.png' is 30x28 but .*a\.png' is 28x28"):
-        D.load_image_folder(str(mixed), channels=1)
-    resized = D.load_image_folder(str(mixed), resize_to=(28, 28), channels=1)  # resizing accepts mixed sizes
+    with pytest.raises(sources.DataError, match=r"b\.png' is 30x28 but .*a\.png' is 28x28"):
+        sources.load_image_folder(str(mixed), channels=1)
+    resized = sources.load_image_folder(str(mixed), resize_to=(28, 28), channels=1)  # resizing accepts mixed sizes
     assert resized.train_images.shape == (2, 28, 28, 1)
 
     corrupt = tmp_path / "corrupt"
     _write_png(str(corrupt / "labelled" / "3" / "ok.png"), x[0])
     (corrupt / "labelled" / "3" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
-    with pytest.raises(D.DataError, match=r"broken\.png' is corrupt or not an image"):
-        D.load_image_folder(str(corrupt), channels=1)
+    with pytest.raises(sources.DataError, match=r"broken\.png' is corrupt or not an image"):
+        sources.load_image_folder(str(corrupt), channels=1)
 
     empty_class = tmp_path / "empty_class"
     _write_png(str(empty_class / "labelled" / "1" / "a.png"), x[0])
     (empty_class / "labelled" / "2").mkdir()
-    with pytest.raises(D.DataError, match=r"class folder .*labelled/2' holds no images"):
-        D.load_image_folder(str(empty_class), channels=1)
+    with pytest.raises(sources.DataError, match=r"class folder .*labelled/2' holds no images"):
+        sources.load_image_folder(str(empty_class), channels=1)
 
 
 def test_image_folder_label_out_of_range_is_rejected(tmp_path, mnist_digits):
@@ -372,20 +373,20 @@ def test_image_folder_label_out_of_range_is_rejected(tmp_path, mnist_digits):
     root = tmp_path / "twelve"
     _write_png(str(root / "labelled" / "0" / "a.png"), x[0])
     _write_png(str(root / "labelled" / "12" / "b.png"), x[1])
-    src = D.load_image_folder(str(root), channels=1)
+    src = sources.load_image_folder(str(root), channels=1)
     assert sorted(src.train_labels["label"].tolist()) == [0, 12]
     latent = C.LatentConfig(noise_dim=4, codes=C.parse_codes("digit:cat:10:label"))
     with pytest.raises(C.ConfigError, match="code 'digit' has 10 categories, but label 'label' of 'twelve' "
                                             "has values up to 12"):
-        D.check_source_matches(src, latent, (28, 28, 1))
+        sources.check_source_matches(src, latent, (28, 28, 1))
     named = tmp_path / "named"
     for i, cls in enumerate(["cat", "dog", "emu"]):
         _write_png(str(named / "labelled" / cls / "a.png"), x[i])
-    src = D.load_image_folder(str(named), channels=1)
+    src = sources.load_image_folder(str(named), channels=1)
     assert src.train_labels["label"].tolist() == [0, 1, 2] and src.column("label").num_classes == 3
     with pytest.raises(C.ConfigError, match="code 'digit' .* has 10 categories but label 'label' of 'named' "
                                             "has 3 classes"):
-        D.check_source_matches(src, latent, (28, 28, 1))
+        sources.check_source_matches(src, latent, (28, 28, 1))
 
 
 # ------------------------------------------------------------------------------------------ instance noise
@@ -483,9 +484,9 @@ def test_load_tfds_fills_a_preallocated_array_when_the_split_size_is_known(monke
         return ds, _Info(info)
 
     with mock_tfds(7):
-        expected = D.load_tfds("cifar10", download=False, batch_size=3)
+        expected = sources.load_tfds("cifar10", download=False, batch_size=3)
         monkeypatch.setattr(tfds, "load", load)
-        got = D.load_tfds("cifar10", download=False, batch_size=3)
+        got = sources.load_tfds("cifar10", download=False, batch_size=3)
     np.testing.assert_array_equal(got.train_images, expected.train_images)
     np.testing.assert_array_equal(got.train_labels["label"], expected.train_labels["label"])
     assert got.train_images.shape == (7, 32, 32, 3)

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tf_ssinfogan import config as C
 from tf_ssinfogan import evaluation
-from tf_ssinfogan.data import ArraySource, load_npz
+from tf_ssinfogan.sources import ArraySource, load_npz
 from tf_ssinfogan.latents import LatentSpace
 
 

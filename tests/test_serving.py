@@ -19,7 +19,8 @@ import tensorflow as tf
 
 from conftest import tiny_config, tiny_source
 from tf_ssinfogan import evaluation, serving, tflite, training
-from tf_ssinfogan.data import DEFAULT_NPZ, ArraySource, images_to_float
+from tf_ssinfogan.images import images_to_float
+from tf_ssinfogan.sources import DEFAULT_NPZ, ArraySource
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPORT_ASSETS = os.path.join(ROOT, "export")

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from tf_ssinfogan import config as C
+from tf_ssinfogan import rundir
 from tf_ssinfogan import training
 from conftest import tiny_config, tiny_npz, tiny_source
 
@@ -74,14 +75,12 @@ def test_run_folder_and_resume_continue_from_saved_step(tmp_path):
 
 @pytest.mark.slow
 def test_checkpoint_restores_every_variable(tmp_path):
-    from tf_ssinfogan import callbacks
-
     src = tiny_source()
     cfg = tiny_config(tmp_path)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=2, export_at_end=False))
     training.train(cfg, source=src)
-    model = training.build_model(cfg, 0.25)
-    callbacks.make_checkpoint(model).restore(
+    model = rundir.build_model(cfg, 0.25)
+    rundir.make_checkpoint(model).restore(
         tf.train.latest_checkpoint(os.path.join(cfg.run_dir, "checkpoints"))).assert_consumed()
     assert model.current_step() == 2
     bn = model.generator.blocks[1]
@@ -111,9 +110,9 @@ def test_cli_dry_run_prints_resolved_reference_config():
 def test_build_model_takes_the_step_settings(tmp_path):
     from tf_ssinfogan.optimizers import FusedAdam
 
-    model = training.build_model(tiny_config(tmp_path), 0.1)
+    model = rundir.build_model(tiny_config(tmp_path), 0.1)
     assert model.reuse_fakes and isinstance(model.d_optimizer, FusedAdam) and isinstance(model.g_optimizer, FusedAdam)
-    model = training.build_model(tiny_config(tmp_path, reuse_fakes=False, fused_adam=False), 0.1)
+    model = rundir.build_model(tiny_config(tmp_path, reuse_fakes=False, fused_adam=False), 0.1)
     assert not model.reuse_fakes and not isinstance(model.d_optimizer, FusedAdam)
 
 

@@ -11,30 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ssinfogan import visualize
-from tf_ssinfogan.data import float_to_uint8
-
-
-def _variables_by_path(model) -> dict:
-    # Keras 3 models are not tracked as tf.train.Checkpoint children: name every variable explicitly.
-    named = {v.path.replace("/", "."): v for v in model.variables}
-    if len(named) != len(model.variables):
-        raise ValueError(f"{model.name}: variable paths are not unique; give its layers distinct names")
-    return named
-
-
-def make_checkpoint(model) -> tf.train.Checkpoint:
-    """Everything a resume needs: every variable of G and D/Q (BN statistics too), both optimisers (with
-    their step counters) and the latent RNG state.
-
-    The data-schedule position is the step itself (the stream is indexed by step, see data.py).
-    """
-    return tf.train.Checkpoint(
-        generator=_variables_by_path(model.generator),
-        discriminator=_variables_by_path(model.discriminator),
-        d_optimizer=model.d_optimizer,
-        g_optimizer=model.g_optimizer,
-        latent_seed=model.seed_generator.state,
-    )
+from tf_ssinfogan.images import float_to_uint8
 
 
 class CheckpointCallback(keras.callbacks.Callback):

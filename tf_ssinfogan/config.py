@@ -10,20 +10,26 @@ import dataclasses
 import json
 from typing import Optional, Tuple
 
-CODE_KINDS = ("categorical", "continuous", "binary")
-_KIND_ALIASES = {
-    "cat": "categorical",
-    "categorical": "categorical",
-    "cont": "continuous",
-    "continuous": "continuous",
-    "uniform": "continuous",
-    "bin": "binary",
-    "binary": "binary",
+# The spelling of each code kind in a code spec (name: short name, aliases, fewest dims); what a kind *means*
+# is its `latents.CodeKind` (this module stays free of TensorFlow).
+_KIND_SPELLING = {
+    "categorical": ("cat", ("cat", "categorical"), 2),
+    "continuous": ("cont", ("cont", "continuous", "uniform"), 1),
+    "binary": ("bin", ("bin", "binary"), 1),
 }
+CODE_KINDS = tuple(_KIND_SPELLING)
+_KIND_ALIASES = {alias: kind for kind, (_, aliases, _) in _KIND_SPELLING.items() for alias in aliases}
 
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field and the value."""
+
+
+def _field(default, help: str, **meta):
+    """A dataclass field with its command-line description: `help`, and optionally `flag` (the flag's name
+    when it differs from the field's), `choices` (an enum flag), `unset` (the flag value that means None),
+    `flag=None` (no flag: derived from other flags). `cli.py` defines and reads the flags from these."""
+    return dataclasses.field(default=default, metadata={"help": help, **meta})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +66,9 @@ class CodeSpec:
             raise ConfigError(f"code {self.name!r}: kind {self.kind!r} is not one of {CODE_KINDS}")
         if self.dim < 1:
             raise ConfigError(f"code {self.name!r}: dim must be >= 1, got {self.dim}")
-        if self.kind == "categorical" and self.dim < 2:
-            raise ConfigError(f"code {self.name!r}: a categorical code needs at least 2 values, got {self.dim}")
+        fewest = _KIND_SPELLING[self.kind][2]
+        if self.dim < fewest:
+            raise ConfigError(f"code {self.name!r}: a {self.kind} code needs at least {fewest} values, got {self.dim}")
 
 
 def parse_codes(text: str) -> Tuple[CodeSpec, ...]:
@@ -92,10 +99,9 @@ def parse_codes(text: str) -> Tuple[CodeSpec, ...]:
 
 def format_codes(codes: Tuple[CodeSpec, ...]) -> str:
     """Inverse of `parse_codes`."""
-    short = {"categorical": "cat", "continuous": "cont", "binary": "bin"}
     out = []
     for c in codes:
-        s = f"{c.name}:{short[c.kind]}:{c.dim}"
+        s = f"{c.name}:{_KIND_SPELLING[c.kind][0]}:{c.dim}"
         if c.label:
             s += f":{c.label}"
         out.append(s)
@@ -106,13 +112,12 @@ def format_codes(codes: Tuple[CodeSpec, ...]) -> str:
 class LatentConfig:
     """Noise z plus named codes (InfoGAN's c, split into c_ss and c_us)."""
 
-    noise_dim: int = 62
-    noise_distribution: str = "normal"  # 'normal' N(0,1) (ss-InfoGAN reference) or 'uniform' U(-1,1) (InfoGAN)
-    codes: Tuple[CodeSpec, ...] = (
-        CodeSpec("digit", "categorical", 10, "label"),
-        CodeSpec("c1", "continuous", 1),
-        CodeSpec("c2", "continuous", 1),
-    )
+    noise_dim: int = _field(62, "Size of the incompressible noise z.")
+    # 'normal' N(0,1) (ss-InfoGAN reference) or 'uniform' U(-1,1) (InfoGAN)
+    noise_distribution: str = _field("normal", "Prior of z.", choices=("normal", "uniform"))
+    codes: Tuple[CodeSpec, ...] = _field(
+        (CodeSpec("digit", "categorical", 10, "label"), CodeSpec("c1", "continuous", 1), CodeSpec("c2", "continuous", 1)),
+        "Latent codes 'name:kind:dim[:label],...'; kind cat|cont|bin; a label column makes the code semi-supervised.")
 
     def validate(self) -> None:
         if self.noise_dim < 0:
@@ -142,29 +147,36 @@ class LatentConfig:
         return self.noise_dim + sum(c.dim for c in self.codes)
 
 
+# The image size (height, width) each network family of networks.py takes (any channel count); kept here so
+# that a configuration is validated without importing TensorFlow (a test checks networks.ARCHITECTURES agrees).
+ARCHITECTURE_SIZES = {"mnist": (28, 28), "infogan32": (32, 32), "dcgan32": (32, 32)}
+
+
 @dataclasses.dataclass(frozen=True)
 class NetworkConfig:
     """Architecture choice and its knobs (see networks.py)."""
 
-    architecture: str = "mnist"  # 'mnist' (ss-InfoGAN reference, 28x28); 'infogan32', 'dcgan32' (32x32)
-    image_shape: Tuple[int, int, int] = (28, 28, 1)
-    leaky_relu_slope: float = 0.01  # reference code; the InfoGAN paper uses 0.1
-    init_stddev: float = 0.02
-    output_activation: str = "sigmoid"  # 'sigmoid' -> data in [0, 1]; 'tanh' -> data in [-1, 1]
-    sync_batch_norm: bool = False  # BN statistics over the global batch under a multi-replica strategy
+    # 'mnist' (ss-InfoGAN reference, 28x28); 'infogan32', 'dcgan32' (32x32)
+    architecture: str = _field("mnist", "Network family (see networks.ARCHITECTURES).")
+    image_shape: Tuple[int, int, int] = _field((28, 28, 1), "Image height,width,channels.")
+    leaky_relu_slope: float = _field(0.01, "LeakyReLU slope in D (reference code; the InfoGAN paper uses 0.1).")
+    init_stddev: float = _field(0.02, "Std of the normal weight initialisation.")
+    output_activation: str = _field("sigmoid", "G output: sigmoid (data in [0,1]) or tanh (data in [-1,1]).",
+                                    choices=("sigmoid", "tanh"))
+    sync_batch_norm: bool = _field(False, "Synchronised BatchNormalization: batch statistics over all replicas, "
+                                   "so that N replicas train like one device.")
 
     def validate(self) -> None:
-        from tf_ssinfogan import networks  # local import: networks imports config
-
-        if self.architecture not in networks.ARCHITECTURES:
-            raise ConfigError(
-                f"architecture {self.architecture!r} is not one of {sorted(networks.ARCHITECTURES)}"
-            )
+        if self.architecture not in ARCHITECTURE_SIZES:
+            raise ConfigError(f"architecture {self.architecture!r} is not one of {sorted(ARCHITECTURE_SIZES)}")
         if len(self.image_shape) != 3 or min(self.image_shape) < 1:
             raise ConfigError(f"image_shape must be (height, width, channels), got {self.image_shape}")
         if self.output_activation not in ("sigmoid", "tanh"):
             raise ConfigError(f"output_activation {self.output_activation!r} is not 'sigmoid' or 'tanh'")
-        networks.ARCHITECTURES[self.architecture].check_image_shape(self.image_shape)
+        size = ARCHITECTURE_SIZES[self.architecture]
+        if tuple(self.image_shape[:2]) != size:
+            raise ConfigError(f"architecture {self.architecture!r} needs {size[0]}x{size[1]} images, got "
+                              f"image_shape {tuple(self.image_shape)}")
 
     @property
     def data_range(self) -> Tuple[float, float]:
@@ -174,36 +186,46 @@ class NetworkConfig:
 DATA_SOURCES = ("npz", "tfds", "image_folder")
 INSTANCE_NOISE_SCHEDULES = ("linear", "exponential")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+LOOPS = ("fit", "custom")
+NAN_POLICIES = ("stop", "skip")
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Where the images and labels come from and how the labelled subset is drawn."""
 
-    source: str = "npz"  # 'npz' (arrays in a .npz file), 'tfds' (a TFDS dataset by name), 'image_folder'
-    npz_path: str = ""  # '' means the MNIST shipped with the package
-    image_dir: str = ""  # root of an image folder: labelled/<class>/*, unlabelled/*, optional test/<class>/*
-    tfds_name: str = "mnist"
-    tfds_data_dir: Optional[str] = None
-    tfds_download: bool = True
-    train_split: str = "train"
-    test_split: str = "test"
+    source: str = _field("npz", "Data source: 'npz' (arrays in a .npz file), 'tfds' (a TFDS dataset by name) or "
+                         "'image_folder'.", choices=DATA_SOURCES)
+    npz_path: str = _field("", "npz with x_train,y_train,x_test,y_test (label -1 = unlabelled; extra columns "
+                           "y_train_<name>/y_test_<name>); empty = the MNIST shipped with the package.")
+    image_dir: str = _field("", "Image folder root (with --source=image_folder): labelled/<class>/*.png, "
+                            "unlabelled/*.png, optional test/<class>/*.png.")
+    tfds_name: str = _field("mnist", "TFDS dataset name (with --source=tfds).")
+    tfds_data_dir: Optional[str] = _field(None, "TFDS data_dir.")
+    tfds_download: bool = _field(True, "Let TFDS download the dataset if it is not in tfds_data_dir.", flag="download")
+    train_split: str = _field("train", "TFDS training split (e.g. 'train+extra' for SVHN).")
+    test_split: str = _field("test", "TFDS test split (final evaluation).")
     # Image preprocessing at load time (tfds and image_folder): a centred crop (height, width) first, then a
     # resize to (height, width); () = none. channels: 0 = as stored, 1 or 3 = convert (image folders: the
-    # colour mode to decode to; 0 there means 3).
-    center_crop: Tuple[int, ...] = ()
-    resize_to: Tuple[int, ...] = ()
-    channels: int = 0
-    labelled_fraction: float = 0.01  # used when labelled_count is None; 1.0 = every labelled example
-    labelled_count: Optional[int] = None
-    labelled_selection: str = "random"  # 'random' (reference) or 'balanced' (equal count per class)
-    label_seed: int = 1234
+    # colour mode to decode to; 0 there means 3). The train CLI derives resize_to (--resize_images) and channels
+    # from --image_shape.
+    center_crop: Tuple[int, ...] = _field((), "Centred crop height,width applied before resizing (tfds); empty = none.")
+    resize_to: Tuple[int, ...] = _field((), "Resize to (height, width) at load time.", flag=None)
+    channels: int = _field(0, "Channels to convert to (0 = as stored).", flag=None)
+    labelled_fraction: float = _field(0.01, "Fraction of training images labelled (0 = plain InfoGAN; 1.0 = every "
+                                      "labelled example); used when labelled_count is unset.")
+    labelled_count: Optional[int] = _field(None, "Number of labelled images (overrides the fraction when >= 0).",
+                                           unset=-1)
+    labelled_selection: str = _field("random", "How the labelled subset is chosen: 'random' (reference) or "
+                                     "'balanced' (equal count per class).", choices=("random", "balanced"))
+    label_seed: int = _field(1234, "Seed of the labelled-subset choice.")
     # Labelled-draw annealing (reference): P(labelled batch) starts at 1.0 and falls by anneal_decrement
     # every anneal_every updates, floored at the true labelled ratio.
-    anneal_start: float = 1.0
-    anneal_decrement: float = 0.1
-    anneal_every: int = 100
-    shuffle_seed: int = 1
+    anneal_start: float = _field(1.0, "P(labelled batch) at step 0.")
+    anneal_decrement: float = _field(0.1, "P(labelled batch) decrement per period.")
+    anneal_every: int = _field(100, "Annealing period in steps.")
+    shuffle_seed: int = _field(1, "Seed of the data order.")
 
     def validate(self) -> None:
         if self.source not in DATA_SOURCES:
@@ -234,47 +256,54 @@ class DataConfig:
 class TrainConfig:
     """Optimisation, schedule and run-folder settings."""
 
-    batch_size: int = 128  # global batch size
-    steps: int = 5000
-    steps_per_epoch: int = 100
-    d_learning_rate: float = 1e-4
-    g_learning_rate: float = 1e-3
-    beta_1: float = 0.5
-    beta_2: float = 0.999
-    ss_weight: float = 2.0  # lambda for semi-supervised codes (reference)
-    us_weight: float = 0.8  # lambda for unsupervised codes (reference)
-    q_ss_fake_weight: float = 0.0  # Q_ss loss on fakes in the D/Q phase; 0 = reference (labelled reals only)
-    # The G phase reuses the D phase's latents and G forward pass (the Torch DCGAN/ss-InfoGAN practice),
-    # about 8% fewer FLOPs per step; False draws fresh fakes for the G phase.
-    reuse_fakes: bool = True
-    # Adam through TF's fused ResourceApplyAdam kernel (same update as keras.optimizers.Adam, see optimizers.py)
-    fused_adam: bool = True
-    seed: int = 1
-    checkpoint_every_epochs: int = 5
-    max_checkpoints: int = 3
-    grid_every_epochs: int = 5
-    export_at_end: bool = True
-    strategy: str = "default"  # 'default' (one device), 'mirrored', 'multi_worker' (TF_CONFIG)
-    loop: str = "fit"  # 'fit' (Keras) or 'custom' (strategy.run over the same train_step; forced for multi_worker)
-    jit_compile: bool = False
-    # Keras dtype policy of the networks: 'float32', 'mixed_bfloat16' or 'mixed_float16' (dynamic loss scaling;
-    # for GPUs). Variables, losses and the D/Q outputs stay float32; exports are always float32.
-    precision: str = "float32"
-    verbose: int = 1
-    # Evaluation during training (convergence curves): every N epochs, 0 = off. The independent classifier
-    # is loaded from classifier_path ('' = the default cache path, trained on first use).
-    eval_every_epochs: int = 0
-    nan_policy: str = "stop"  # 'stop' at the first non-finite loss, or 'skip' such updates (one device only)
-    deterministic: bool = False  # TF op determinism (with the seeds: bit-identical reruns on one machine)
-    classifier_path: str = ""
+    batch_size: int = _field(128, "Global batch size.")
+    steps: int = _field(5000, "Total training steps (generator updates).")
+    steps_per_epoch: int = _field(100, "Steps per Keras epoch (progress bar, logs).")
+    d_learning_rate: float = _field(1e-4, "Adam learning rate of D and Q.")
+    g_learning_rate: float = _field(1e-3, "Adam learning rate of G.")
+    beta_1: float = _field(0.5, "Adam beta_1.")
+    beta_2: float = _field(0.999, "Adam beta_2.")
+    ss_weight: float = _field(2.0, "lambda of the semi-supervised code terms (reference: 2.0).")
+    us_weight: float = _field(0.8, "lambda of the unsupervised code terms (reference: 0.8).")
+    q_ss_fake_weight: float = _field(0.0, "Weight of Q_ss's loss on class-conditioned fakes in the D/Q phase; 0 = "
+                                     "reference (Q_ss learns from labelled real images only).")
+    reuse_fakes: bool = _field(True, "The G phase reuses the D phase's latents and generator forward pass (Torch "
+                               "DCGAN practice, about 8% fewer FLOPs); --noreuse_fakes draws fresh fakes.")
+    fused_adam: bool = _field(True, "Adam through TF's fused kernel (the same update as Keras's Adam, see "
+                              "optimizers.py); --nofused_adam uses keras.optimizers.Adam.")
+    seed: int = _field(1, "Seed of initialisation and latent sampling.")
+    checkpoint_every_epochs: int = _field(5, "Checkpoint period (epochs).")
+    max_checkpoints: int = _field(3, "Checkpoints kept.")
+    grid_every_epochs: int = _field(5, "Image-grid period (epochs).")
+    export_at_end: bool = _field(True, "Export the SavedModel (generator and Q signatures) at the end.")
+    strategy: str = _field("default", "tf.distribute strategy: 'default' (one device), 'mirrored', 'multi_worker' "
+                           "(reads the cluster from TF_CONFIG).", choices=STRATEGIES)
+    loop: str = _field("fit", "Keras fit, or a custom loop over strategy.run (the same train_step; always used "
+                       "with multi_worker).", choices=LOOPS)
+    jit_compile: bool = _field(False, "XLA-compile the train step.")
+    precision: str = _field("float32", "Keras dtype policy of the networks: mixed_float16 (with dynamic loss "
+                            "scaling) or mixed_bfloat16 for GPUs and CPUs with fast 16-bit units; losses, variables "
+                            "and exports stay float32.", choices=PRECISIONS)
+    verbose: int = _field(1, "Keras fit verbosity (1 = progress bar).")
+    eval_every_epochs: int = _field(0, "Evaluate (independent classifier, Frechet distance, information bounds) "
+                                    "every N epochs into logs/eval; 0 = off.")
+    nan_policy: str = _field("stop", "On a non-finite loss or gradient: stop (naming the step and the term; the "
+                             "last checkpoint stays intact) or skip that update (one device only).",
+                             choices=NAN_POLICIES)
+    deterministic: bool = _field(False, "Enable TF op determinism (slower on GPUs): with the seeds, reruns and "
+                                 "resumed runs give identical weights.")
+    classifier_path: str = _field("", "Independent classifier (.keras); empty = the default cache path (trained on "
+                                  "first use, see tf_ssinfogan.train_classifier).")
     # Instance noise (Sonderby et al. 2016): N(0, std_t^2) added to every image D sees; off when 0.
     #   linear:      std_t = instance_noise_std * max(0, 1 - t / instance_noise_anneal_steps)
     #                (instance_noise_anneal_steps = 0: constant std)
     #   exponential: std_t = instance_noise_std * instance_noise_decay ** t (the reference's factor per D step)
-    instance_noise_std: float = 0.0
-    instance_noise_schedule: str = "linear"
-    instance_noise_anneal_steps: int = 0
-    instance_noise_decay: float = 1.0
+    instance_noise_std: float = _field(0.0, "Initial std of the instance noise added to every image D sees (0 = off).")
+    instance_noise_schedule: str = _field("linear", "Instance-noise annealing: linear to 0 over "
+                                          "--instance_noise_anneal_steps, or times --instance_noise_decay per step.",
+                                          choices=INSTANCE_NOISE_SCHEDULES)
+    instance_noise_anneal_steps: int = _field(0, "Linear schedule: steps until the std reaches 0 (0 = constant).")
+    instance_noise_decay: float = _field(1.0, "Exponential schedule: factor applied to the std each step.")
 
     def validate(self) -> None:
         for name in ("batch_size", "steps", "steps_per_epoch", "checkpoint_every_epochs", "grid_every_epochs",
@@ -293,15 +322,15 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.ss_weight < 0 or self.us_weight < 0 or self.q_ss_fake_weight < 0:
             raise ConfigError(f"loss weights must be >= 0, got ss={self.ss_weight} us={self.us_weight}")
-        if self.strategy not in ("default", "mirrored", "multi_worker"):
+        if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy {self.strategy!r} is not 'default', 'mirrored' or 'multi_worker'")
-        if self.nan_policy not in ("stop", "skip"):
+        if self.nan_policy not in NAN_POLICIES:
             raise ConfigError(f"nan_policy {self.nan_policy!r} is not 'stop' or 'skip'")
         if self.nan_policy == "skip" and self.strategy != "default":
             raise ConfigError("nan_policy 'skip' needs strategy 'default' (a conditional update cannot all-reduce)")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
-        if self.loop not in ("fit", "custom"):
+        if self.loop not in LOOPS:
             raise ConfigError(f"loop {self.loop!r} is not 'fit' or 'custom'")
         self.instance_noise.validate()
 
@@ -340,7 +369,7 @@ class InstanceNoiseConfig:
 class ExperimentConfig:
     """Everything one run needs."""
 
-    run_dir: str = "runs/mnist"
+    run_dir: str = _field("runs/mnist", "Run folder: config, checkpoints, logs, grids, export. Reused = resume.")
     latent: LatentConfig = LatentConfig()
     network: NetworkConfig = NetworkConfig()
     data: DataConfig = DataConfig()

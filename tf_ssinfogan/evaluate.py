@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
+
+from tf_ssinfogan import cli
 
 flags.DEFINE_string("run_dir", None, "Training run folder (config.json + checkpoints/).")
 flags.DEFINE_string("checkpoint", "", "Checkpoint prefix; empty = the newest in run_dir.")
@@ -24,33 +25,27 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        return 2
-    if not FLAGS.run_dir:
-        print("error: --run_dir is required", file=sys.stderr)
-        return 2
+    cli.require(bool(FLAGS.run_dir), "--run_dir is required")
     import tensorflow as tf
 
-    from tf_ssinfogan import evaluation, training
-    from tf_ssinfogan.config import ConfigError
-    from tf_ssinfogan.data import DataError, check_source_matches, load_source
+    from tf_ssinfogan import evaluation, rundir
     from tf_ssinfogan.fileio import write_text_atomic
+    from tf_ssinfogan.sources import check_source_matches, load_source
 
     try:
-        cfg, model = training.load_run(FLAGS.run_dir, FLAGS.checkpoint)
+        cfg, model = rundir.load_run(FLAGS.run_dir, FLAGS.checkpoint)
         source = load_source(cfg.data)
         check_source_matches(source, cfg.latent, cfg.network.image_shape)
         classifier, meta = evaluation.get_classifier(source, FLAGS.classifier_path)
-    except (ConfigError, DataError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    out_dir = os.path.join(FLAGS.run_dir, "evaluation")
+    except ValueError as e:  # e.g. a classifier file that is not a Keras model
+        raise cli.UsageError(str(e)) from None
+    rd = rundir.RunDir(FLAGS.run_dir)
+    out_dir = rd.evaluation
     result = evaluation.evaluate_model(model, source, classifier, meta, FLAGS.per_class, FLAGS.fid_samples,
                                        grids_dir=out_dir)
     path = os.path.join(out_dir, f"eval_{result['step']:06d}.json")
     write_text_atomic(path, json.dumps(result, indent=2) + "\n")
-    writer = tf.summary.create_file_writer(os.path.join(FLAGS.run_dir, "logs", "eval"))
+    writer = tf.summary.create_file_writer(rd.eval_logs)
     with writer.as_default(step=result["step"]):
         for tag, value in evaluation.scalars(result).items():
             tf.summary.scalar(tag, value)
@@ -63,4 +58,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -23,8 +23,11 @@ import numpy as np
 import tensorflow as tf
 from scipy import linalg, optimize
 
-from tf_ssinfogan import visualize
-from tf_ssinfogan.data import ArraySource, float_to_uint8, test_dataset
+from tf_ssinfogan import losses, rundir, visualize
+from tf_ssinfogan.data import test_dataset
+from tf_ssinfogan.images import float_to_uint8
+from tf_ssinfogan.latents import first_enumerable, kind_of
+from tf_ssinfogan.sources import ArraySource
 from tf_ssinfogan.fileio import write_text_atomic
 
 
@@ -34,34 +37,23 @@ def q_ss_accuracy(model, source: ArraySource, batch_size: int = 500) -> Dict[str
     Binary codes report the mean per-attribute accuracy at threshold 0.5. Test images whose label is negative
     (unlabelled) are skipped.
     """
-    codes = [c for c in model.ss_codes if c.kind in ("categorical", "binary")]
+    codes = [c for c in model.ss_codes if kind_of(c).has_probabilities]  # kinds scored by accuracy
     correct = {c.name: 0.0 for c in codes}
     count = {c.name: 0.0 for c in codes}
     for images, labels in test_dataset(source, batch_size, model.network_config.data_range):
         probs = model.classify(images)
         for c in codes:
-            y = labels[c.label]
-            if c.kind == "categorical":
-                valid = tf.cast(y >= 0, tf.float32)
-                hit = tf.cast(tf.equal(tf.argmax(probs[c.name], -1), tf.cast(y, tf.int64)), tf.float32)
-                correct[c.name] += float(tf.reduce_sum(hit * valid))
-                count[c.name] += float(tf.reduce_sum(valid))
-            else:
-                y = tf.reshape(tf.cast(y, tf.float32), [-1, c.dim])
-                valid = tf.cast(y >= 0, tf.float32)  # negative = unknown attribute: not counted
-                hit = tf.cast(tf.equal(probs[c.name] > 0.5, y > 0.5), tf.float32)
-                correct[c.name] += float(tf.reduce_sum(hit * valid)) / c.dim
-                count[c.name] += float(tf.reduce_sum(valid)) / c.dim
+            hit, valid = kind_of(c).label_hits(c, probs[c.name], labels[c.label])
+            correct[c.name] += float(tf.reduce_sum(hit))
+            count[c.name] += float(tf.reduce_sum(valid))
     return {name: correct[name] / max(count[name], 1.0) for name in correct}
 
 
 def class_conditioned_grid(model, path: str, per_class: int = 10) -> str:
     """Rows: the values of the first categorical semi-supervised code (else any categorical code)."""
-    cats = [c for c in model.ss_codes if c.kind == "categorical"] or \
-        [c for c in model.latent_config.codes if c.kind == "categorical"]
-    if not cats:
+    code = first_enumerable(model.ss_codes) or first_enumerable(model.latent_config.codes)
+    if code is None:
         return ""
-    code = cats[0]
     latents = visualize.class_conditioned_latents(model.latent_space, code.name, per_class)
     images = float_to_uint8(model.generate(latents), model.network_config.data_range).numpy()
     return visualize.write_png(path, visualize.make_grid(images, code.dim, per_class))
@@ -70,8 +62,9 @@ def class_conditioned_grid(model, path: str, per_class: int = 10) -> str:
 def final_evaluation(model, source: ArraySource, run_dir: str) -> dict:
     """Writes eval.json and samples_by_class.png into the run folder and returns the metrics."""
     result = {"step": model.current_step(), "q_ss_test_accuracy": q_ss_accuracy(model, source)}
-    result["samples_by_class"] = class_conditioned_grid(model, os.path.join(run_dir, "samples_by_class.png"))
-    write_text_atomic(os.path.join(run_dir, "eval.json"), json.dumps(result, indent=2) + "\n")
+    rd = rundir.RunDir(run_dir)
+    result["samples_by_class"] = class_conditioned_grid(model, rd.samples_by_class)
+    write_text_atomic(rd.eval_json, json.dumps(result, indent=2) + "\n")
     return result
 
 
@@ -213,7 +206,7 @@ def class_conditioned_accuracy(model, classifier, per_class: int = 128, seed=(0,
     """
     out = {}
     num_classes = int(classifier.output_shape[-1])
-    for code in [c for c in model.latent_config.codes if c.kind == "categorical"]:
+    for code in [c for c in model.latent_config.codes if kind_of(c).enumerable]:
         latents = visualize.class_conditioned_latents(model.latent_space, code.name, per_class, seed)
         images = _to_unit(model, _generate_in_batches(model, latents))
         predicted = np.argmax(classifier.predict(images, batch_size=500, verbose=0), -1)
@@ -240,14 +233,12 @@ def frechet_distance_to_real(model, classifier, source: ArraySource, num: int = 
 
 def information_bounds(model, num: int = 1000, seed=(0, 5)) -> Dict[str, dict]:
     """L_I per code on fresh samples (Q in inference mode) next to its maximum H(c)."""
-    from tf_ssinfogan import losses
-
     latents = model.latent_space.sample(num, tf.constant(seed))
     q = model.discriminator(_generate_in_batches(model, latents), training=False)["q"]
     out = {}
     for code in model.latent_config.codes:
-        h = model.latent_space.entropy(code)
-        ll = losses.code_log_likelihood(code, q[code.name], latents[code.name])
+        h = kind_of(code).entropy(code)
+        ll = kind_of(code).log_likelihood(code, q[code.name], latents[code.name])
         out[code.name] = {"lower_bound": float(losses.mutual_information_lower_bound(ll, h)), "entropy": h}
     return out
 

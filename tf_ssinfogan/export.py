@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
+
+from tf_ssinfogan import cli, rundir
 
 FLAGS = flags.FLAGS
 QUANTIZATIONS = ("float32", "float16", "int8")  # as tflite.QUANTIZATIONS (not imported: it loads TensorFlow)
@@ -30,36 +31,26 @@ flags.DEFINE_bool("tflite", False, "Also convert to TFLite (float32, float16, in
 flags.DEFINE_list("quantizations", ["float32", "float16", "int8"], "TFLite quantisations (with --tflite).")
 
 
+flags.register_validator("version", lambda v: v >= 0, "--version must be >= 0")
+flags.register_validator("model_name", lambda n: bool(n) and n.replace("_", "").replace("-", "").isalnum(),
+                         "--model_name must be a plain name (letters, digits, _ or -)")
+
+
 def main(argv):
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        return 2
-    if not FLAGS.run_dir:
-        print("error: --run_dir is required", file=sys.stderr)
-        return 2
-    if FLAGS.version < 0:
-        print(f"error: --version must be >= 0, got {FLAGS.version}", file=sys.stderr)
-        return 2
-    if not FLAGS.model_name or not FLAGS.model_name.replace("_", "").replace("-", "").isalnum():
-        print(f"error: --model_name {FLAGS.model_name!r} must be a plain name (letters, digits, _ or -)",
-              file=sys.stderr)
-        return 2
+    cli.require(bool(FLAGS.run_dir), "--run_dir is required")
     bad_q = [q for q in FLAGS.quantizations if q not in QUANTIZATIONS]
-    if FLAGS.tflite and bad_q:
-        print(f"error: --quantizations {bad_q} not in {list(QUANTIZATIONS)}", file=sys.stderr)
-        return 2
-    if not os.path.isfile(os.path.join(FLAGS.run_dir, "config.json")):  # checked before TensorFlow loads
-        print(f"error: --run_dir {FLAGS.run_dir!r} has no config.json (not a training run folder)", file=sys.stderr)
-        return 2
-    export_base = FLAGS.export_base or os.path.join(FLAGS.run_dir, "export")
+    cli.require(not (FLAGS.tflite and bad_q), f"--quantizations {bad_q} not in {list(QUANTIZATIONS)}")
+    run = rundir.RunDir(FLAGS.run_dir)
+    cli.require(run.is_run(),  # checked before TensorFlow loads
+                f"--run_dir {FLAGS.run_dir!r} has no {rundir.CONFIG} (not a training run folder)")
+    export_base = FLAGS.export_base or run.export_base
     version = FLAGS.version or None
     tflite_dir = os.path.join(export_base, f"{FLAGS.model_name}_tflite")
     if version is not None:
         for d in (os.path.join(export_base, FLAGS.model_name), tflite_dir if FLAGS.tflite else None):
-            if d and os.path.exists(os.path.join(d, str(version))):
-                print(f"error: version {os.path.join(d, str(version))!r} already exists; versions are never "
-                      "overwritten", file=sys.stderr)
-                return 2
+            cli.require(not (d and os.path.exists(os.path.join(d, str(version)))),
+                        f"version {os.path.join(d or '', str(version))!r} already exists; versions are never "
+                        "overwritten")
     import tensorflow as tf
 
     from tf_ssinfogan import serving, tflite
@@ -67,13 +58,11 @@ def main(argv):
     try:
         model = serving.restore_run(FLAGS.run_dir, FLAGS.checkpoint)
     except (FileNotFoundError, ValueError, KeyError, TypeError, AssertionError, tf.errors.OpError) as e:
-        print(f"error: cannot restore run {FLAGS.run_dir!r}: {e}", file=sys.stderr)
-        return 2
+        raise cli.UsageError(f"cannot restore run {FLAGS.run_dir!r}: {e}") from None
     try:
         path = serving.export_saved_model(model, export_base, FLAGS.model_name, version)
     except (FileExistsError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise cli.UsageError(str(e)) from None
     summary = {"saved_model": path, "signatures": list(serving.SIGNATURES), "step": int(model.step)}
     if FLAGS.tflite:
         report = {}
@@ -83,8 +72,7 @@ def main(argv):
                 lambda tmp: report.update(tflite.export_tflite(model, tmp, path, FLAGS.quantizations)),
                 int(os.path.basename(path)))
         except (FileExistsError, ValueError, OSError, AssertionError) as e:
-            print(f"error: TFLite export failed (the SavedModel {path} is complete): {e}", file=sys.stderr)
-            return 2
+            raise cli.UsageError(f"TFLite export failed (the SavedModel {path} is complete): {e}") from None
         summary["tflite"] = out
         summary["tflite_report"] = report
     print(json.dumps(summary, indent=2))
@@ -92,4 +80,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

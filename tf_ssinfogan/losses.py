@@ -11,7 +11,8 @@ Spurr et al., "Guiding InfoGAN with Semi-Supervision" (ECML 2017):
   (6, 7) min_{G,Q} max_D V - lambda_us L_I - lambda_ss L_IS, with lambda_ss = 2.0 and lambda_us = 0.8 in the
   reference code.
 For a code c, -log Q(c|x) up to constants is the softmax cross-entropy (categorical), the sigmoid
-cross-entropy (binary) or the squared error (continuous, the reference's MSE instead of a Gaussian).
+cross-entropy (binary) or the squared error (continuous, the reference's MSE instead of a Gaussian); which
+applies to a code is its kind's choice (`latents.kind_of(code).loss`, `.log_likelihood`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import math
 
 import tensorflow as tf
 
-from tf_ssinfogan.config import CodeSpec
 
 
 def discriminator_loss(real_logits, fake_logits):
@@ -56,27 +56,20 @@ def continuous_code_loss(estimate, target):
     return tf.reduce_mean(tf.square(diff), axis=-1)
 
 
-def code_loss(code: CodeSpec, q_output, target):
-    """Dispatches to the loss for `code.kind`. Returns [B]."""
-    if code.kind == "categorical":
-        return categorical_code_loss(q_output, target)
-    if code.kind == "binary":
-        return binary_code_loss(q_output, target)
-    return continuous_code_loss(q_output, target)
+def binary_log_likelihood(logits, target):
+    """log Q(c|x) of binary codes: the Bernoulli log-likelihood summed over the code's dims. Returns [B]."""
+    return -tf.reduce_sum(
+        tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.cast(target, tf.float32), logits=tf.cast(logits, tf.float32)),
+        axis=-1,
+    )
 
 
-def code_log_likelihood(code: CodeSpec, q_output, target):
-    """log Q(c|x) in nats, per example: the term inside the expectation of Eqs. (2)-(4).
-
-    Continuous codes use the Gaussian with unit variance that the MSE corresponds to (InfoGAN's fixed-std
-    posterior), summed over dims; binary codes sum the Bernoulli log-likelihood over dims.
-    """
-    if code.kind == "categorical":
-        return -categorical_code_loss(q_output, target)
-    if code.kind == "binary":
-        return -binary_code_loss(q_output, target) * code.dim
-    sq = tf.reduce_sum(tf.square(tf.cast(q_output, tf.float32) - tf.cast(target, tf.float32)), axis=-1)
-    return -0.5 * sq - 0.5 * code.dim * math.log(2.0 * math.pi)
+def continuous_log_likelihood(estimate, target):
+    """log Q(c|x) of continuous codes under the unit-variance Gaussian that the MSE corresponds to (InfoGAN's
+    fixed-std posterior), summed over the code's dims. Returns [B]."""
+    diff = tf.cast(estimate, tf.float32) - tf.cast(target, tf.float32)
+    dim = tf.cast(tf.shape(diff)[-1], tf.float32)
+    return -0.5 * tf.reduce_sum(tf.square(diff), axis=-1) - 0.5 * dim * math.log(2.0 * math.pi)
 
 
 def mutual_information_lower_bound(log_likelihood, entropy):

@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from tf_ssinfogan import losses
 from tf_ssinfogan.config import InstanceNoiseConfig, LatentConfig, NetworkConfig
-from tf_ssinfogan.latents import LatentSpace
+from tf_ssinfogan.latents import LatentSpace, kind_of
 from tf_ssinfogan.networks import build_networks
 
 
@@ -117,7 +117,7 @@ class SSInfoGAN(keras.Model):
         names = ["d_loss", "g_loss", "d_adv", "g_adv"]
         if self.ss_codes:
             names += ["q_ss_real", "q_ss_fake", "li_ss"]
-            if any(c.kind == "categorical" for c in self.ss_codes):
+            if any(kind_of(c).enumerable for c in self.ss_codes):
                 names.append("q_ss_acc")
         if self.us_codes:
             names += ["q_us_fake", "li_us"]
@@ -176,22 +176,15 @@ class SSInfoGAN(keras.Model):
 
     def _label_targets(self, labels) -> Dict[str, tf.Tensor]:
         """Dataset label columns -> targets in each semi-supervised code's format."""
-        out = {}
-        for code in self.ss_codes:
-            y = labels[code.label]
-            if code.kind == "categorical":
-                out[code.name] = tf.one_hot(tf.cast(y, tf.int32), code.dim)
-            else:
-                out[code.name] = tf.reshape(tf.cast(y, tf.float32), [-1, code.dim])
-        return out
+        return {code.name: kind_of(code).label_to_target(code, labels[code.label]) for code in self.ss_codes}
 
     def _code_terms(self, codes, q, targets):
         """Sum over `codes` of the per-example code loss and of log Q(c|x) + H(c) ([B] each)."""
         loss, bound = 0.0, 0.0
         for code in codes:
-            loss += losses.code_loss(code, q[code.name], targets[code.name])
-            bound += losses.code_log_likelihood(code, q[code.name], targets[code.name]) \
-                + self.latent_space.entropy(code)
+            kind = kind_of(code)
+            loss += kind.loss(q[code.name], targets[code.name])
+            bound += kind.log_likelihood(code, q[code.name], targets[code.name]) + kind.entropy(code)
         return loss, bound
 
     def _apply(self, optimizer, loss, grads, variables):
@@ -262,7 +255,7 @@ class SSInfoGAN(keras.Model):
         self._track("d_adv", tf.reduce_mean(adv))
         if self.ss_codes:
             self._track("q_ss_real", ss_real, sample_weight=mask)
-            cat = [c for c in self.ss_codes if c.kind == "categorical"]
+            cat = [c for c in self.ss_codes if kind_of(c).enumerable]
             if cat:
                 acc = tf.add_n([losses.categorical_accuracy(real["q"][c.name], targets[c.name]) for c in cat])
                 self._track("q_ss_acc", acc / len(cat), sample_weight=mask)
@@ -340,9 +333,4 @@ class SSInfoGAN(keras.Model):
     def classify(self, images):
         """Q on images (inference mode): class probabilities, attribute probabilities, continuous estimates."""
         q = self.discriminator(images, training=False)["q"]
-        out = {}
-        for code in self.latent_config.codes:
-            v = q[code.name]
-            out[code.name] = tf.nn.softmax(v) if code.kind == "categorical" else (
-                tf.sigmoid(v) if code.kind == "binary" else v)
-        return out
+        return {code.name: kind_of(code).probabilities(q[code.name]) for code in self.latent_config.codes}

@@ -52,13 +52,6 @@ class _MnistArchitecture:
     """The ss-InfoGAN reference networks for 28x28 images (any channel count)."""
 
     @staticmethod
-    def check_image_shape(shape):
-        from tf_ssinfogan.config import ConfigError
-
-        if tuple(shape[:2]) != (28, 28):
-            raise ConfigError(f"architecture 'mnist' needs 28x28 images, got image_shape {tuple(shape)}")
-
-    @staticmethod
     def generator_layers(cfg: NetworkConfig):
         h, w, c = cfg.image_shape
         return [
@@ -81,13 +74,6 @@ class _MnistArchitecture:
         ]
 
 
-def _check_32(name, shape):
-    from tf_ssinfogan.config import ConfigError
-
-    if tuple(shape[:2]) != (32, 32):
-        raise ConfigError(f"architecture {name!r} needs 32x32 images, got image_shape {tuple(shape)}")
-
-
 def _d32_trunk(cfg: NetworkConfig):
     """conv 4x4 s2 64 +LReLU -> conv 128 +BN+LReLU -> conv 256 +BN+LReLU -> flatten (4*4*256 features)."""
     slope = cfg.leaky_relu_slope
@@ -105,10 +91,6 @@ class _InfoGAN32Architecture:
     G: FC 2*2*448 +BN+ReLU -> upconv 256 +BN+ReLU -> upconv 128 +ReLU -> upconv 64 +ReLU -> upconv C (tanh
     or sigmoid as configured); all upconvs 4x4 stride 2. D trunk: `_d32_trunk`; Q_us adds FC 128 +BN+LReLU.
     """
-
-    @staticmethod
-    def check_image_shape(shape):
-        _check_32("infogan32", shape)
 
     @staticmethod
     def generator_layers(cfg: NetworkConfig):
@@ -137,10 +119,6 @@ class _DCGAN32Architecture:
     (Radford et al.) that trains on CIFAR-10's varied natural images; its width (256 at 4x4, not DCGAN's
     512) keeps a training step CPU-affordable (about 4x fewer generator FLOPs).
     """
-
-    @staticmethod
-    def check_image_shape(shape):
-        _check_32("dcgan32", shape)
 
     @staticmethod
     def generator_layers(cfg: NetworkConfig):

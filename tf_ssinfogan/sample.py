@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
+
+from tf_ssinfogan import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "SavedModel version folder or generator .tflite file.")
@@ -52,8 +53,9 @@ def latent_space_from_info(info: dict):
 
 def parse_fixed(items, info: dict) -> dict:
     """['digit=3', 'c1=0.5'] -> {'digit': 3, 'c1': [0.5]} for the codes of `info` (model_info.json); raises
-    ValueError naming the bad item. Needs no TensorFlow (bad input fails fast)."""
+    ValueError naming the bad item (before any model is loaded: bad input fails fast)."""
     from tf_ssinfogan.config import CodeSpec
+    from tf_ssinfogan.latents import kind_of
 
     codes = {c["name"]: CodeSpec(c["name"], c["kind"], c["dim"], c.get("label")) for c in info["codes"]}
     out = {}
@@ -66,16 +68,9 @@ def parse_fixed(items, info: dict) -> dict:
             raise ValueError(f"--code {item!r}: unknown code {name!r}; the codes are {sorted(codes)}")
         code = codes[name]
         try:
-            if code.kind == "categorical":
-                out[name] = int(value)
-            else:
-                out[name] = [float(v) for v in value.split(",")]
-        except ValueError:
-            raise ValueError(f"--code {item!r}: {value!r} is not a valid value for a {code.kind} code") from None
-        if code.kind == "categorical" and not 0 <= out[name] < code.dim:
-            raise ValueError(f"--code {item!r}: class index must be in [0, {code.dim})")
-        if code.kind != "categorical" and len(out[name]) not in (1, code.dim):
-            raise ValueError(f"--code {item!r}: expected 1 or {code.dim} values")
+            out[name] = kind_of(code).parse(code, value)
+        except ValueError as e:
+            raise ValueError(f"--code {item!r}: {e}") from None
     return out
 
 
@@ -116,43 +111,32 @@ def write_grid(images, path: str, cols: int = 0) -> str:
     return visualize.write_png(path, visualize.make_grid(np.concatenate([images, pad]), rows, cols))
 
 
+flags.register_validator("num", lambda n: 1 <= n <= 4096, "--num must be in [1, 4096]")
+flags.register_validator("cols", lambda n: n >= 0, "--cols must be >= 0")
+flags.register_validator("out", lambda p: p.lower().endswith(".png"), "--out must be a .png file")
+
+
 def main(argv):
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        return 2
-    if not FLAGS.model or not os.path.exists(FLAGS.model):
-        print(f"error: --model {FLAGS.model!r} does not exist (a SavedModel folder or a .tflite file)",
-              file=sys.stderr)
-        return 2
-    if os.path.isfile(FLAGS.model) and not FLAGS.model.endswith(".tflite"):
-        print(f"error: --model {FLAGS.model!r} is a file but not a .tflite model", file=sys.stderr)
-        return 2
-    if not 1 <= FLAGS.num <= 4096:
-        print(f"error: --num must be in [1, 4096], got {FLAGS.num}", file=sys.stderr)
-        return 2
-    if FLAGS.seed < 0 or (FLAGS.seed > 1000 and FLAGS.model.endswith(".tflite")):
-        print(f"error: --seed must be >= 0 (<= 1000 for a .tflite model), got {FLAGS.seed}", file=sys.stderr)
-        return 2
-    if FLAGS.cols < 0:
-        print(f"error: --cols must be >= 0, got {FLAGS.cols}", file=sys.stderr)
-        return 2
-    if not FLAGS.out.lower().endswith(".png"):
-        print(f"error: --out {FLAGS.out!r} must be a .png file", file=sys.stderr)
-        return 2
+    cli.require(bool(FLAGS.model) and os.path.exists(FLAGS.model),
+                f"--model {FLAGS.model!r} does not exist (a SavedModel folder or a .tflite file)")
+    cli.require(not os.path.isfile(FLAGS.model) or FLAGS.model.endswith(".tflite"),
+                f"--model {FLAGS.model!r} is a file but not a .tflite model")
+    cli.require(FLAGS.seed >= 0 and not (FLAGS.seed > 1000 and FLAGS.model.endswith(".tflite")),
+                f"--seed must be >= 0 (<= 1000 for a .tflite model), got {FLAGS.seed}")
     try:
         fixed = parse_fixed(FLAGS.code, read_model_info(FLAGS.model))
         images = sample_images(FLAGS.model, FLAGS.num, fixed, FLAGS.seed)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (ValueError, KeyError) as e:
+        raise cli.UsageError(str(e)) from None
+    except FileNotFoundError:
+        raise
     except Exception as e:  # noqa: BLE001 - e.g. InvalidArgumentError from the in-graph checks
         from tf_ssinfogan.serving import error_message
 
-        print(f"error: {error_message(e)}", file=sys.stderr)
-        return 2
+        raise cli.UsageError(error_message(e)) from None
     print(write_grid(images, FLAGS.out, FLAGS.cols))
     return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -45,8 +45,9 @@ from typing import Dict, List, Tuple
 import keras
 import tensorflow as tf
 
-from tf_ssinfogan.data import float_to_uint8, images_to_float
-from tf_ssinfogan.latents import NOISE
+from tf_ssinfogan import rundir
+from tf_ssinfogan.images import float_to_uint8, images_to_float
+from tf_ssinfogan.latents import NOISE, kind_of
 
 DEFAULT_MODEL_NAME = "ssinfogan"
 SERVING_DEFAULT = "serving_default"
@@ -70,10 +71,7 @@ def generator_input_specs(space) -> Dict[str, tf.TensorSpec]:
     if space.noise_dim:
         specs[NOISE] = _spec([None, space.noise_dim], tf.float32, NOISE)
     for code in space.codes:
-        if code.kind == "categorical":
-            specs[code.name] = _spec([None], tf.int32, code.name)
-        else:
-            specs[code.name] = _spec([None, code.dim], tf.float32, code.name)
+        specs[code.name] = kind_of(code).serving_spec(code)
     return specs
 
 
@@ -83,10 +81,7 @@ def sample_input_specs(space, seeded: bool = True) -> Dict[str, tf.TensorSpec]:
     if seeded:
         specs["seed"] = _spec([], tf.int32, "seed")
     for code in space.codes:
-        if code.kind == "categorical":
-            specs[code.name] = _spec([], tf.int32, code.name)
-        else:
-            specs[code.name] = _spec([code.dim], tf.float32, code.name)
+        specs[code.name] = kind_of(code).serving_spec(code, batched=False)
         specs[code.name + FIXED_SUFFIX] = _spec([], tf.bool, code.name + FIXED_SUFFIX)
     return specs
 
@@ -105,7 +100,7 @@ def traverse_choices(space) -> List[Tuple[str, object, int]]:
     out = []
     for code in space.codes:
         out.append((code.name, code, 0))
-        if code.kind != "categorical" and code.dim > 1:
+        if kind_of(code).traversal_dims(code) > 1:
             out.extend((f"{code.name}:{d}", code, d) for d in range(code.dim))
     return out
 
@@ -125,13 +120,6 @@ def _check_finite(name, value):
     return tf.debugging.assert_all_finite(value, message=f"input '{name}': values must be finite")
 
 
-def _check_class(name, value, k):
-    return [
-        tf.debugging.assert_non_negative(value, message=f"input '{name}': class index must be >= 0"),
-        tf.debugging.assert_less(value, tf.constant(k, value.dtype), message=f"input '{name}': class index must be < {k}"),
-    ]
-
-
 def _check_count(name, value, low, high):
     return [
         tf.debugging.assert_greater_equal(value, tf.constant(low, value.dtype),
@@ -146,11 +134,10 @@ def validate_generator_inputs(space, inputs: Dict[str, tf.Tensor]) -> Dict[str, 
     checked, batch = {}, None
     for name, value in inputs.items():
         code = next((c for c in space.codes if c.name == name), None)
-        if code is not None and code.kind == "categorical":
-            checks = _check_class(name, value, code.dim)
+        if code is not None:
+            checks = kind_of(code).graph_checks(code, value)
         else:
-            width = space.noise_dim if code is None else code.dim
-            checks = [_check_width(name, value, width), _check_finite(name, value)]
+            checks = [_check_width(name, value, space.noise_dim), _check_finite(name, value)]
         n = tf.shape(value)[0]
         if batch is None:
             batch = n
@@ -158,8 +145,7 @@ def validate_generator_inputs(space, inputs: Dict[str, tf.Tensor]) -> Dict[str, 
             checks.append(tf.debugging.assert_equal(
                 n, batch, message=f"input '{name}': batch size differs from the other inputs"))
         value = _attach(value, checks)
-        checked[name] = value if code is not None and code.kind == "categorical" else \
-            tf.reshape(value, [-1, space.noise_dim if code is None else code.dim])
+        checked[name] = value if code is not None else tf.reshape(value, [-1, space.noise_dim])
     return checked
 
 
@@ -235,12 +221,7 @@ class ServingFunctions:
                 else uniform(shape) * 2.0 - 1.0
         for i, code in enumerate(self.codes):
             uniform, _ = self._samplers(seed, i + 1)
-            if code.kind == "categorical":  # uniform prior: floor(U * k)
-                u = uniform(tf.reshape(batch, [1]))
-                out[code.name] = tf.minimum(tf.cast(tf.floor(u * code.dim), tf.int32), code.dim - 1)
-            else:
-                u = uniform(tf.stack([batch, code.dim]))
-                out[code.name] = u * 2.0 - 1.0 if code.kind == "continuous" else tf.cast(u < 0.5, tf.float32)
+            out[code.name] = kind_of(code).from_uniform(code, uniform, batch)
         return out
 
     def sample(self, inputs):
@@ -252,18 +233,13 @@ class ServingFunctions:
                 # A value is checked only where it is used (its '<name>_fixed' is true).
                 fixed = inputs[code.name + FIXED_SUFFIX]
                 v = tf.where(fixed, inputs[code.name], tf.zeros_like(inputs[code.name]))
-                checks += _check_class(code.name, v, code.dim) if code.kind == "categorical" else \
-                    [_check_finite(code.name, v), _check_width(code.name, v, code.dim)]
+                checks += kind_of(code).graph_checks(code, v)
         batch = _attach(batch, checks)
         latents = self.draw_latents(batch, inputs.get("seed"))
         for code in self.codes:
             fixed = inputs[code.name + FIXED_SUFFIX]
-            value = inputs[code.name]
-            if code.kind == "categorical":
-                latents[code.name] = tf.where(fixed, tf.fill(tf.reshape(batch, [1]), value), latents[code.name])
-            else:
-                latents[code.name] = tf.where(fixed, tf.reshape(value, [1, code.dim]) + tf.zeros_like(
-                    latents[code.name]), latents[code.name])
+            latents[code.name] = tf.where(fixed, kind_of(code).fill(code, inputs[code.name], batch),
+                                          latents[code.name])
         out = self._generate(latents)
         out.update(latents)
         return out
@@ -287,15 +263,9 @@ class ServingFunctions:
         def branch(code, dim):
             def fn():
                 lat = dict(base)
-                if code.kind == "categorical":
-                    values = tf.round(tf.linspace(0.0, float(code.dim - 1), steps))
-                    lat[code.name] = tf.tile(tf.cast(values, tf.int32), [rows])
-                else:
-                    lo, hi = (-1.0, 1.0) if code.kind == "continuous" else (0.0, 1.0)
-                    values = tf.linspace(lo, hi, steps)
-                    sweep = tf.tile(values, [rows])[:, None]
-                    onehot = tf.one_hot(dim, code.dim)[None, :]
-                    lat[code.name] = lat[code.name] * (1.0 - onehot) + sweep * onehot
+                kind = kind_of(code)
+                values = kind.sweep(code, steps)
+                lat[code.name] = kind.replace_dim(code, lat[code.name], dim, tf.tile(values, [rows]))
                 return self.space.to_generator_input(self.space.from_values(lat)), tf.cast(values, tf.float32)
             return fn
 
@@ -324,17 +294,11 @@ class ServingFunctions:
         q = self.discriminator(images, training=False)["q"]
         out = {}
         for code in self.codes:
-            v = q[code.name]
-            if code.kind == "categorical":
-                probs = tf.nn.softmax(v)
+            kind = kind_of(code)
+            probs = kind.probabilities(q[code.name])
+            if kind.has_probabilities:
                 out[code.name + "_probs"] = probs
-                out[code.name] = tf.cast(tf.argmax(probs, axis=-1), tf.int32)
-            elif code.kind == "binary":
-                probs = tf.sigmoid(v)
-                out[code.name + "_probs"] = probs
-                out[code.name] = tf.cast(probs > 0.5, tf.float32)
-            else:
-                out[code.name] = v
+            out[code.name] = kind.prediction(probs)
         return out
 
 
@@ -453,6 +417,4 @@ export_generator = export_saved_model
 
 def restore_run(run_dir: str, checkpoint: str = None):
     """Rebuilds the model of a training run folder and restores its newest (or the given) checkpoint."""
-    from tf_ssinfogan import training
-
-    return training.load_run(run_dir, checkpoint or "")[1]
+    return rundir.load_run(run_dir, checkpoint or "")[1]

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ssinfogan import serving
+from tf_ssinfogan.latents import first_enumerable, kind_of
 
 QUANTIZATIONS = ("float32", "float16", "int8")
 GENERATOR_SIGNATURES = (serving.SERVING_DEFAULT, serving.SAMPLE)
@@ -85,12 +86,7 @@ def fixed_latents(space, batch: int, seed: int = 0) -> Dict[str, np.ndarray]:
     if space.noise_dim:
         out["noise"] = rng.standard_normal((batch, space.noise_dim)).astype(np.float32)
     for code in space.codes:
-        if code.kind == "categorical":
-            out[code.name] = (np.arange(batch) % code.dim).astype(np.int32)
-        elif code.kind == "continuous":
-            out[code.name] = rng.uniform(-1, 1, (batch, code.dim)).astype(np.float32)
-        else:
-            out[code.name] = (rng.uniform(size=(batch, code.dim)) < 0.5).astype(np.float32)
+        out[code.name] = kind_of(code).numpy_values(code, rng, batch)
     return out
 
 
@@ -104,13 +100,7 @@ def sample_request(space, batch: int, fixed: Dict[str, object] = None, seed: int
     if seed is not None:
         out["seed"] = np.array(seed, np.int32)
     for code in space.codes:
-        if code.kind == "categorical":
-            out[code.name] = np.array(fixed.get(code.name, 0), np.int32)
-        else:
-            v = np.asarray(fixed.get(code.name, np.zeros(code.dim)), np.float32).reshape(-1)
-            if v.size == 1 and code.dim > 1:
-                v = np.full(code.dim, v[0], np.float32)
-            out[code.name] = v
+        out[code.name] = kind_of(code).numpy_value(code, fixed.get(code.name))
         out[code.name + serving.FIXED_SUFFIX] = np.array(code.name in fixed)
     check_inputs(space, out, sample=True)
     return out
@@ -123,15 +113,7 @@ def check_inputs(space, inputs: Dict[str, np.ndarray], sample: bool = False) -> 
             raise ValueError(f"input '{code.name}': missing")
         if sample and not bool(inputs[code.name + serving.FIXED_SUFFIX]):
             continue
-        v = np.asarray(inputs[code.name])
-        if code.kind == "categorical":
-            if not np.issubdtype(v.dtype, np.integer) or np.any(v < 0) or np.any(v >= code.dim):
-                raise ValueError(f"input '{code.name}': class index must be an integer in [0, {code.dim}), got {v}")
-        else:
-            if v.shape[-1:] != (code.dim,):
-                raise ValueError(f"input '{code.name}': expected width {code.dim}, got shape {v.shape}")
-            if not np.all(np.isfinite(v)):
-                raise ValueError(f"input '{code.name}': values must be finite")
+        kind_of(code).check_numpy(code, inputs[code.name])
     if sample:
         b = int(inputs["batch_size"])
         if not 1 <= b <= serving.MAX_BATCH:
@@ -162,7 +144,7 @@ def parity(space, generator_bytes: bytes, classifier_bytes: bytes, saved_model, 
     out = run_signature(gen, serving.SERVING_DEFAULT, latents)
     result = {"serving_default": _max_diff(out, ref, ["images"])}
 
-    cat = next((c for c in space.codes if c.kind == "categorical"), None)
+    cat = first_enumerable(space.codes)
     fixed = {cat.name: cat.dim - 1} if cat is not None else {}
     sampled = run_signature(gen, serving.SAMPLE, sample_request(space, batch, fixed))
     if cat is not None and not np.all(sampled[cat.name] == cat.dim - 1):

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ssinfogan.fileio import write_bytes_atomic
-from tf_ssinfogan.latents import LatentSpace
+from tf_ssinfogan.latents import LatentSpace, first_enumerable, kind_of
 
 
 def make_grid(images: np.ndarray, rows: int, cols: int, pad: int = 1) -> np.ndarray:
@@ -29,10 +29,6 @@ def write_png(path: str, image: np.ndarray) -> str:
     return write_bytes_atomic(path, tf.io.encode_png(tf.convert_to_tensor(image, tf.uint8)).numpy())
 
 
-def _row_code(space: LatentSpace, exclude: str = ""):
-    return next((c for c in space.codes if c.kind == "categorical" and c.name != exclude), None)
-
-
 def traversal_latents(space: LatentSpace, code_name: str, dim: int = 0, cols: int = 10,
                       seed: Tuple[int, int] = (0, 1)) -> Tuple[Dict[str, tf.Tensor], int, int]:
     """Latents for one grid of `code_name`, row-major; returns (latents, rows, cols).
@@ -41,21 +37,21 @@ def traversal_latents(space: LatentSpace, code_name: str, dim: int = 0, cols: in
     Continuous / binary code: rows are the values of the first other categorical code (or fixed samples),
     columns sweep dimension `dim` of the code from its low to its high value; the rest stays fixed per row.
     """
-    code = next(c for c in space.codes if c.name == code_name)
-    if code.kind == "categorical":
+    code = space.code(code_name)
+    kind = kind_of(code)
+    if kind.enumerable:
         rows = code.dim
         base = space.sample(cols, tf.constant(seed))
         lat = {k: tf.tile(v, [rows, 1]) for k, v in base.items()}
         lat[code.name] = tf.repeat(tf.eye(code.dim), cols, axis=0)
         return lat, rows, cols
-    row_code = _row_code(space, code.name)
+    row_code = first_enumerable(space.codes, exclude=code.name)
     rows = row_code.dim if row_code is not None else 10
     base = space.sample(rows, tf.constant(seed))
     if row_code is not None:
         base[row_code.name] = tf.eye(rows)
     lat = {k: tf.repeat(v, cols, axis=0) for k, v in base.items()}
-    lo, hi = (-1.0, 1.0) if code.kind == "continuous" else (0.0, 1.0)
-    sweep = tf.tile(tf.linspace(lo, hi, cols), [rows])
+    sweep = tf.tile(kind.sweep(code, cols), [rows])
     values = lat[code.name].numpy()
     values[:, dim] = sweep.numpy()
     lat[code.name] = tf.constant(values)
@@ -66,7 +62,7 @@ def grid_specs(space: LatentSpace) -> List[Tuple[str, str, int]]:
     """(file tag, code name, dim) for every grid: one per categorical code, one per other code dimension."""
     out = []
     for c in space.codes:
-        if c.kind == "categorical" or c.dim == 1:
+        if kind_of(c).traversal_dims(c) == 1:
             out.append((c.name, c.name, 0))
         else:
             out.extend((f"{c.name}_{d}", c.name, d) for d in range(c.dim))
@@ -76,7 +72,7 @@ def grid_specs(space: LatentSpace) -> List[Tuple[str, str, int]]:
 def class_conditioned_latents(space: LatentSpace, code_name: str, per_class: int,
                               seed: Tuple[int, int] = (0, 2)) -> Dict[str, tf.Tensor]:
     """k * per_class latents, row i fixing categorical code `code_name` to value i, the rest random."""
-    code = next(c for c in space.codes if c.name == code_name)
+    code = space.code(code_name)
     lat = space.sample(code.dim * per_class, tf.constant(seed))
     lat[code.name] = tf.repeat(tf.eye(code.dim), per_class, axis=0)
     return lat

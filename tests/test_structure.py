@@ -1,0 +1,236 @@
+"""The package's structure: imports point one way (no cycles), config and CLIs stay free of TensorFlow, every
+code kind answers every question the rest of the package asks, and the flags come from the config fields."""
+
+import ast
+import dataclasses
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tf_ssinfogan import config as C
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = os.path.join(ROOT, "tf_ssinfogan")
+
+
+def package_imports():
+    """{module: set of package modules it imports}, function-level imports included."""
+    graph = {}
+    for name in sorted(os.listdir(PACKAGE)):
+        if not name.endswith(".py"):
+            continue
+        module = name[:-3]
+        deps = set()
+        for node in ast.walk(ast.parse(open(os.path.join(PACKAGE, name)).read())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tf_ssinfogan"):
+                if node.module == "tf_ssinfogan":
+                    deps.update(a.name for a in node.names)
+                else:
+                    deps.add(node.module.split(".")[1])
+            elif isinstance(node, ast.Import):
+                deps.update(a.name.split(".")[1] for a in node.names if a.name.startswith("tf_ssinfogan."))
+        graph[module] = deps - {module}
+    return graph
+
+
+def find_cycle(graph):
+    """One import cycle as a list of modules, or None."""
+    state, stack = {}, []
+
+    def visit(m):
+        state[m] = "open"
+        stack.append(m)
+        for d in sorted(graph.get(m, ())):
+            if state.get(d) == "open":
+                return stack[stack.index(d):] + [d]
+            if d not in state:
+                found = visit(d)
+                if found:
+                    return found
+        state[m] = "done"
+        stack.pop()
+        return None
+
+    for m in sorted(graph):
+        if m not in state:
+            found = visit(m)
+            if found:
+                return found
+    return None
+
+
+def test_cycle_finder_finds_a_planted_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_package_imports_have_no_cycle():
+    graph = package_imports()
+    assert {"config", "latents", "sources", "data", "rundir", "cli", "training"} <= set(graph)
+    assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph))}"
+
+
+def test_library_modules_never_import_a_cli():
+    clis = {"train", "evaluate", "export", "sample", "train_classifier"}
+    graph = package_imports()
+    for module, deps in graph.items():
+        if module not in clis:
+            assert not deps & clis, f"{module} imports the CLI module(s) {deps & clis}"
+
+
+def test_config_validation_and_flags_load_no_tensorflow():
+    code = ("import sys\nfrom tf_ssinfogan import cli, config as C\n"
+            "C.ExperimentConfig().validate()\n"
+            "from absl import flags\ncli.define_config_flags()\nflags.FLAGS(['x', '--codes=a:cat:3:label'])\n"
+            "assert cli.config_from_flags().latent.codes[0].dim == 3\n"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tensorflow_probability')]\n"
+            "assert not bad, bad[:5]\nprint('OK')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-2000:]
+
+
+def test_architecture_sizes_in_config_match_the_networks():
+    from tf_ssinfogan import networks
+
+    assert set(C.ARCHITECTURE_SIZES) == set(networks.ARCHITECTURES)
+    with pytest.raises(C.ConfigError, match="needs 32x32 images"):
+        C.NetworkConfig("dcgan32", (28, 28, 3)).validate()
+
+
+# ------------------------------------------------------------------------------------------ flags
+def test_every_config_field_has_a_flag_or_is_derived():
+    from tf_ssinfogan import cli
+
+    for section, cls in cli.SECTIONS.items():
+        for field in dataclasses.fields(cls):
+            assert "help" in field.metadata, f"{cls.__name__}.{field.name} has no help text (and so no flag)"
+    derived = {f.name for cls in cli.SECTIONS.values() for f in dataclasses.fields(cls)
+               if f.metadata.get("flag", "") is None}
+    assert derived == {"resize_to", "channels"}
+
+
+def test_generated_flags_round_trip_a_config():
+    from absl import flags
+
+    from tf_ssinfogan import cli
+
+    fv = flags.FlagValues()
+    names = cli.define_config_flags(flag_values=fv)
+    assert {"download", "labelled_count", "codes", "image_shape", "resize_images"} <= set(names) | set(fv)
+    fv(["x", "--codes=d:cat:4:label,s:bin:2", "--image_shape=32,32,3", "--architecture=dcgan32",
+        "--labelled_count=7", "--nodownload", "--source=tfds", "--resize_images", "--center_crop=30,30",
+        "--precision=mixed_bfloat16", "--steps=200"])
+    cfg = cli.config_from_flags(fv)
+    assert cfg.latent.codes == C.parse_codes("d:cat:4:label,s:bin:2")
+    assert cfg.data.labelled_count == 7 and cfg.data.tfds_download is False and cfg.data.center_crop == (30, 30)
+    assert cfg.data.resize_to == (32, 32) and cfg.data.channels == 3
+    assert cfg.train.precision == "mixed_bfloat16" and cfg.train.steps == 200
+    fv.unparse_flags()
+    fv(["x"])
+    assert cli.config_from_flags(fv) == C.ExperimentConfig().validate()  # the flag defaults are the config's
+
+
+# ------------------------------------------------------------------------------------------ code kinds
+def _codes():
+    return [C.CodeSpec("d", "categorical", 4, "label"), C.CodeSpec("c", "continuous", 2),
+            C.CodeSpec("b", "binary", 3, "attr")]
+
+
+def test_every_kind_of_the_config_has_a_table_entry():
+    from tf_ssinfogan import latents
+
+    assert set(latents.KINDS) == set(C.CODE_KINDS)
+
+
+@pytest.mark.parametrize("code", _codes(), ids=lambda c: c.kind)
+def test_each_kind_round_trips_user_values_through_the_latent_format(code):
+    import tensorflow as tf
+
+    from tf_ssinfogan import latents
+
+    kind = latents.kind_of(code)
+    rng = np.random.RandomState(0)
+    user = kind.numpy_values(code, rng, 6)
+    latent = kind.to_latent(code, tf.constant(user)).numpy()
+    assert latent.shape == (6, code.dim)
+    # the prior's support: a draw from `from_uniform` lies where the TFP prior puts mass
+    drawn = kind.from_uniform(code, lambda shape: tf.random.stateless_uniform(shape, [1, 2]), tf.constant(500))
+    log_p = kind.prior(code).log_prob(kind.to_latent(code, drawn))
+    assert np.all(np.isfinite(log_p.numpy()))
+    # Q's prediction of a perfect, confident output is the value itself
+    confident = {"categorical": 50.0 * (2 * latent - 1), "binary": 50.0 * (2 * latent - 1), "continuous": latent}
+    pred = kind.prediction(kind.probabilities(tf.constant(confident[code.kind], tf.float32))).numpy()
+    np.testing.assert_allclose(pred, user, atol=1e-6)
+    kind.check_numpy(code, user)  # valid values pass
+
+
+def test_kind_entropies_sweeps_and_parsing():
+    from tf_ssinfogan import latents
+
+    d, c, b = _codes()
+    K = latents.kind_of
+    assert K(d).entropy(d) == pytest.approx(np.log(4)) and K(c).entropy(c) == pytest.approx(2 * np.log(2))
+    np.testing.assert_allclose(K(d).sweep(d, 4).numpy(), [0, 1, 2, 3])
+    np.testing.assert_allclose(K(c).sweep(c, 3).numpy(), [-1, 0, 1])
+    np.testing.assert_allclose(K(b).sweep(b, 2).numpy(), [0, 1])
+    assert (K(d).traversal_dims(d), K(c).traversal_dims(c), K(b).traversal_dims(b)) == (1, 2, 3)
+    assert K(d).parse(d, "3") == 3 and K(c).parse(c, "0.5") == [0.5] and K(b).parse(b, "1,0,1") == [1.0, 0.0, 1.0]
+    for code, text, needle in ((d, "4", r"\[0, 4\)"), (d, "x", "not a valid value"), (c, "1,2,3", "1 or 2 values")):
+        with pytest.raises(ValueError, match=needle):
+            K(code).parse(code, text)
+    with pytest.raises(ValueError, match="class index must be an integer in"):
+        K(d).check_numpy(d, np.array([0, 4]))
+    with pytest.raises(ValueError, match="expected width 2"):
+        K(c).check_numpy(c, np.zeros([3, 3], np.float32))
+
+
+def test_kind_label_hits_count_only_known_labels():
+    import tensorflow as tf
+
+    from tf_ssinfogan import latents
+
+    d, c, b = _codes()
+    hit, valid = latents.kind_of(d).label_hits(d, tf.one_hot([0, 1, 2], 4), tf.constant([0, 3, -1]))
+    assert hit.numpy().tolist() == [1, 0, 0] and valid.numpy().tolist() == [1, 1, 0]
+    probs = tf.constant([[0.9, 0.1, 0.8]])
+    hit, valid = latents.kind_of(b).label_hits(b, probs, tf.constant([[1, 0, -1]]))
+    assert hit.numpy() == pytest.approx([2 / 3]) and valid.numpy() == pytest.approx([2 / 3])
+    assert latents.kind_of(c).label_hits(c, tf.zeros([1, 2]), tf.zeros([1, 2])) is None
+
+
+def test_train_dry_run_loads_no_tensorflow():
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "tf_ssinfogan.train",
+                          "--flagfile=configs/mnist.flags", "--dry_run"], capture_output=True, text=True, cwd=ROOT,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert C.ExperimentConfig.from_dict(__import__("json").loads(out.stdout)).train.steps == 5000
+    imported = [line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if "|" in line]
+    assert "tf_ssinfogan.config" in imported and not [m for m in imported if m.startswith("tensorflow")]
+
+
+# ------------------------------------------------------------------------------------------ run folder
+def test_run_folder_records_the_measured_labelled_ratio(tmp_path):
+    from tf_ssinfogan import rundir
+
+    cfg = dataclasses.replace(C.ExperimentConfig(run_dir=str(tmp_path)),
+                              data=C.DataConfig(labelled_fraction=0.01, labelled_count=0))
+    assert rundir.labelled_ratio(str(tmp_path), cfg) == 0.0  # no data_info.json: derived (labelled_count 0)
+    rundir.write_data_info(str(tmp_path), num_train=200, num_labelled=3)
+    assert rundir.labelled_ratio(str(tmp_path), cfg) == pytest.approx(0.015)  # what training measured
+    plain = C.ExperimentConfig(run_dir=str(tmp_path / "other"))
+    assert rundir.labelled_ratio(plain.run_dir, plain) == 0.01
+
+
+def test_run_folder_paths_are_named_in_one_place():
+    from tf_ssinfogan import rundir
+
+    rd = rundir.RunDir("r")
+    assert rd.config == os.path.join("r", "config.json") and rd.checkpoints == os.path.join("r", "checkpoints")
+    assert rd.export_base == os.path.join("r", "export") and rd.eval_logs == os.path.join("r", "logs", "eval")
+    for module in ("training", "evaluate", "export", "evaluation", "serving", "train"):
+        text = open(os.path.join(PACKAGE, module + ".py")).read()
+        for name in ('"config.json"', '"checkpoints"', '"eval.json"', '"eval_history.jsonl"', '"flags.txt"'):
+            assert name not in text, f"{module}.py spells the run-folder name {name}; use rundir"

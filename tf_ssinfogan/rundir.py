@@ -1,0 +1,196 @@
+"""The run folder: every path in it, its configuration, resume compatibility, checkpoints and the model.
+
+Layout of `<run_dir>/`:
+  config.json            the resolved `ExperimentConfig` (rewritten atomically at each start)
+  flags.txt              the same as flags, for `--flagfile` (written by the train CLI)
+  data_info.json         what the data gave: train images, labelled images and their measured fraction (which
+                         `labelled_count` can make differ from the configured `labelled_fraction`)
+  checkpoints/           tf.train.CheckpointManager: G, D/Q, both optimisers, the step, the latent RNG state
+  logs/train, logs/eval  TensorBoard scalars and image grids
+  grids/                 fixed-latent grid PNGs per code, named by step
+  eval.json              the final evaluation; written last, it marks a finished run
+  samples_by_class.png   class-conditioned sample grid
+  eval_history.jsonl     evaluations during training (--eval_every_epochs)
+  evaluation/            `tf_ssinfogan.evaluate` reports and grids
+  export/<name>/<v>/     SavedModel versions (TF Serving layout; `serving.py`)
+
+Training, evaluation and export use this module for every path and for the model of a run. TensorFlow and the
+model are imported on first use, so that CLIs can check a run folder before TensorFlow loads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Optional, Tuple
+
+from tf_ssinfogan.config import ConfigError, ExperimentConfig
+from tf_ssinfogan.fileio import write_text_atomic
+
+CONFIG = "config.json"
+FLAGS_FILE = "flags.txt"
+DATA_INFO = "data_info.json"
+CHECKPOINTS = "checkpoints"
+LOGS = "logs"
+GRIDS = "grids"
+EVAL = "eval.json"
+SAMPLES_BY_CLASS = "samples_by_class.png"
+EVAL_HISTORY = "eval_history.jsonl"
+EVALUATION = "evaluation"
+EXPORT = "export"
+
+
+class RunDir:
+    """The paths of one run folder."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def _join(self, *parts: str) -> str:
+        return os.path.join(self.path, *parts)
+
+    config = property(lambda self: self._join(CONFIG))
+    flags_file = property(lambda self: self._join(FLAGS_FILE))
+    data_info = property(lambda self: self._join(DATA_INFO))
+    checkpoints = property(lambda self: self._join(CHECKPOINTS))
+    train_logs = property(lambda self: self._join(LOGS, "train"))
+    eval_logs = property(lambda self: self._join(LOGS, "eval"))
+    grids = property(lambda self: self._join(GRIDS))
+    eval_json = property(lambda self: self._join(EVAL))
+    samples_by_class = property(lambda self: self._join(SAMPLES_BY_CLASS))
+    eval_history = property(lambda self: self._join(EVAL_HISTORY))
+    evaluation = property(lambda self: self._join(EVALUATION))
+    export_base = property(lambda self: self._join(EXPORT))
+
+    def worker_checkpoints(self, task_id: int) -> str:
+        """Scratch checkpoint folder of a non-chief worker (collective saves need every worker to write)."""
+        return self._join(f".worker_{task_id}_checkpoints")
+
+    def is_run(self) -> bool:
+        return os.path.isfile(self.config)
+
+    def latest_checkpoint(self) -> Optional[str]:
+        import tensorflow as tf
+
+        return tf.train.latest_checkpoint(self.checkpoints)
+
+
+# ------------------------------------------------------------------------------------------ configuration
+def read_config(run_dir: str, hint: str = "") -> Optional[ExperimentConfig]:
+    """The configuration saved in a run folder, or None if it has none; ConfigError if it is unreadable."""
+    path = RunDir(run_dir).config
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            return ExperimentConfig.from_dict(json.load(f))
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path} is not a valid run configuration ({e}){hint}") from None
+
+
+def write_config(cfg: ExperimentConfig, flags_text: str = "") -> str:
+    """Writes config.json (and flags.txt when the CLI's flags are given) atomically; returns config.json's path."""
+    os.makedirs(cfg.run_dir, exist_ok=True)
+    if flags_text:
+        write_text_atomic(RunDir(cfg.run_dir).flags_file, flags_text)
+    return write_text_atomic(RunDir(cfg.run_dir).config, cfg.to_json() + "\n")
+
+
+def write_data_info(run_dir: str, num_train: int, num_labelled: int, **facts) -> str:
+    """Writes data_info.json: the counts (and any further `facts` about the data)."""
+    info = {"train_images": int(num_train), "labelled_images": int(num_labelled),
+            "labelled_fraction": num_labelled / num_train if num_train else 0.0, **facts}
+    return write_text_atomic(RunDir(run_dir).data_info, json.dumps(info, indent=2) + "\n")
+
+
+def labelled_ratio(run_dir: str, cfg: ExperimentConfig) -> float:
+    """The labelled fraction the run trained with, as measured (data_info.json); for older runs derived from
+    the config (0 when no example is labelled, else the configured fraction)."""
+    try:
+        with open(RunDir(run_dir).data_info) as f:
+            return float(json.load(f)["labelled_fraction"])
+    except (OSError, ValueError, KeyError, TypeError):
+        if cfg.data.labelled_count == 0 or not cfg.latent.semi_supervised_codes:
+            return 0.0
+        return cfg.data.labelled_fraction
+
+
+def check_resume_compatible(run_dir: str, cfg: ExperimentConfig) -> None:
+    """A run folder may be resumed with the same model; changing the latent spec or network is refused."""
+    old = read_config(run_dir, hint="; use a new run_dir")
+    if old is None:
+        return
+    for part in ("latent", "network"):
+        if getattr(old, part) != getattr(cfg, part):
+            raise ConfigError(
+                f"run_dir {run_dir!r} holds a run with a different {part} configuration "
+                f"({getattr(old, part)} vs {getattr(cfg, part)}); use a new run_dir to start afresh"
+            )
+    scaled = [p == "mixed_float16" for p in (old.train.precision, cfg.train.precision)]
+    if scaled[0] != scaled[1]:  # the loss-scale optimiser changes what the checkpoint holds
+        raise ConfigError(
+            f"run_dir {run_dir!r} was trained with precision {old.train.precision!r}, which cannot be resumed "
+            f"as {cfg.train.precision!r} (float16 loss scaling changes the checkpoint); use a new run_dir")
+
+
+# ------------------------------------------------------------------------------------------ model
+def _variables_by_path(model) -> dict:
+    # Keras 3 models are not tracked as tf.train.Checkpoint children: name every variable explicitly.
+    named = {v.path.replace("/", "."): v for v in model.variables}
+    if len(named) != len(model.variables):
+        raise ValueError(f"{model.name}: variable paths are not unique; give its layers distinct names")
+    return named
+
+
+def make_checkpoint(model):
+    """Everything a resume needs: every variable of G and D/Q (BN statistics too), both optimisers (with
+    their step counters) and the latent RNG state.
+
+    The data-schedule position is the step itself (the stream is indexed by step, see data.py).
+    """
+    import tensorflow as tf
+
+    return tf.train.Checkpoint(
+        generator=_variables_by_path(model.generator),
+        discriminator=_variables_by_path(model.discriminator),
+        d_optimizer=model.d_optimizer,
+        g_optimizer=model.g_optimizer,
+        latent_seed=model.seed_generator.state,
+    )
+
+
+def build_model(cfg: ExperimentConfig, labelled_ratio: float):
+    """The `SSInfoGAN` of a configuration and its optimisers (call inside the strategy scope).
+
+    With no labelled example (ratio 0, plain InfoGAN) Q_ss also learns from fakes.
+    """
+    from tf_ssinfogan.model import SSInfoGAN, precision_policy
+    from tf_ssinfogan.optimizers import make_adam
+
+    t = cfg.train
+    with precision_policy(t.precision):
+        model = SSInfoGAN(cfg.latent, cfg.network, t.batch_size, ss_weight=t.ss_weight, us_weight=t.us_weight,
+                          q_ss_on_fakes=labelled_ratio == 0.0,
+                          q_ss_fake_weight=t.q_ss_fake_weight, skip_nonfinite=t.nan_policy == "skip", seed=t.seed,
+                          instance_noise=t.instance_noise, reuse_fakes=t.reuse_fakes)
+
+    def optimizer(lr, name):
+        return make_adam(lr, t.beta_1, t.beta_2, name, fused=t.fused_adam, precision=t.precision)
+
+    model.compile(d_optimizer=optimizer(t.d_learning_rate, "d_adam"),
+                  g_optimizer=optimizer(t.g_learning_rate, "g_adam"), jit_compile=t.jit_compile)
+    return model
+
+
+def load_run(run_dir: str, checkpoint: str = "") -> Tuple[ExperimentConfig, object]:
+    """(config, model) of a run folder, restored from its newest (or the given) checkpoint."""
+    cfg = read_config(run_dir)
+    if cfg is None:
+        raise ConfigError(f"run_dir {run_dir!r} has no {CONFIG} (not a training run folder)")
+    rd = RunDir(run_dir)
+    checkpoint = checkpoint or rd.latest_checkpoint()
+    if not checkpoint:
+        raise ConfigError(f"run_dir {run_dir!r} has no checkpoint in {rd.checkpoints}")
+    model = build_model(cfg, labelled_ratio(run_dir, cfg))
+    make_checkpoint(model).restore(checkpoint).expect_partial()
+    return cfg, model

@@ -1,0 +1,461 @@
+"""Data sources: images and label columns in memory, and their checks against the latent code spec.
+
+Loaders for an npz file (the MNIST shipped with the package by default), a TFDS dataset by name and an image
+folder all return an `ArraySource`: uint8 NHWC train and test images plus flat label columns
+(`{column: [N] or [N, d]}`; -1, or NaN for continuous columns, marks an unknown label). `check_source_matches`
+refuses a code spec or network shape that does not fit the data, naming both sides. The step-indexed training
+stream built from a source lives in `data.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import zipfile
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from tf_ssinfogan.config import ConfigError, DataConfig, LatentConfig
+from tf_ssinfogan.latents import kind_of
+
+DEFAULT_NPZ = os.path.join(os.path.dirname(__file__), "data_files", "mnist.npz")
+
+
+class DataError(ValueError):
+    """The data does not match what the run needs; the message names the file, key or value."""
+
+
+LABEL_KINDS = ("categorical", "binary", "continuous")
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelColumn:
+    """What a label column holds: 'categorical' (ints 0..num_classes-1), 'binary' (0/1) or 'continuous'
+    (floats). Unknown values: -1 for categorical and binary columns, NaN for continuous ones."""
+
+    kind: str
+    num_classes: Optional[int] = None  # categorical: the declared class count (None = unknown)
+    class_names: Tuple[str, ...] = ()
+
+
+@dataclasses.dataclass
+class ArraySource:
+    """In-memory images (uint8 NHWC) and label columns for the train and test splits.
+
+    `label_columns` declares what a column holds (e.g. TFDS ClassLabel counts, CelebA booleans); columns not
+    declared there are described by `column` from their values.
+    """
+
+    name: str
+    train_images: np.ndarray
+    train_labels: Dict[str, np.ndarray]
+    test_images: np.ndarray
+    test_labels: Dict[str, np.ndarray]
+    label_columns: Dict[str, LabelColumn] = dataclasses.field(default_factory=dict)
+
+    @property
+    def image_shape(self) -> Tuple[int, int, int]:
+        return tuple(self.train_images.shape[1:])
+
+    def column(self, name: str) -> LabelColumn:
+        """The declared or inferred description of train label column `name`."""
+        if name in self.label_columns:
+            return self.label_columns[name]
+        return infer_column(self.train_labels[name])
+
+
+def infer_column(y: np.ndarray) -> LabelColumn:
+    """Describes an undeclared label column from its dtype: bool is binary, float continuous, int categorical
+    (class count unknown; a binary code may still use it when its values are only -1, 0 and 1)."""
+    y = np.asarray(y)
+    if y.dtype == np.bool_:
+        return LabelColumn("binary")
+    if np.issubdtype(y.dtype, np.floating):
+        return LabelColumn("continuous")
+    return LabelColumn("categorical")
+
+
+def known_mask(y: np.ndarray, column: LabelColumn) -> np.ndarray:
+    """True per example whose label is known (not -1 / NaN). Multi-dim columns need every entry known."""
+    y = np.asarray(y)
+    ok = ~np.isnan(y) if column.kind == "continuous" and np.issubdtype(y.dtype, np.floating) else y >= 0
+    return ok.reshape(len(y), -1).all(axis=1)
+
+
+def _as_nhwc_uint8(x: np.ndarray, where: str) -> np.ndarray:
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise DataError(f"{where}: images must have shape [N, H, W] or [N, H, W, C], got {x.shape}")
+    if x.shape[0] == 0:
+        raise DataError(f"{where}: no images")
+    if x.dtype != np.uint8:
+        raise DataError(f"{where}: images must be uint8 in [0, 255], got dtype {x.dtype}")
+    return x
+
+
+def _check_label_values(y: np.ndarray, where: str) -> None:
+    if np.issubdtype(y.dtype, np.integer) and y.size and y.min() < -1:
+        bad = int(np.flatnonzero(y.reshape(len(y), -1).min(axis=1) < -1)[0])
+        raise DataError(f"{where}: label {int(y.reshape(len(y), -1)[bad].min())} at index {bad} is out of range "
+                        "(labels are >= 0, or -1 for an unlabelled image)")
+
+
+def load_npz(path: str) -> ArraySource:
+    """Loads x_train, y_train, x_test, y_test (uint8 images, integer labels) from an .npz file.
+
+    A label of -1 marks an unlabelled image (a partly labelled dataset). Further label columns may come as
+    `y_train_<name>` / `y_test_<name>` pairs ([N] or [N, d]; bool, or integer 0/1 with -1 unknown, for
+    binary codes; float with NaN unknown for continuous codes); they are columns `<name>`. Never unpickles
+    (allow_pickle=False). Raises DataError naming the file and the problem.
+    """
+    path = path or DEFAULT_NPZ
+    if not os.path.isfile(path):
+        raise DataError(f"npz file {path!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
+            if missing:
+                raise DataError(f"npz file {path!r} lacks the arrays {missing} (has {sorted(f.files)})")
+            arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+            extra = sorted(k[len("y_train_"):] for k in f.files if k.startswith("y_train_"))
+            for col in extra:
+                if f"y_test_{col}" not in f.files:
+                    raise DataError(f"npz file {path!r} has y_train_{col} but lacks y_test_{col}")
+                arrays[f"y_train_{col}"], arrays[f"y_test_{col}"] = f[f"y_train_{col}"], f[f"y_test_{col}"]
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise DataError(f"npz file {path!r} is corrupt or not an npz archive: {e}") from None
+    splits, declared = {}, {}
+    for split in ("train", "test"):
+        x = _as_nhwc_uint8(arrays[f"x_{split}"], f"{path}:x_{split}")
+        y = arrays[f"y_{split}"]
+        if y.ndim != 1 or y.shape[0] != x.shape[0]:
+            raise DataError(
+                f"{path}:y_{split} must be a vector with one label per image ({x.shape[0]}), got shape {y.shape}"
+            )
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{path}:y_{split} must hold integer labels, got dtype {y.dtype}")
+        _check_label_values(y, f"{path}:y_{split}")
+        labels = {"label": y.astype(np.int64)}
+        for col in extra:
+            v = arrays[f"y_{split}_{col}"]
+            if v.shape[:1] != (x.shape[0],) or v.ndim > 2:
+                raise DataError(f"{path}:y_{split}_{col} must have shape [{x.shape[0]}] or [{x.shape[0]}, d], "
+                                f"got {v.shape}")
+            if np.issubdtype(v.dtype, np.bool_):
+                v = v.astype(np.int64)
+                declared[col] = LabelColumn("binary")
+            elif np.issubdtype(v.dtype, np.integer):
+                _check_label_values(v, f"{path}:y_{split}_{col}")
+                v = v.astype(np.int64)
+            elif np.issubdtype(v.dtype, np.floating):
+                v = v.astype(np.float32)
+            else:
+                raise DataError(f"{path}:y_{split}_{col} must hold integers or floats, got dtype {v.dtype}")
+            labels[col] = v
+        splits[split] = (x, labels)
+    return ArraySource(os.path.basename(path), splits["train"][0], splits["train"][1],
+                       splits["test"][0], splits["test"][1], declared)
+
+
+def preprocess_images(images, center_crop=(), resize_to=(), channels: int = 0):
+    """uint8 [B, H, W, C] -> uint8 after an optional centred crop, area-resize and channel conversion."""
+    x = tf.convert_to_tensor(images)
+    if center_crop:
+        ch, cw = center_crop
+        h, w = int(x.shape[1]), int(x.shape[2])
+        if ch > h or cw > w:
+            raise DataError(f"center_crop {tuple(center_crop)} is larger than the images ({h}x{w})")
+        x = x[:, (h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw, :]
+    if resize_to and tuple(x.shape[1:3]) != tuple(resize_to):
+        x = tf.image.resize(tf.cast(x, tf.float32), resize_to, method="area", antialias=True)
+        x = tf.cast(tf.round(tf.clip_by_value(x, 0.0, 255.0)), tf.uint8)
+    if channels and int(x.shape[-1]) != channels:
+        if channels == 1 and int(x.shape[-1]) == 3:
+            x = tf.cast(tf.round(tf.image.rgb_to_grayscale(tf.cast(x, tf.float32))), tf.uint8)
+        elif channels == 3 and int(x.shape[-1]) == 1:
+            x = tf.image.grayscale_to_rgb(x)
+        else:
+            raise DataError(f"cannot convert images with {int(x.shape[-1])} channels to {channels}")
+    return tf.cast(x, tf.uint8)
+
+
+def _flat_columns(feats: dict, prefix: str = "") -> Dict[str, np.ndarray]:
+    """Scalar integer / boolean features, nested dicts flattened (CelebA 'attributes' -> 'Smiling', ...)."""
+    out = {}
+    for k, v in feats.items():
+        if k == "image":
+            continue
+        if isinstance(v, dict):
+            for kk, vv in _flat_columns(v, f"{k}/").items():
+                out[kk] = vv
+            continue
+        v = np.asarray(v)
+        if v.ndim == 1 and (v.dtype == np.bool_ or np.issubdtype(v.dtype, np.integer)):
+            out[prefix + k] = v
+    return out
+
+
+def _short_names(columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """'attributes/Smiling' -> 'Smiling' where the short name is unique (the long name always works too)."""
+    out = dict(columns)
+    short = {}
+    for k in columns:
+        short.setdefault(k.rsplit("/", 1)[-1], []).append(k)
+    for s, ks in short.items():
+        if len(ks) == 1 and s not in out:
+            out[s] = columns[ks[0]]
+    return out
+
+
+def load_tfds(name: str, data_dir: Optional[str] = None, download: bool = True,
+              train_split: str = "train", test_split: str = "test", center_crop=(), resize_to=(),
+              channels: int = 0, batch_size: int = 1024) -> ArraySource:
+    """Loads a TFDS image dataset into memory, with flat label columns.
+
+    Label columns: every scalar integer or boolean feature; nested feature dicts are flattened, so CelebA's
+    `attributes['Smiling']` is column 'Smiling' (also 'attributes/Smiling'), a 0/1 int64 column. ClassLabel
+    features declare their class count. Images are cropped / resized / converted batch by batch (`batch_size`
+    at a time) into one preallocated uint8 array when the split size is known (else the batches are
+    concatenated): peak memory is about the final array (N*H*W*C bytes; CelebA's 162,770 train images at
+    32x32x3: 0.5 GB) plus one batch of full-size images.
+    """
+    import tensorflow_datasets as tfds  # heavy; only for this source
+
+    out = {}
+    declared: Dict[str, LabelColumn] = {}
+    for split in (train_split, test_split):
+        try:
+            ds, info = tfds.load(name, split=split, data_dir=data_dir, download=download, with_info=True)
+        except Exception as e:  # TFDS raises many types; re-raise with the dataset named
+            raise DataError(f"TFDS dataset {name!r} split {split!r} could not be loaded: {e}") from e
+        if "image" not in info.features:
+            raise DataError(f"TFDS dataset {name!r} has no 'image' feature (has {sorted(info.features)})")
+        try:
+            total = int(info.splits[split].num_examples)
+        except Exception:  # unknown (e.g. under tfds.testing.mock_data), or a split expression TFDS can't size
+            total = None
+        images, filled, chunks, columns, n = None, 0, [], {}, 0
+        for feats in tfds.as_numpy(ds.batch(batch_size)):
+            x = preprocess_images(_as_nhwc_uint8(np.asarray(feats["image"]), f"tfds:{name}:{split}"),
+                                  center_crop, resize_to, channels).numpy()
+            if total is not None and images is None:
+                images = np.empty((total,) + x.shape[1:], np.uint8)
+            if images is not None and not chunks and filled + len(x) <= len(images):
+                images[filled:filled + len(x)] = x
+                filled += len(x)
+            else:  # split size unknown (or wrong): collect the batches
+                chunks.append(x)
+            n += len(x)
+            for k, v in _flat_columns(feats).items():
+                columns.setdefault(k, []).append(v)
+        if n == 0:
+            raise DataError(f"TFDS dataset {name!r} split {split!r} is empty")
+        parts = ([images[:filled]] if filled else []) + chunks
+        images = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        labels = {k: np.concatenate(v).astype(np.int64) for k, v in columns.items()}
+        out[split] = (images, _short_names(labels))
+        for k, v in columns.items():
+            feat = info.features
+            for part in k.split("/"):
+                feat = feat[part] if hasattr(feat, "keys") and part in feat.keys() else None
+                if feat is None:
+                    break
+            kind = None
+            if isinstance(feat, tfds.features.ClassLabel):
+                kind = LabelColumn("categorical", int(feat.num_classes), tuple(feat.names))
+            elif v[0].dtype == np.bool_:
+                kind = LabelColumn("binary")
+            if kind is not None:
+                declared[k] = kind
+                declared.setdefault(k.rsplit("/", 1)[-1], kind)
+    return ArraySource(name, out[train_split][0], out[train_split][1], out[test_split][0], out[test_split][1],
+                       declared)
+
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+def _list_images(folder: str):
+    return sorted(os.path.join(dp, f) for dp, _, fs in os.walk(folder) for f in fs
+                  if f.lower().endswith(IMAGE_EXTENSIONS))
+
+
+def _check_image_files(paths, size=None, same_size: bool = True):
+    """Reads each file's header (PIL) to name a corrupt or differently sized image before loading.
+
+    With `same_size`, every image must be `size` (height, width), or, when None, the size of the first one.
+    Returns that size.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    first = None
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                got = (im.height, im.width)
+                im.verify()
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            raise DataError(f"image {p!r} is corrupt or not an image: {e}") from None
+        if not same_size:
+            continue
+        if size is None:
+            size, first = got, p
+        elif got != tuple(size):
+            where = f"{first!r} is" if first else "the run needs"
+            raise DataError(f"image {p!r} is {got[0]}x{got[1]} but {where} {size[0]}x{size[1]}: all images must "
+                            "have one size (or set resize_to, --resize_images)")
+    return size
+
+
+def _folder_split(folder: str, labelled: bool, size, channels: int, resize: bool, batch_size: int):
+    """One folder through `keras.utils.image_dataset_from_directory`: uint8 images, labels, class names, files.
+
+    `size` None: every image must have the size of the first; `resize`: all are area-resized to `size`.
+    """
+    import keras
+
+    paths = _list_images(folder)
+    if not paths:
+        raise DataError(f"image folder {folder!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    color = {1: "grayscale", 3: "rgb"}[channels]
+    class_names = None
+    if labelled:
+        dirs = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
+        stray = [p for p in paths if os.path.dirname(p) == os.path.normpath(folder)]
+        if stray:
+            raise DataError(f"image {stray[0]!r} lies directly in {folder!r}: labelled images go in "
+                            f"{folder}/<class>/")
+        for d in dirs:
+            if not _list_images(os.path.join(folder, d)):
+                raise DataError(f"class folder {os.path.join(folder, d)!r} holds no images")
+        # numeric class folders ('0'..'9') keep their number as the label; others are numbered alphabetically
+        class_names = sorted(dirs, key=int) if all(d.isdigit() for d in dirs) else dirs
+    size = _check_image_files(paths, size, same_size=not resize)
+    ds = keras.utils.image_dataset_from_directory(
+        folder, labels="inferred" if labelled else None, label_mode="int" if labelled else None,
+        class_names=class_names, color_mode=color, batch_size=batch_size, image_size=tuple(size),
+        shuffle=False, interpolation="area", verbose=False)
+    files = list(ds.file_paths)
+    images, labels, n = [], [], 0
+    it = iter(ds)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            break
+        except tf.errors.OpError as e:  # name the file that failed to decode
+            for p in files[n:n + batch_size]:
+                try:
+                    tf.io.decode_image(tf.io.read_file(p), expand_animations=False)
+                except tf.errors.OpError:
+                    raise DataError(f"image {p!r} could not be decoded: {e.message.splitlines()[0]}") from None
+            raise DataError(f"images in {folder!r} could not be loaded: {e.message.splitlines()[0]}") from None
+        x, y = (batch if labelled else (batch, None))
+        images.append(np.round(np.clip(x.numpy(), 0, 255)).astype(np.uint8))
+        if labelled:
+            labels.append(y.numpy().astype(np.int64))
+        n += len(images[-1])
+    images = np.concatenate(images)
+    if labelled:
+        names = class_names
+        labels = np.concatenate(labels)
+        if all(d.isdigit() for d in names):  # label = the folder's number
+            labels = np.asarray([int(names[i]) for i in labels], np.int64)
+        return images, labels, tuple(names), files
+    return images, np.full([len(images)], -1, np.int64), (), files
+
+
+def load_image_folder(root: str, resize_to=None, channels: int = 3, batch_size: int = 256) -> ArraySource:
+    """Your own partly labelled images, loaded with `keras.utils.image_dataset_from_directory`.
+
+    Layout (PNG, JPEG, BMP or GIF files):
+        root/labelled/<class>/*.png     labelled training images; <class> folders named 0, 1, ... keep that
+                                        number as the label, other names are numbered in alphabetical order
+        root/unlabelled/*.png           unlabelled training images (label -1), any sub-folders
+        root/test/<class>/*.png         optional test split (else the labelled images stand in for it)
+    At least one of labelled/ and unlabelled/ must hold images. All images must have one size, unless
+    `resize_to` (height, width) is given (then each is area-resized to it); `channels` 1 decodes to
+    grayscale, 3 to RGB. The run then checks that size against the network's image_shape. A corrupt file, a wrongly sized one, an empty class folder or an empty split raises DataError
+    naming the file or folder. The label column is 'label'.
+    """
+    if not os.path.isdir(root):
+        raise DataError(f"image folder {root!r} does not exist")
+    channels = channels or 3
+    parts = {k: os.path.join(root, k) for k in ("labelled", "unlabelled", "test")}
+    present = {k: p for k, p in parts.items() if os.path.isdir(p)}
+    if "labelled" not in present and "unlabelled" not in present:
+        raise DataError(f"image folder {root!r} needs a labelled/<class>/ or an unlabelled/ sub-folder "
+                        f"(has {sorted(os.listdir(root))})")
+    xs, ys, names = [], [], ()
+    size, resize = (tuple(resize_to), True) if resize_to else (None, False)
+    for part in ("labelled", "unlabelled"):
+        if part in present:
+            x, y, got, _ = _folder_split(present[part], part == "labelled", size, channels, resize, batch_size)
+            xs.append(x), ys.append(y)
+            names = got or names
+            size = size or tuple(x.shape[1:3])
+    train_x, train_y = np.concatenate(xs), np.concatenate(ys)
+    if "test" in present:
+        test_x, test_y, test_names, _ = _folder_split(present["test"], True, size, channels, resize, batch_size)
+        if names and set(test_names) - set(names):
+            raise DataError(f"test classes {sorted(set(test_names) - set(names))} in {present['test']!r} are "
+                            f"not among the labelled classes {list(names)}")
+        if names and not all(n.isdigit() for n in names):  # map test class names onto the labelled numbering
+            test_y = np.asarray([names.index(test_names[i]) for i in test_y], np.int64)
+    else:
+        lab = train_y >= 0
+        test_x, test_y = train_x[lab], train_y[lab]
+    # named classes: exactly len(names) of them; numbered folders: the count is unknown (some may be missing),
+    # the code check then only requires every number to be below the code's category count
+    num = None if all(n.isdigit() for n in names) else len(names)
+    columns = {"label": LabelColumn("categorical", num, tuple(names))} if names else {}
+    return ArraySource(os.path.basename(os.path.normpath(root)), train_x, {"label": train_y}, test_x,
+                       {"label": test_y}, columns)
+
+
+def load_source(config: DataConfig) -> ArraySource:
+    if config.source == "npz":
+        return load_npz(config.npz_path)
+    if config.source == "image_folder":
+        return load_image_folder(config.image_dir, tuple(config.resize_to) or None, config.channels or 3)
+    return load_tfds(config.tfds_name, config.tfds_data_dir, config.tfds_download,
+                     config.train_split, config.test_split, config.center_crop, config.resize_to,
+                     config.channels)
+
+
+def check_source_matches(source: ArraySource, latent: LatentConfig, image_shape) -> None:
+    """Rejects a code spec or network shape that does not fit the data, naming both sides.
+
+    A semi-supervised code needs its label column, of a kind and size its code kind accepts
+    (`CodeKind.check_label_column`):
+      * categorical (k values): a categorical column with k classes (values 0..k-1; -1 unlabelled), or a
+        binary column when k is 2;
+      * binary (d dims): a 0/1 column ([N] when d is 1, else [N, d]);
+      * continuous (d dims): a float column ([N] or [N, d]).
+    """
+    if tuple(source.image_shape) != tuple(image_shape):
+        raise ConfigError(
+            f"the network expects images of shape {tuple(image_shape)} but {source.name!r} has {source.image_shape}"
+        )
+    for code in latent.semi_supervised_codes:
+        if code.label not in source.train_labels:
+            raise ConfigError(
+                f"code {code.name!r} is tied to label {code.label!r}, but {source.name!r} has labels "
+                f"{sorted(source.train_labels)}"
+            )
+        y = np.asarray(source.train_labels[code.label])
+        kind_of(code).check_label_column(code, source.column(code.label), y,
+                                         f"label {code.label!r} of {source.name!r}")
+
+
+def labelled_candidates(source: ArraySource, codes) -> np.ndarray:
+    """True for the training examples whose every semi-supervised label column is known."""
+    ok = np.ones([len(source.train_images)], bool)
+    for code in codes:
+        ok &= known_mask(source.train_labels[code.label], source.column(code.label))
+    return ok
