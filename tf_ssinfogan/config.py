@@ -149,14 +149,14 @@ class LatentConfig:
 
 # The image size (height, width) each network family of networks.py takes (any channel count); kept here so
 # that a configuration is validated without importing TensorFlow (a test checks networks.ARCHITECTURES agrees).
-ARCHITECTURE_SIZES = {"mnist": (28, 28), "infogan32": (32, 32), "dcgan32": (32, 32)}
+ARCHITECTURE_SIZES = {"mnist": (28, 28), "infogan32": (32, 32), "dcgan32": (32, 32), "dcgan64": (64, 64)}
 
 
 @dataclasses.dataclass(frozen=True)
 class NetworkConfig:
     """Architecture choice and its knobs (see networks.py)."""
 
-    # 'mnist' (ss-InfoGAN reference, 28x28); 'infogan32', 'dcgan32' (32x32)
+    # 'mnist' (ss-InfoGAN reference, 28x28); 'infogan32', 'dcgan32' (32x32); 'dcgan64' (64x64)
     architecture: str = _field("mnist", "Network family (see networks.ARCHITECTURES).")
     image_shape: Tuple[int, int, int] = _field((28, 28, 1), "Image height,width,channels.")
     leaky_relu_slope: float = _field(0.01, "LeakyReLU slope in D (reference code; the InfoGAN paper uses 0.1).")
@@ -183,7 +183,7 @@ class NetworkConfig:
         return (0.0, 1.0) if self.output_activation == "sigmoid" else (-1.0, 1.0)
 
 
-DATA_SOURCES = ("npz", "tfds", "image_folder")
+DATA_SOURCES = ("npz", "tfds", "image_folder", "colour_digits", "sprites")
 INSTANCE_NOISE_SCHEDULES = ("linear", "exponential")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -195,8 +195,10 @@ NAN_POLICIES = ("stop", "skip")
 class DataConfig:
     """Where the images and labels come from and how the labelled subset is drawn."""
 
-    source: str = _field("npz", "Data source: 'npz' (arrays in a .npz file), 'tfds' (a TFDS dataset by name) or "
-                         "'image_folder'.", choices=DATA_SOURCES)
+    source: str = _field("npz", "Data source: 'npz' (arrays in a .npz file), 'tfds' (a TFDS dataset by name), "
+                         "'image_folder', or a data set built offline with known factors (synthetic.py): "
+                         "'colour_digits' (the npz's digits coloured, 32x32x3) or 'sprites' (dSprites-like).",
+                         choices=DATA_SOURCES)
     npz_path: str = _field("", "npz with x_train,y_train,x_test,y_test (label -1 = unlabelled; extra columns "
                            "y_train_<name>/y_test_<name>); empty = the MNIST shipped with the package.")
     image_dir: str = _field("", "Image folder root (with --source=image_folder): labelled/<class>/*.png, "
@@ -220,6 +222,9 @@ class DataConfig:
     labelled_selection: str = _field("random", "How the labelled subset is chosen: 'random' (reference) or "
                                      "'balanced' (equal count per class).", choices=("random", "balanced"))
     label_seed: int = _field(1234, "Seed of the labelled-subset choice.")
+    synthetic_seed: int = _field(2017, "Seed of a built data set (colour_digits, sprites): same seed, same bytes.")
+    synthetic_size: int = _field(32, "Image size of the sprites (32 or 64).")
+    synthetic_count: int = _field(30000, "Training images of the sprites (test: a tenth as many).")
     # Labelled-draw annealing (reference): P(labelled batch) starts at 1.0 and falls by anneal_decrement
     # every anneal_every updates, floored at the true labelled ratio.
     anneal_start: float = _field(1.0, "P(labelled batch) at step 0.")
@@ -230,6 +235,10 @@ class DataConfig:
     def validate(self) -> None:
         if self.source not in DATA_SOURCES:
             raise ConfigError(f"data source {self.source!r} is not one of {DATA_SOURCES}")
+        if self.synthetic_size not in (32, 64):
+            raise ConfigError(f"synthetic_size must be 32 or 64, got {self.synthetic_size}")
+        if self.synthetic_count < 10:
+            raise ConfigError(f"synthetic_count must be >= 10, got {self.synthetic_count}")
         if self.source == "image_folder" and not self.image_dir:
             raise ConfigError("data source 'image_folder' needs image_dir (the folder's root)")
         for name in ("center_crop", "resize_to"):

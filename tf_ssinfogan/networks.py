@@ -11,7 +11,8 @@ Reference MNIST architecture and init (spurra/ss-infogan, see REFERENCE.md):
   D: conv 4x4 s2 64 +LReLU -> conv 4x4 s2 128 +BN+LReLU -> FC 1024 +BN+LReLU
   init: weights N(0, 0.02), BN gamma N(1, 0.02), biases 0.
 32x32 architectures (SVHN, CelebA, CIFAR-10, own colour images): 'infogan32' (InfoGAN's SVHN/CelebA nets)
-and 'dcgan32' (a DCGAN generator with the same D trunk); see their classes.
+and 'dcgan32' (a DCGAN generator with the same D trunk); 64x64: 'dcgan64' (CelebA at 64x64, sprites); see
+their classes.
 """
 
 from __future__ import annotations
@@ -137,7 +138,42 @@ class _DCGAN32Architecture:
         return _d32_trunk(cfg)
 
 
-ARCHITECTURES = {"mnist": _MnistArchitecture, "infogan32": _InfoGAN32Architecture, "dcgan32": _DCGAN32Architecture}
+class _DCGAN64Architecture:
+    """DCGAN (Radford et al. 2016) for 64x64 images (CelebA at 64x64, sprites), the layout of its paper and of
+    the TensorFlow/PyTorch DCGAN examples with a 64-filter base.
+
+    G: FC 4*4*512 +BN+ReLU -> upconv 256 +BN+ReLU -> upconv 128 +BN+ReLU -> upconv 64 +BN+ReLU -> upconv C;
+    D trunk: conv 64 +LReLU -> conv 128 +BN+LReLU -> conv 256 +BN+LReLU -> conv 512 +BN+LReLU -> flatten
+    (4*4*512 features); all 4x4 stride 2.
+    """
+
+    @staticmethod
+    def generator_layers(cfg: NetworkConfig):
+        c = cfg.image_shape[2]
+        return [
+            _dense(4 * 4 * 512, cfg, "fc1"), _bn(cfg, "bn1"), layers.ReLU(),
+            layers.Reshape((4, 4, 512)),
+            _conv(256, cfg, transpose=True, name="deconv1"), _bn(cfg, "bn2"), layers.ReLU(),
+            _conv(128, cfg, transpose=True, name="deconv2"), _bn(cfg, "bn3"), layers.ReLU(),
+            _conv(64, cfg, transpose=True, name="deconv3"), _bn(cfg, "bn4"), layers.ReLU(),
+            _conv(c, cfg, transpose=True, name="deconv4"),
+            layers.Activation(cfg.output_activation, dtype="float32"),
+        ]
+
+    @staticmethod
+    def trunk_layers(cfg: NetworkConfig):
+        slope = cfg.leaky_relu_slope
+        return [
+            _conv(64, cfg, name="conv1"), layers.LeakyReLU(slope),
+            _conv(128, cfg, name="conv2"), _bn(cfg, "bn2"), layers.LeakyReLU(slope),
+            _conv(256, cfg, name="conv3"), _bn(cfg, "bn3"), layers.LeakyReLU(slope),
+            _conv(512, cfg, name="conv4"), _bn(cfg, "bn4"), layers.LeakyReLU(slope),
+            layers.Flatten(),
+        ]
+
+
+ARCHITECTURES = {"mnist": _MnistArchitecture, "infogan32": _InfoGAN32Architecture, "dcgan32": _DCGAN32Architecture,
+                 "dcgan64": _DCGAN64Architecture}
 
 
 class Generator(keras.Model):

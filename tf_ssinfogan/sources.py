@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ssinfogan.config import ConfigError, DataConfig, LatentConfig
+from tf_ssinfogan import synthetic
 from tf_ssinfogan.latents import kind_of
 
 DEFAULT_NPZ = os.path.join(os.path.dirname(__file__), "data_files", "mnist.npz")
@@ -418,9 +419,38 @@ def load_image_folder(root: str, resize_to=None, channels: int = 3, batch_size: 
                        {"label": test_y}, columns)
 
 
+def load_colour_digits(npz_path: str = "", seed: int = 2017) -> ArraySource:
+    """The npz's digits (the shipped MNIST by default) coloured as `synthetic.colour_digits` describes:
+    32x32x3, columns 'label' (digit), 'fg' and 'bg' (palette indices, with the colour names)."""
+    mnist = load_npz(npz_path)
+    if mnist.image_shape != (28, 28, 1):
+        raise DataError(f"colour digits are built from 28x28 grey digits; {mnist.name!r} has {mnist.image_shape}")
+    splits = {}
+    for i, (x, y) in enumerate(((mnist.train_images, mnist.train_labels), (mnist.test_images, mnist.test_labels))):
+        images, fg, bg = synthetic.colour_digits(x[..., 0], seed + i)
+        splits[i] = (images, {"label": y["label"], "fg": fg, "bg": bg})
+    columns = {"label": LabelColumn("categorical", 10, tuple(str(d) for d in range(10))),
+               "fg": LabelColumn("categorical", len(synthetic.FOREGROUND), synthetic.FOREGROUND_NAMES),
+               "bg": LabelColumn("categorical", len(synthetic.BACKGROUND), synthetic.BACKGROUND_NAMES)}
+    return ArraySource(f"colour_digits_{seed}", *splits[0], *splits[1], columns)
+
+
+def load_sprites(count: int, size: int, seed: int = 2017) -> ArraySource:
+    """`count` training and count // 10 test sprites (`synthetic.sprites`), size x size x 1, with the factor
+    columns 'shape' (categorical), 'scale', 'rotation', 'x', 'y' (continuous in [-1, 1]) and 'bright' (0/1)."""
+    splits = [synthetic.sprites(n, size, seed + i) for i, n in enumerate((count, max(count // 10, 1)))]
+    columns = {"shape": LabelColumn("categorical", len(synthetic.SHAPES), synthetic.SHAPES),
+               "bright": LabelColumn("binary")}
+    return ArraySource(f"sprites{size}_{seed}", splits[0][0], splits[0][1], splits[1][0], splits[1][1], columns)
+
+
 def load_source(config: DataConfig) -> ArraySource:
     if config.source == "npz":
         return load_npz(config.npz_path)
+    if config.source == "colour_digits":
+        return load_colour_digits(config.npz_path, config.synthetic_seed)
+    if config.source == "sprites":
+        return load_sprites(config.synthetic_count, config.synthetic_size, config.synthetic_seed)
     if config.source == "image_folder":
         return load_image_folder(config.image_dir, tuple(config.resize_to) or None, config.channels or 3)
     return load_tfds(config.tfds_name, config.tfds_data_dir, config.tfds_download,

@@ -1,0 +1,94 @@
+"""Data sets built offline (synthetic.py): deterministic, labels that match the pixels, measurable samples."""
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from tf_ssinfogan import synthetic as S
+from tf_ssinfogan.sources import load_npz
+
+
+def _digest(*arrays):
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def mnist_digits():
+    return load_npz("").train_images[:600, ..., 0]
+
+
+def test_colour_digits_are_deterministic_and_their_colours_readable(mnist_digits):
+    a = S.colour_digits(mnist_digits, seed=5)
+    b = S.colour_digits(mnist_digits, seed=5)
+    assert _digest(*a) == _digest(*b)  # same seed, same bytes
+    assert _digest(*S.colour_digits(mnist_digits, seed=6)) != _digest(*a)
+    images, fg, bg = a
+    assert images.shape == (600, 32, 32, 3) and images.dtype == np.uint8
+    assert set(np.unique(fg)) == set(range(len(S.FOREGROUND))) and set(np.unique(bg)) == set(range(len(S.BACKGROUND)))
+    np.testing.assert_array_equal(images[:, 0, 0], S.BACKGROUND[bg].astype(np.uint8))  # the corner is background
+    mf, mb = S.measure_colours(images)
+    assert np.mean(mf == fg) >= 0.99 and np.mean(mb == bg) == 1.0
+    mf2, _ = S.measure_colours(images.astype(np.float32) / 255.0)  # [0, 1] floats too
+    np.testing.assert_array_equal(mf, mf2)
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_sprite_labels_match_the_rendered_pixels(size):
+    images, f = S.sprites(300, size, seed=3)
+    again, f2 = S.sprites(300, size, seed=3)
+    assert _digest(images) == _digest(again) and all(np.array_equal(f[k], f2[k]) for k in f)
+    assert images.shape == (300, size, size, 1) and images.dtype == np.uint8
+    m = S.measure_sprites(images, f["shape"])
+    px = size * (1 - 2 * S.MARGIN) / 2  # pixels per unit of x and y
+    assert np.max(np.abs(m["x"] - f["x"])) * px < 1.0 and np.max(np.abs(m["y"] - f["y"])) * px < 1.0
+    assert np.corrcoef(m["scale"], f["scale"])[0, 1] > 0.98
+    assert np.mean(m["bright"] == f["bright"]) > 0.99
+    assert images[:, 0].max() == 0 and images[:, :, -1].max() == 0  # sprites stay inside the frame
+    # y points up: a sprite at y = +1 has its centroid in the top half
+    assert np.all(m["y"][f["y"] > 0.5] > 0) and np.all(np.argmax(images[f["y"] > 0.8, :, :, 0].sum(2), 1) < size / 2)
+
+
+def test_unit_areas_follow_the_shape_definitions():
+    square, ellipse, heart = S.unit_areas()
+    assert square == pytest.approx(1.6 ** 2, rel=1e-2) and ellipse == pytest.approx(np.pi * 0.6, rel=1e-2)
+    assert 1.5 < heart < 3.5
+
+
+def test_mutual_information_gap_known_answers():
+    rng = np.random.RandomState(0)
+    factors = {"a": rng.uniform(-1, 1, 4000), "b": rng.randint(0, 3, 4000)}
+    perfect = S.mutual_information_gap({"c1": factors["a"], "c2": factors["b"].astype(float)}, factors)
+    assert perfect["mig"] > 0.95 and perfect["per_factor"]["a"]["best_code"] == "c1"
+    noise = S.mutual_information_gap({"c1": rng.uniform(size=4000), "c2": rng.uniform(size=4000)}, factors)
+    assert noise["mig"] < 0.05
+    entangled = S.mutual_information_gap({"c1": factors["a"], "c2": factors["a"] + 1e-9}, {"a": factors["a"]})
+    assert entangled["mig"] < 0.05  # two codes carry the factor equally: no gap
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, shape", [("colour_digits", (32, 32, 3)), ("sprites", (32, 32, 1)),
+                                         ("sprites64", (64, 64, 1))])
+def test_built_data_configs_train_a_few_steps(name, shape, tmp_path):
+    import dataclasses
+
+    import tensorflow as tf
+
+    from test_datasets import config_from_flagfile
+    from tf_ssinfogan import rundir, training
+
+    cfg = config_from_flagfile(name, f"--run_dir={tmp_path / 'run'}", "--synthetic_count=200")
+    cfg = dataclasses.replace(
+        cfg, data=dataclasses.replace(cfg.data, labelled_count=20, anneal_every=2),
+        train=dataclasses.replace(cfg.train, batch_size=8, steps=4, steps_per_epoch=2, checkpoint_every_epochs=1,
+                                  grid_every_epochs=1, export_at_end=False, verbose=0))
+    result = training.train(cfg)
+    assert result.step == 4
+    _, model = rundir.load_run(cfg.run_dir)
+    images = model.generate(model.sample_latents(3))
+    assert images.shape == (3,) + shape and float(tf.reduce_min(images)) >= cfg.network.data_range[0]
+    probs = model.classify(images)
+    assert {c.name: tuple(probs[c.name].shape) for c in cfg.latent.codes} == {c.name: (3, c.dim) for c in cfg.latent.codes}
