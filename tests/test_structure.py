@@ -234,3 +234,21 @@ def test_run_folder_paths_are_named_in_one_place():
         text = open(os.path.join(PACKAGE, module + ".py")).read()
         for name in ('"config.json"', '"checkpoints"', '"eval.json"', '"eval_history.jsonl"', '"flags.txt"'):
             assert name not in text, f"{module}.py spells the run-folder name {name}; use rundir"
+
+
+def test_stream_without_labels_keeps_continuous_and_binary_targets_shaped():
+    """Plain InfoGAN (no labelled example) with continuous and binary codes tied to columns (a crash before)."""
+    from tf_ssinfogan import data
+    from tf_ssinfogan.sources import ArraySource
+
+    rng = np.random.RandomState(0)
+    labels = {"x": rng.uniform(-1, 1, 32).astype(np.float32), "b": rng.randint(0, 2, 32), "label": np.arange(32) % 3}
+    src = ArraySource("t", rng.randint(0, 255, (32, 8, 8, 1)).astype(np.uint8), labels,
+                      rng.randint(0, 255, (8, 8, 8, 1)).astype(np.uint8), {k: v[:8] for k, v in labels.items()})
+    latent = C.LatentConfig(noise_dim=2, codes=C.parse_codes("x:cont:1:x,b:bin:1:b,k:cat:3:label"))
+    stream = data.TrainStream(src, latent, C.DataConfig(labelled_fraction=0.0), 4, (0.0, 1.0))
+    assert stream.num_labelled == 0
+    assert {k: v.shape for k, v in stream.labelled_targets.items()} == {"x": (0, 1), "b": (0, 1), "label": (0,)}
+    images, targets, mask = next(iter(stream.dataset(0, 1)))
+    assert images.shape == (4, 8, 8, 1) and float(mask.numpy().sum()) == 0.0
+    assert targets["x"].shape == (4, 1) and targets["label"].shape == (4,)

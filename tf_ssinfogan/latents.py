@@ -124,7 +124,8 @@ class CodeKind:
     # -- labels and Q
     def stored_label(self, y: np.ndarray) -> np.ndarray:
         """A label column's values as the training stream keeps them."""
-        return np.asarray(y).astype(np.float32).reshape(len(y), -1)
+        y = np.asarray(y, np.float32)
+        return y.reshape(len(y), int(np.prod(y.shape[1:])))  # [N, d] (N may be 0: no labelled example)
 
     def label_to_target(self, code: CodeSpec, y) -> tf.Tensor:
         """Stored labels -> targets in the latent format."""
