@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from tf_ssinfogan import visualize
 from tf_ssinfogan.data import float_to_uint8
+from tf_ssinfogan.preemption import save_checkpoint
 
 
 def _variables_by_path(model) -> dict:
@@ -22,19 +23,23 @@ def _variables_by_path(model) -> dict:
     return named
 
 
-def make_checkpoint(model) -> tf.train.Checkpoint:
+def make_checkpoint(model, with_metrics: bool = True) -> tf.train.Checkpoint:
     """Everything a resume needs: every variable of G and D/Q (BN statistics too), both optimisers (with
-    their step counters) and the latent RNG state.
+    their step counters), the latent RNG state and the running epoch metrics (for a mid-epoch resume;
+    `with_metrics=False` reads checkpoints written before they were saved).
 
     The data-schedule position is the step itself (the stream is indexed by step, see data.py).
     """
-    return tf.train.Checkpoint(
+    parts = dict(
         generator=_variables_by_path(model.generator),
         discriminator=_variables_by_path(model.discriminator),
         d_optimizer=model.d_optimizer,
         g_optimizer=model.g_optimizer,
         latent_seed=model.seed_generator.state,
     )
+    if with_metrics:
+        parts["metrics"] = {f"{m.name}.{v.name}": v for m in model.metrics for v in m.variables}
+    return tf.train.Checkpoint(**parts)
 
 
 class CheckpointCallback(keras.callbacks.Callback):
@@ -46,7 +51,7 @@ class CheckpointCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every == 0 or epoch + 1 == self.total:
-            self.manager.save(checkpoint_number=self.model.current_step())
+            save_checkpoint(self.manager, self.model.current_step())
 
 
 class NaNGuard(keras.callbacks.Callback):

@@ -251,6 +251,9 @@ class TrainConfig:
     fused_adam: bool = True
     seed: int = 1
     checkpoint_every_epochs: int = 5
+    # Also a checkpoint whenever this many minutes passed since the last one (0 = off): bounds the work lost
+    # to SIGKILL whatever a step costs; SIGTERM/SIGINT always save at once (preemption.py).
+    checkpoint_every_minutes: float = 0.0
     max_checkpoints: int = 3
     grid_every_epochs: int = 5
     export_at_end: bool = True
@@ -285,6 +288,9 @@ class TrainConfig:
             raise ConfigError(
                 f"steps ({self.steps}) must be a multiple of steps_per_epoch ({self.steps_per_epoch})"
             )
+        if not self.checkpoint_every_minutes >= 0 or self.checkpoint_every_minutes == float("inf"):
+            raise ConfigError(f"checkpoint_every_minutes must be a finite number >= 0 (0 = off), got "
+                              f"{self.checkpoint_every_minutes}")
         for name in ("d_learning_rate", "g_learning_rate"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")

@@ -84,6 +84,9 @@ flags.DEFINE_float("us_weight", _D.train.us_weight, "lambda of the unsupervised 
 flags.DEFINE_integer("seed", _D.train.seed, "Seed of initialisation and latent sampling.")
 flags.DEFINE_integer("shuffle_seed", _D.data.shuffle_seed, "Seed of the data order.")
 flags.DEFINE_integer("checkpoint_every_epochs", _D.train.checkpoint_every_epochs, "Checkpoint period (epochs).")
+flags.DEFINE_float("checkpoint_every_minutes", _D.train.checkpoint_every_minutes, "Also checkpoint whenever this "
+                   "many minutes passed since the last checkpoint (0 = off); bounds the work lost to SIGKILL. "
+                   "SIGTERM/SIGINT always checkpoint the current step and exit with status 75.")
 flags.DEFINE_integer("max_checkpoints", _D.train.max_checkpoints, "Checkpoints kept.")
 flags.DEFINE_integer("grid_every_epochs", _D.train.grid_every_epochs, "Image-grid period (epochs).")
 flags.DEFINE_bool("export_at_end", _D.train.export_at_end, "Export the generator SavedModel at the end.")
@@ -148,6 +151,7 @@ def config_from_flags() -> ExperimentConfig:
             q_ss_fake_weight=FLAGS.q_ss_fake_weight, reuse_fakes=FLAGS.reuse_fakes,
             fused_adam=FLAGS.fused_adam,
             seed=FLAGS.seed, checkpoint_every_epochs=FLAGS.checkpoint_every_epochs,
+            checkpoint_every_minutes=FLAGS.checkpoint_every_minutes,
             max_checkpoints=FLAGS.max_checkpoints, grid_every_epochs=FLAGS.grid_every_epochs,
             export_at_end=FLAGS.export_at_end, strategy=FLAGS.strategy, loop=FLAGS.loop, jit_compile=FLAGS.jit_compile,
             precision=FLAGS.precision,
@@ -185,18 +189,24 @@ def main(argv):
 
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
-    from tf_ssinfogan import training
+    from tf_ssinfogan import preemption, training
     from tf_ssinfogan.data import DataError
-    from tf_ssinfogan.fileio import write_text_atomic
+    from tf_ssinfogan.fileio import WriteError, write_text_atomic
 
     try:
         os.makedirs(cfg.run_dir, exist_ok=True)
         training.check_resume_compatible(cfg.run_dir, cfg)
         write_text_atomic(os.path.join(cfg.run_dir, "flags.txt"), _module_flags_text())
         result = training.train(cfg)
-    except (ConfigError, DataError, FloatingPointError) as e:
+    except (ConfigError, DataError, FloatingPointError, preemption.CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except preemption.Preempted as e:  # a checkpoint of the current step was written
+        print(f"preempted: {e}", file=sys.stderr)
+        return preemption.EXIT_PREEMPTED
+    except WriteError as e:  # full disk, unwritable run folder: names the path
+        print(f"error: {e}", file=sys.stderr)
+        return preemption.EXIT_WRITE_FAILED
     print(f"done: step {result.step} in {result.seconds:.1f} s; run folder {result.run_dir}")
     if result.eval:
         print(f"eval: {result.eval}")

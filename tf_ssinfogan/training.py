@@ -25,6 +25,7 @@ import tensorflow as tf
 from tf_ssinfogan import callbacks as cb
 from tf_ssinfogan import data as data_lib
 from tf_ssinfogan import evaluation
+from tf_ssinfogan import preemption
 from tf_ssinfogan.config import ConfigError, ExperimentConfig
 from tf_ssinfogan.fileio import write_text_atomic
 from tf_ssinfogan.model import SSInfoGAN, precision_policy
@@ -153,19 +154,20 @@ def train(cfg: ExperimentConfig, source: Optional[data_lib.ArraySource] = None,
     save_dir = ckpt_dir if chief else os.path.join(
         cfg.run_dir, f".worker_{strategy.cluster_resolver.task_id}_checkpoints")
     manager = tf.train.CheckpointManager(ckpt, save_dir, t.max_checkpoints)
-    latest = tf.train.latest_checkpoint(ckpt_dir)
+    # the newest readable checkpoint (a damaged newest one falls back to the previous, with a warning)
+    latest = preemption.restore_newest_readable(lambda with_metrics: cb.make_checkpoint(model, with_metrics),
+                                                ckpt_dir)
     if latest:
-        ckpt.restore(latest).assert_existing_objects_matched()
         log.info("resumed from %s at step %d", latest, model.current_step())
-    start = model.current_step()
-    if start % t.steps_per_epoch:
-        raise ConfigError(f"checkpoint step {start} is not at an epoch boundary of {t.steps_per_epoch} steps")
+    start = model.current_step()  # may be between epoch boundaries (time-based or signal checkpoints)
     total_epochs = t.steps // t.steps_per_epoch
     initial_epoch = start // t.steps_per_epoch
     t0 = time.perf_counter()
     if start < t.steps:
-        dataset = stream.distributed_dataset(strategy, start, t.steps) \
-            if strategy.num_replicas_in_sync > 1 else stream.dataset(start, t.steps)
+        def make_dataset(first, end):
+            return stream.distributed_dataset(strategy, first, end) \
+                if strategy.num_replicas_in_sync > 1 else stream.dataset(first, end)
+
         logs_dir = os.path.join(cfg.run_dir, "logs")
         callbacks = [
             cb.NaNGuard(),
@@ -175,19 +177,27 @@ def train(cfg: ExperimentConfig, source: Optional[data_lib.ArraySource] = None,
             cb.CheckpointCallback(manager, t.checkpoint_every_epochs, total_epochs),
             *extra_callbacks,
         ] if chief else [cb.NaNGuard(), cb.CheckpointCallback(manager, t.checkpoint_every_epochs, total_epochs)]
+        spe, every = t.steps_per_epoch, t.checkpoint_every_epochs
+        guard = preemption.PreemptionCallback(
+            manager, preemption.StopSignals(), 60.0 * t.checkpoint_every_minutes,
+            epoch_save=lambda s: s % spe == 0 and (s // spe % every == 0 or s == t.steps),
+            agree=preemption.make_agreement(strategy), is_chief=chief)
+        callbacks = [preemption.MetricStateResume(model), *callbacks, guard]
         if t.eval_every_epochs and chief:
             classifier, meta = evaluation.get_classifier(source, t.classifier_path)
-            callbacks.insert(3, evaluation.EvaluationCallback(
+            callbacks.insert(4, evaluation.EvaluationCallback(
                 source, classifier, meta, os.path.join(logs_dir, "eval"), t.eval_every_epochs,
                 history_path=os.path.join(cfg.run_dir, "eval_history.jsonl")))
-        if t.loop == "custom" or t.strategy == "multi_worker":  # Keras 3 fit fails under multi-worker
-            from tf_ssinfogan.loop import run_custom_loop
+        with guard.signals:  # SIGTERM/SIGINT: finish the step, checkpoint it, raise preemption.Preempted
+            if t.loop == "custom" or t.strategy == "multi_worker":  # Keras 3 fit fails under multi-worker
+                from tf_ssinfogan.loop import run_custom_loop
 
-            run_custom_loop(model, strategy, dataset, initial_epoch, total_epochs, t.steps_per_epoch, callbacks,
-                            t.jit_compile)
-        else:
-            model.fit(dataset, epochs=total_epochs, initial_epoch=initial_epoch,
-                      steps_per_epoch=t.steps_per_epoch, callbacks=callbacks, verbose=t.verbose, shuffle=False)
+                run_custom_loop(model, strategy, make_dataset(start, t.steps), initial_epoch, total_epochs, spe,
+                                callbacks, t.jit_compile, first_epoch_steps=spe - start % spe)
+            else:  # a partial first epoch when resuming between epoch boundaries, then whole epochs
+                for first_epoch, epochs, steps, first, end in preemption.epoch_segments(start, t.steps, spe):
+                    model.fit(make_dataset(first, end), epochs=epochs, initial_epoch=first_epoch,
+                              steps_per_epoch=steps, callbacks=callbacks, verbose=t.verbose, shuffle=False)
     seconds = time.perf_counter() - t0
     result = RunResult(cfg.run_dir, model.current_step(), seconds, None, None)
     # eval.json marks a finished run: it is written last, so a run killed before it redoes the final steps
@@ -197,7 +207,8 @@ def train(cfg: ExperimentConfig, source: Optional[data_lib.ArraySource] = None,
         if t.export_at_end:
             from tf_ssinfogan import serving  # import here: keeps training importable without export deps
 
-            result.export_path = serving.export_saved_model(model, os.path.join(cfg.run_dir, "export"))
+            with preemption.writing(os.path.join(cfg.run_dir, "export"), "the export to"):
+                result.export_path = serving.export_saved_model(model, os.path.join(cfg.run_dir, "export"))
             log.info("exported generator to %s", result.export_path)
         result.eval = evaluation.final_evaluation(model, source, cfg.run_dir)
     return result
