@@ -217,11 +217,10 @@ def make_agreement(strategy: tf.distribute.Strategy) -> Optional[Callable[[np.nd
         return None
     local_replicas = len(strategy.extended.worker_devices)  # each adds its share of this worker's vector
 
-    @tf.function
-    def reduce(vector):
-        def replica_fn(v):
-            return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, v)
+    def replica_fn(v):
+        return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, v)
 
+    def reduce(vector):  # eager: a graph-mode all-reduce here finds no device for its tensors
         return strategy.run(replica_fn, args=(vector / local_replicas,))
 
     def agree(vector: np.ndarray) -> np.ndarray:
@@ -254,6 +253,9 @@ class PreemptionCallback(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self._check()
+
+    def on_train_end(self, logs=None):  # a signal during the last epoch-end work (grids, evaluation, save)
+        self._check(stop_only=True)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.epoch_save(self.model.current_step()):
