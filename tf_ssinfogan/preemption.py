@@ -19,6 +19,7 @@ import glob
 import logging
 import os
 import re
+import shutil
 import signal
 import threading
 import time
@@ -55,6 +56,7 @@ class CheckpointError(RuntimeError):
 def write_error(path: str, what: str, error: BaseException, intact: Optional[str] = None) -> WriteError:
     """A `WriteError` naming `path`, the reason and (optionally) the checkpoint that is left intact."""
     reason = getattr(error, "strerror", None) or getattr(error, "message", None) or str(error)
+    reason = re.sub(r"\s*\[Op:\w+\]", "", re.sub(r"\{\{.*?\}\}\s*", "", reason)).strip()  # TF op decoration
     message = f"cannot write {what} {path}: {reason}"
     if intact is not None:
         message += f"; the last good checkpoint {intact or '(none yet)'} is intact"
@@ -76,8 +78,12 @@ def save_checkpoint(manager: tf.train.CheckpointManager, step: int) -> str:
     """`manager.save` numbered by step; a failed write raises `WriteError` (the previous checkpoint stays)."""
     intact = manager.latest_checkpoint or ""
     target = os.path.join(manager.directory, f"ckpt-{step}")
-    with writing(target, "checkpoint", intact=intact):
-        return manager.save(checkpoint_number=step)
+    try:
+        with writing(target, "checkpoint", intact=intact):
+            return manager.save(checkpoint_number=step)
+    except WriteError:
+        shutil.rmtree(target + "_temp", ignore_errors=True)  # TensorFlow's partial files: free the space
+        raise
 
 
 # ------------------------------------------------------------------------------------------------ resuming
