@@ -120,6 +120,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous_with_a_warning(tmp
     with open(os.path.join(lost_state, "checkpoint"), "w") as f:
         f.write("model_checkpoint_path: \"ckpt-")  # the state file cut short: the files are listed instead
     assert restore(lost_state).endswith("ckpt-8") and model.current_step() == 8
+    assert tf.train.CheckpointManager(cb.make_checkpoint(model), lost_state, 3).latest_checkpoint is None  # no raise
 
     for name in os.listdir(truncated):  # every checkpoint damaged: a clear error, nothing deleted
         if ".data-" in name:
@@ -158,6 +159,16 @@ def test_time_based_checkpoints_follow_the_clock_and_skip_epoch_saves(tmp_path):
     with pytest.raises(preemption.Preempted, match="SIGTERM at step 7"):
         guard.on_train_batch_end(7)
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-7")
+
+
+def test_a_second_signal_stops_at_once():
+    before = signal.getsignal(signal.SIGINT)
+    with preemption.StopSignals() as signals:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert signals.received == signal.SIGINT and signals.name == "SIGINT"  # recorded, training goes on
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_checkpoint_every_minutes_is_validated():

@@ -170,7 +170,8 @@ def epoch_segments(start: int, steps: int, steps_per_epoch: int):
 
 # ------------------------------------------------------------------------------------------------- signals
 class StopSignals:
-    """Records SIGTERM/SIGINT instead of dying (first signal); a second signal gets the default action.
+    """Records SIGTERM/SIGINT instead of dying (first signal); a second one goes to the previous handler (the
+    default action: stop at once).
 
     Use as a context manager around training; handlers are only installed from the main thread.
     """
@@ -185,9 +186,8 @@ class StopSignals:
         return signal.Signals(self.received).name if self.received else ""
 
     def _handle(self, signum, frame):
-        if self.received is not None:  # second signal: stop now
+        if self.received is not None:  # second signal: the previous handler (by default: stop now)
             self.uninstall()
-            signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
             signal.raise_signal(signum)
             return
         self.received = signum
