@@ -64,7 +64,10 @@ def straight(tmp_path_factory):
     return cfg.run_dir
 
 
-@pytest.mark.parametrize("loop, signum, at", [("fit", signal.SIGTERM, 5), ("custom", signal.SIGINT, 3)])
+@pytest.mark.parametrize("loop, signum, at", [
+    ("fit", signal.SIGTERM, 5), ("custom", signal.SIGINT, 3),  # between epoch boundaries (epochs of 4 steps)
+    ("fit", signal.SIGTERM, 4),  # at one: the next epoch's metrics start afresh
+])
 def test_signal_checkpoints_the_current_step_and_the_resumed_run_matches(tmp_path, straight, loop, signum, at):
     cfg = _config(tmp_path, "run", loop=loop)
     before = signal.getsignal(signum)

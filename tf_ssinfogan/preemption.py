@@ -294,11 +294,12 @@ class PreemptionCallback(keras.callbacks.Callback):
 
 class MetricStateResume(keras.callbacks.Callback):
     """Puts the restored metric state back after the reset at the start of the first (partial) epoch, so a run
-    resumed between epoch boundaries logs the same epoch means as an uninterrupted one."""
+    resumed between epoch boundaries logs the same epoch means as an uninterrupted one (at a boundary, the
+    restored state is the finished epoch's and is left reset)."""
 
-    def __init__(self, model):
+    def __init__(self, model, mid_epoch: bool):
         super().__init__()
-        self.values = [[np.array(v.numpy()) for v in m.variables] for m in model.metrics]
+        self.values = [[np.array(v.numpy()) for v in m.variables] for m in model.metrics] if mid_epoch else None
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.values is None:

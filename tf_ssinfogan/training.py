@@ -182,7 +182,7 @@ def train(cfg: ExperimentConfig, source: Optional[data_lib.ArraySource] = None,
             manager, preemption.StopSignals(), 60.0 * t.checkpoint_every_minutes,
             epoch_save=lambda s: s % spe == 0 and (s // spe % every == 0 or s == t.steps),
             agree=preemption.make_agreement(strategy), is_chief=chief)
-        callbacks = [preemption.MetricStateResume(model), *callbacks, guard]
+        callbacks = [preemption.MetricStateResume(model, mid_epoch=start % spe != 0), *callbacks, guard]
         if t.eval_every_epochs and chief:
             classifier, meta = evaluation.get_classifier(source, t.classifier_path)
             callbacks.insert(4, evaluation.EvaluationCallback(
