@@ -1,7 +1,9 @@
-"""Kill a real training process with SIGKILL at random moments; the run resumes and ends as if never killed."""
+"""Kill (SIGKILL) or stop (SIGTERM) a real training process at random moments; the run resumes and ends as if
+never interrupted, and a stop loses no step."""
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -14,18 +16,18 @@ import tensorflow as tf
 from conftest import tiny_npz, tiny_source
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STEPS = 12
+STEPS = 24
 
 
 def _npz(tmp_path):
     return tiny_npz(tmp_path)
 
 
-def _cmd(run_dir, npz):
+def _cmd(run_dir, npz, *extra):
     return [sys.executable, "-m", "tf_ssinfogan.train", "--flagfile=configs/mnist.flags", f"--run_dir={run_dir}",
             f"--npz_path={npz}", "--batch_size=8", f"--steps={STEPS}", "--steps_per_epoch=2",
             "--labelled_fraction=0.25", "--checkpoint_every_epochs=1", "--grid_every_epochs=100",
-            "--noexport_at_end", "--verbose=0", "--deterministic"]
+            "--noexport_at_end", "--verbose=0", "--deterministic", *extra]
 
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -37,8 +39,17 @@ def _weights(run_dir):
                   if n.startswith(("generator/", "discriminator/", "latent_seed"))}
 
 
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """(newest checkpoint, weights) of an uninterrupted run."""
+    tmp = tmp_path_factory.mktemp("straight")
+    ok = subprocess.run(_cmd(tmp / "run", _npz(tmp)), cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    return _weights(str(tmp / "run"))
+
+
 @pytest.mark.slow
-def test_sigkill_at_random_points_then_resume(tmp_path):
+def test_sigkill_at_random_points_then_resume(tmp_path, straight):
     npz = _npz(tmp_path)
     run_dir = tmp_path / "killed"
     rng = random.Random(7)
@@ -66,10 +77,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert (run_dir / "eval.json").exists()
 
-    straight = tmp_path / "straight"
-    ok = subprocess.run(_cmd(straight, npz), cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
-    assert ok.returncode == 0, ok.stderr[-3000:]
-    (ck_a, a), (ck_b, b) = _weights(str(run_dir)), _weights(str(straight))
+    (ck_a, a), (ck_b, b) = _weights(str(run_dir)), straight
     assert ck_a.endswith(f"ckpt-{STEPS}") and ck_b.endswith(f"ckpt-{STEPS}")
     assert a.keys() == b.keys()
     for name in a:  # killed-and-resumed equals uninterrupted (same batches, same RNG state, same weights)
@@ -130,3 +138,50 @@ def test_skip_policy_is_refused_with_a_multi_replica_strategy():
     train = dataclasses.replace(C.TrainConfig(), nan_policy="skip", strategy="mirrored")
     with pytest.raises(C.ConfigError, match="nan_policy 'skip' needs strategy 'default'"):
         train.validate()
+
+
+@pytest.mark.slow
+def test_sigterm_at_random_points_loses_no_step_and_a_damaged_newest_checkpoint_falls_back(tmp_path, straight):
+    npz = _npz(tmp_path)
+    run_dir = tmp_path / "stopped"
+    # epochs of 4 steps and a checkpoint every 1.2 s: most stops fall between epoch boundaries
+    cmd = _cmd(run_dir, npz, "--steps_per_epoch=4", "--checkpoint_every_minutes=0.02")
+    rng = random.Random(17)
+    stops = []
+    for i in range(3):
+        log = tmp_path / f"stop{i}.log"
+        with open(log, "w") as err:
+            proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=err)
+        state = run_dir / "checkpoints" / "checkpoint"
+        start_mtime = state.stat().st_mtime if state.exists() else 0
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:  # until this process saved (its first step)
+            if state.exists() and state.stat().st_mtime > start_mtime:
+                break
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.5))  # then anywhere: mid-step, mid-save
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 75, log.read_text()[-3000:]  # the distinct "preempted" status
+        text = log.read_text()
+        step = int(re.search(r"preempted: stopped by SIGTERM at step (\d+)", text).group(1))
+        resumed = re.search(r"resumed from \S+ at step (\d+)", text)
+        start = int(resumed.group(1)) if resumed else 0
+        assert tf.train.latest_checkpoint(str(run_dir / "checkpoints")).endswith(f"ckpt-{step}")
+        assert not stops or start == stops[-1][1]  # the next run starts where the last one stopped: none lost
+        stops.append((start, step))
+        if step == STEPS:  # stopped after the last step: the next run only evaluates
+            break
+    assert stops[-1][1] > stops[0][0], stops  # training moved on between the stops
+
+    # the newest checkpoint cut short (a disk fault): the rerun resumes from the previous one and says so
+    newest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    data = newest + ".data-00000-of-00001"
+    os.truncate(data, os.path.getsize(data) // 2)
+    done = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"checkpoint {newest} cannot be read; resuming from the previous one" in done.stderr
+    (ck_a, a), (ck_b, b) = _weights(str(run_dir)), straight
+    assert ck_a.endswith(f"ckpt-{STEPS}") and a.keys() == b.keys()
+    for name in a:  # stopped, damaged and resumed equals uninterrupted
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    print("SIGTERM stops (start step, stop step):", stops)

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from tf_ssinfogan import visualize
 from tf_ssinfogan.images import float_to_uint8
+from tf_ssinfogan.preemption import save_checkpoint
 
 
 class CheckpointCallback(keras.callbacks.Callback):
@@ -23,7 +24,7 @@ class CheckpointCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every == 0 or epoch + 1 == self.total:
-            self.manager.save(checkpoint_number=self.model.current_step())
+            save_checkpoint(self.manager, self.model.current_step())
 
 
 class NaNGuard(keras.callbacks.Callback):

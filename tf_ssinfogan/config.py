@@ -282,6 +282,10 @@ class TrainConfig:
                               "optimizers.py); --nofused_adam uses keras.optimizers.Adam.")
     seed: int = _field(1, "Seed of initialisation and latent sampling.")
     checkpoint_every_epochs: int = _field(5, "Checkpoint period (epochs).")
+    checkpoint_every_minutes: float = _field(
+        0.0, "Also checkpoint whenever this many minutes passed since the last checkpoint (0 = off); bounds the "
+        "work lost to SIGKILL whatever a step costs. SIGTERM/SIGINT always checkpoint the current step and exit "
+        "with status 75 (preemption.py).")
     max_checkpoints: int = _field(3, "Checkpoints kept.")
     grid_every_epochs: int = _field(5, "Image-grid period (epochs).")
     export_at_end: bool = _field(True, "Export the SavedModel (generator and Q signatures) at the end.")
@@ -323,6 +327,9 @@ class TrainConfig:
             raise ConfigError(
                 f"steps ({self.steps}) must be a multiple of steps_per_epoch ({self.steps_per_epoch})"
             )
+        if not self.checkpoint_every_minutes >= 0 or self.checkpoint_every_minutes == float("inf"):
+            raise ConfigError(f"checkpoint_every_minutes must be a finite number >= 0 (0 = off), got "
+                              f"{self.checkpoint_every_minutes}")
         for name in ("d_learning_rate", "g_learning_rate"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")

@@ -30,8 +30,9 @@ def logs_of(model) -> dict:
 
 
 def run_custom_loop(model, strategy, dataset, initial_epoch: int, epochs: int, steps_per_epoch: int,
-                    callbacks=(), jit_compile: bool = False) -> dict:
-    """Trains epochs [initial_epoch, epochs) of `steps_per_epoch` steps from a (distributed) dataset."""
+                    callbacks=(), jit_compile: bool = False, first_epoch_steps: int = 0) -> dict:
+    """Trains epochs [initial_epoch, epochs) of `steps_per_epoch` steps from a (distributed) dataset; the first
+    one has `first_epoch_steps` steps if > 0 (a run resumed between epoch boundaries)."""
     cbs = keras.callbacks.CallbackList(list(callbacks), model=model)
     step = make_step_function(model, strategy, jit_compile)
     iterator = iter(dataset)
@@ -42,7 +43,7 @@ def run_custom_loop(model, strategy, dataset, initial_epoch: int, epochs: int, s
         for m in model.metrics:
             m.reset_state()
         cbs.on_epoch_begin(epoch)
-        for batch in range(steps_per_epoch):
+        for batch in range(first_epoch_steps if epoch == initial_epoch and first_epoch_steps else steps_per_epoch):
             step(iterator)
             logs = logs_of(model)
             cbs.on_train_batch_end(batch, logs)

@@ -142,21 +142,25 @@ def _variables_by_path(model) -> dict:
     return named
 
 
-def make_checkpoint(model):
+def make_checkpoint(model, with_metrics: bool = True):
     """Everything a resume needs: every variable of G and D/Q (BN statistics too), both optimisers (with
-    their step counters) and the latent RNG state.
+    their step counters), the latent RNG state and the running epoch metrics (for a mid-epoch resume;
+    `with_metrics=False` reads checkpoints written before they were saved).
 
     The data-schedule position is the step itself (the stream is indexed by step, see data.py).
     """
     import tensorflow as tf
 
-    return tf.train.Checkpoint(
+    parts = dict(
         generator=_variables_by_path(model.generator),
         discriminator=_variables_by_path(model.discriminator),
         d_optimizer=model.d_optimizer,
         g_optimizer=model.g_optimizer,
         latent_seed=model.seed_generator.state,
     )
+    if with_metrics:
+        parts["metrics"] = {f"{m.name}.{v.name}": v for m in model.metrics for v in m.variables}
+    return tf.train.Checkpoint(**parts)
 
 
 def build_model(cfg: ExperimentConfig, labelled_ratio: float):

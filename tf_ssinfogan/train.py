@@ -5,7 +5,9 @@
   python -m tf_ssinfogan.train --flagfile=configs/cifar.flags      # also svhn.flags, celeba.flags
   python -m tf_ssinfogan.train --flagfile=configs/cifar.flags --source=image_folder --image_dir=my_images
 
-Rerunning the same command resumes from the newest checkpoint in --run_dir. Every field of the configuration
+Rerunning the same command resumes from the newest readable checkpoint in --run_dir. SIGTERM or SIGINT
+checkpoint the current step and exit with status 75 (rerun to resume); a file that cannot be written (full
+disk, read-only folder) exits with status 74, naming the path. Every field of the configuration
 is a flag of the same name (generated from `config.py` by `cli.py`); the library gets an `ExperimentConfig`
 (`training.train`). Bad input: a message and exit status 2.
 """
@@ -51,9 +53,20 @@ def main(argv):
 
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
-    from tf_ssinfogan import training
+    from tf_ssinfogan import preemption, training
+    from tf_ssinfogan.fileio import WriteError
 
-    result = training.train(cfg, flags_text=_module_flags_text())
+    try:
+        result = training.train(cfg, flags_text=_module_flags_text())
+    except preemption.CheckpointError as e:  # no checkpoint can be read: nothing was deleted
+        print(f"error: {e}", file=sys.stderr)
+        return cli.EXIT_BAD_INPUT
+    except preemption.Preempted as e:  # a checkpoint of the current step was written
+        print(f"preempted: {e}", file=sys.stderr)
+        return preemption.EXIT_PREEMPTED
+    except WriteError as e:  # full disk, unwritable run folder: names the path
+        print(f"error: {e}", file=sys.stderr)
+        return preemption.EXIT_WRITE_FAILED
     print(f"done: step {result.step} in {result.seconds:.1f} s; run folder {result.run_dir}")
     if result.eval:
         print(f"eval: {result.eval}")

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from tf_ssinfogan import callbacks as cb
 from tf_ssinfogan import data as data_lib
-from tf_ssinfogan import evaluation, rundir, serving, sources
+from tf_ssinfogan import evaluation, preemption, rundir, serving, sources
 from tf_ssinfogan.config import ConfigError, ExperimentConfig
 
 log = logging.getLogger("tf_ssinfogan")
@@ -82,19 +82,20 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
     # Every worker takes part in saving (collectives); only the chief's copy is kept in the run folder.
     save_dir = rd.checkpoints if chief else rd.worker_checkpoints(strategy.cluster_resolver.task_id)
     manager = tf.train.CheckpointManager(ckpt, save_dir, t.max_checkpoints)
-    latest = rd.latest_checkpoint()
+    # the newest readable checkpoint (a damaged newest one falls back to the previous, with a warning)
+    latest = preemption.restore_newest_readable(lambda with_metrics: rundir.make_checkpoint(model, with_metrics),
+                                                rd.checkpoints)
     if latest:
-        ckpt.restore(latest).assert_existing_objects_matched()
         log.info("resumed from %s at step %d", latest, model.current_step())
-    start = model.current_step()
-    if start % t.steps_per_epoch:
-        raise ConfigError(f"checkpoint step {start} is not at an epoch boundary of {t.steps_per_epoch} steps")
+    start = model.current_step()  # may be between epoch boundaries (time-based or signal checkpoints)
     total_epochs = t.steps // t.steps_per_epoch
     initial_epoch = start // t.steps_per_epoch
     t0 = time.perf_counter()
     if start < t.steps:
-        dataset = stream.distributed_dataset(strategy, start, t.steps) \
-            if strategy.num_replicas_in_sync > 1 else stream.dataset(start, t.steps)
+        def make_dataset(first, end):
+            return stream.distributed_dataset(strategy, first, end) \
+                if strategy.num_replicas_in_sync > 1 else stream.dataset(first, end)
+
         callbacks = [
             cb.NaNGuard(),
             cb.ScalarLogger(rd.train_logs, stream, t.batch_size),
@@ -102,25 +103,34 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
             cb.CheckpointCallback(manager, t.checkpoint_every_epochs, total_epochs),
             *extra_callbacks,
         ] if chief else [cb.NaNGuard(), cb.CheckpointCallback(manager, t.checkpoint_every_epochs, total_epochs)]
+        spe, every = t.steps_per_epoch, t.checkpoint_every_epochs
+        guard = preemption.PreemptionCallback(
+            manager, preemption.StopSignals(), 60.0 * t.checkpoint_every_minutes,
+            epoch_save=lambda s: s % spe == 0 and (s // spe % every == 0 or s == t.steps),
+            agree=preemption.make_agreement(strategy), is_chief=chief)
+        callbacks = [preemption.MetricStateResume(model, mid_epoch=start % spe != 0), *callbacks, guard]
         if t.eval_every_epochs and chief:
             classifier, meta = evaluation.get_classifier(source, t.classifier_path)
-            callbacks.insert(3, evaluation.EvaluationCallback(
+            callbacks.insert(4, evaluation.EvaluationCallback(
                 source, classifier, meta, rd.eval_logs, t.eval_every_epochs, history_path=rd.eval_history))
-        if t.loop == "custom" or t.strategy == "multi_worker":  # Keras 3 fit fails under multi-worker
-            from tf_ssinfogan.loop import run_custom_loop
+        with guard.signals:  # SIGTERM/SIGINT: finish the step, checkpoint it, raise preemption.Preempted
+            if t.loop == "custom" or t.strategy == "multi_worker":  # Keras 3 fit fails under multi-worker
+                from tf_ssinfogan.loop import run_custom_loop
 
-            run_custom_loop(model, strategy, dataset, initial_epoch, total_epochs, t.steps_per_epoch, callbacks,
-                            t.jit_compile)
-        else:
-            model.fit(dataset, epochs=total_epochs, initial_epoch=initial_epoch,
-                      steps_per_epoch=t.steps_per_epoch, callbacks=callbacks, verbose=t.verbose, shuffle=False)
+                run_custom_loop(model, strategy, make_dataset(start, t.steps), initial_epoch, total_epochs, spe,
+                                callbacks, t.jit_compile, first_epoch_steps=spe - start % spe)
+            else:  # a partial first epoch when resuming between epoch boundaries, then whole epochs
+                for first_epoch, epochs, steps, first, end in preemption.epoch_segments(start, t.steps, spe):
+                    model.fit(make_dataset(first, end), epochs=epochs, initial_epoch=first_epoch,
+                              steps_per_epoch=steps, callbacks=callbacks, verbose=t.verbose, shuffle=False)
     seconds = time.perf_counter() - t0
     result = RunResult(cfg.run_dir, model.current_step(), seconds, None, None)
     # eval.json marks a finished run: it is written last, so a run killed before it redoes the final steps
     # (an export that already happened is then written again as a new version, never over the old one).
     if chief and model.current_step() >= t.steps and (start < t.steps or not os.path.exists(rd.eval_json)):
         if t.export_at_end:
-            result.export_path = serving.export_saved_model(model, rd.export_base)
+            with preemption.writing(rd.export_base, "the export to"):
+                result.export_path = serving.export_saved_model(model, rd.export_base)
             log.info("exported generator to %s", result.export_path)
         result.eval = evaluation.final_evaluation(model, source, cfg.run_dir)
     return result
