@@ -176,9 +176,12 @@ def train(cfg: ExperimentConfig, source: Optional[data_lib.ArraySource] = None,
             *extra_callbacks,
         ] if chief else [cb.NaNGuard(), cb.CheckpointCallback(manager, t.checkpoint_every_epochs, total_epochs)]
         if t.eval_every_epochs and chief:
-            classifier, meta = evaluation.get_classifier(source, t.classifier_path)
-            callbacks.insert(3, evaluation.EvaluationCallback(
-                source, classifier, meta, os.path.join(logs_dir, "eval"), t.eval_every_epochs,
+            from tf_ssinfogan import evaluator, judges  # per-column judges for every code kind
+
+            found = judges.judges_for(cfg.latent.codes, source, judges.JudgeConfig(), t.classifier_path)
+            callbacks.insert(3, evaluator.EvaluationCallback(
+                source, found, judges.category_judge(cfg.latent.codes, found, source),
+                os.path.join(logs_dir, "eval"), t.eval_every_epochs,
                 history_path=os.path.join(cfg.run_dir, "eval_history.jsonl")))
         if t.loop == "custom" or t.strategy == "multi_worker":  # Keras 3 fit fails under multi-worker
             from tf_ssinfogan.loop import run_custom_loop
