@@ -1,6 +1,7 @@
 """Pure metric functions on NumPy arrays (no models, no TensorFlow).
 
-* Frechet distance between Gaussians fitted to two feature sets (Heusel et al. 2017, FID, Eq. 6).
+* Frechet distance between Gaussians fitted to two feature sets (Heusel et al. 2017, FID, Eq. 6), with
+  Tr((S_a S_b)^(1/2)) from symmetric eigendecompositions (or a nuclear norm when N < F) rather than `sqrtm`.
 * Kernel Inception Distance: unbiased MMD^2 with the cubic polynomial kernel k(x, y) = (x.y / d + 1)^3,
   averaged over random subsets (Binkowski et al. 2018, Eq. 3; the subset protocol of clean-fid and
   torch-fidelity).
@@ -14,7 +15,7 @@ from __future__ import annotations
 from typing import Tuple
 
 import numpy as np
-from scipy import linalg, optimize, stats
+from scipy import optimize, stats
 
 
 def gaussian_stats(features) -> Tuple[np.ndarray, np.ndarray]:
@@ -25,27 +26,41 @@ def gaussian_stats(features) -> Tuple[np.ndarray, np.ndarray]:
     return x.mean(0), np.atleast_2d(np.cov(x, rowvar=False))
 
 
-def frechet_distance_from_stats(mu_a, sigma_a, mu_b, sigma_b, eps: float = 1e-6) -> float:
-    """d^2 = ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) (Heusel et al. 2017, Eq. 6).
+def _trace_sqrt_product(s_a, s_b) -> float:
+    """Tr((S_a S_b)^(1/2)) for symmetric PSD S_a, S_b: S_a S_b has the eigenvalues of the symmetric PSD
+    S_a^(1/2) S_b S_a^(1/2), so the trace is the sum of their square roots (two `eigh` instead of `sqrtm`)."""
+    w, v = np.linalg.eigh(s_a)
+    half = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    m = half @ s_b @ half
+    return float(np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2.0), 0.0, None))))
 
-    A near-singular product is regularised with eps * I on both covariances, as pytorch-fid does.
-    """
+
+def frechet_distance_from_stats(mu_a, sigma_a, mu_b, sigma_b) -> float:
+    """d^2 = ||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) (Heusel et al. 2017, Eq. 6)."""
     mu_a, mu_b = np.atleast_1d(mu_a).astype(np.float64), np.atleast_1d(mu_b).astype(np.float64)
     s_a, s_b = np.atleast_2d(sigma_a).astype(np.float64), np.atleast_2d(sigma_b).astype(np.float64)
     if mu_a.shape != mu_b.shape or s_a.shape != s_b.shape:
         raise ValueError(f"feature sizes differ: {mu_a.shape} vs {mu_b.shape}")
-    covmean = linalg.sqrtm(s_a.dot(s_b))
-    if not np.isfinite(covmean).all():
-        offset = eps * np.eye(s_a.shape[0])
-        covmean = linalg.sqrtm((s_a + offset).dot(s_b + offset))
-    covmean = np.real(covmean)
     diff = mu_a - mu_b
-    return float(diff.dot(diff) + np.trace(s_a) + np.trace(s_b) - 2.0 * np.trace(covmean))
+    return float(diff.dot(diff) + np.trace(s_a) + np.trace(s_b) - 2.0 * _trace_sqrt_product(s_a, s_b))
 
 
 def frechet_distance(features_a, features_b) -> float:
-    """Frechet distance between Gaussians fitted to two feature sets [N, F] (FID when F = Inception pool)."""
-    return frechet_distance_from_stats(*gaussian_stats(features_a), *gaussian_stats(features_b))
+    """Frechet distance between Gaussians fitted to two feature sets [N, F] (FID when F = Inception pool).
+
+    With fewer samples than features, the sample covariances are S = X^T X for centred X / sqrt(N - 1), and
+    Tr((S_a S_b)^(1/2)) is the nuclear norm of X_a X_b^T (same non-zero eigenvalues): exact and cheap.
+    """
+    a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or min(len(a), len(b)) < 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"need two feature sets [N >= 2, F] of one width, got {a.shape} and {b.shape}")
+    if max(len(a), len(b)) > a.shape[1]:
+        return frechet_distance_from_stats(*gaussian_stats(a), *gaussian_stats(b))
+    xa = (a - a.mean(0)) / np.sqrt(len(a) - 1)
+    xb = (b - b.mean(0)) / np.sqrt(len(b) - 1)
+    diff = a.mean(0) - b.mean(0)
+    nuclear = np.sum(np.linalg.svd(xa @ xb.T, compute_uv=False))
+    return float(diff.dot(diff) + np.sum(xa * xa) + np.sum(xb * xb) - 2.0 * nuclear)
 
 
 def polynomial_mmd2(x, y, degree: int = 3, gamma: float = None, coef0: float = 1.0) -> float:
