@@ -92,7 +92,10 @@ class InceptionExtractor:
     """
 
     def __init__(self, model, input_size: int = INPUT_SIZE, batch_size: int = 100):
+        import tensorflow as tf
+
         self.model, self.input_size, self.batch_size = model, input_size, batch_size
+        self._forward = tf.function(lambda x: model(self.preprocess(x), training=False), reduce_retracing=True)
 
     def preprocess(self, images_uint8):
         import tensorflow as tf
@@ -107,7 +110,7 @@ class InceptionExtractor:
         parts: Dict[str, list] = {}
         images_uint8 = np.asarray(images_uint8)
         for i in range(0, len(images_uint8), self.batch_size):
-            out = self.model(self.preprocess(images_uint8[i:i + self.batch_size]), training=False)
+            out = self._forward(images_uint8[i:i + self.batch_size])
             for k, v in out.items():
                 parts.setdefault(k, []).append(np.asarray(v, np.float32))
         return {k: np.concatenate(v) for k, v in parts.items()}
