@@ -73,18 +73,19 @@ def choose_architecture(image_shape, requested: str = "auto") -> str:
 
 def build_resnet(image_shape, width: int, seed: int = 0) -> keras.Model:
     """Small residual CNN for 32x32-ish images: conv 32, then 3 stages (32, 64/2, 128/2) of one residual block
-    (two 3x3 conv + BN, projection shortcut when the shape changes), GAP, FC 128 'features', FC 'logits'."""
+    (two 3x3 conv + BN, projection shortcut when the shape changes), GAP, FC 128 'features', FC 'logits'.
+    BatchNorm momentum 0.9: the moving statistics settle within the few hundred steps a judge trains."""
     init = keras.initializers.HeNormal(seed=seed)
     inputs = keras.Input(tuple(image_shape), name="images")
     x = keras.layers.Conv2D(32, 3, padding="same", use_bias=False, kernel_initializer=init)(inputs)
-    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization(momentum=0.9)(x))
     for filters, stride in ((32, 1), (64, 2), (128, 2)):
         y = keras.layers.Conv2D(filters, 3, stride, padding="same", use_bias=False, kernel_initializer=init)(x)
-        y = keras.layers.ReLU()(keras.layers.BatchNormalization()(y))
+        y = keras.layers.ReLU()(keras.layers.BatchNormalization(momentum=0.9)(y))
         y = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer=init)(y)
-        y = keras.layers.BatchNormalization()(y)
+        y = keras.layers.BatchNormalization(momentum=0.9)(y)
         if stride != 1 or int(x.shape[-1]) != filters:
-            x = keras.layers.BatchNormalization()(
+            x = keras.layers.BatchNormalization(momentum=0.9)(
                 keras.layers.Conv2D(filters, 1, stride, use_bias=False, kernel_initializer=init)(x))
         x = keras.layers.ReLU()(keras.layers.Add()([x, y]))
     x = keras.layers.GlobalAveragePooling2D()(x)
