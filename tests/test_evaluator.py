@@ -2,7 +2,6 @@
 their cache, the report; evaluation on npz files with -1 labels and on image folders; the CLI's refusal
 without InceptionV3 weights."""
 
-import dataclasses
 import json
 import os
 import subprocess

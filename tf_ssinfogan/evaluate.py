@@ -80,14 +80,15 @@ def main(argv):
     out_dir = os.path.join(FLAGS.run_dir, "evaluation")
     result = evaluator.evaluate(model, source, cfg_eval, found, category, extractor, grids_dir=out_dir,
                                 extractor_info=extractor_info)
-    json_path, md_path = evaluator.write_report(result, out_dir, title=os.path.basename(os.path.normpath(FLAGS.run_dir)))
+    title = os.path.basename(os.path.normpath(FLAGS.run_dir))
+    json_path, md_path = evaluator.write_report(result, out_dir, title)
     values = evaluator.scalars(result)
     writer = tf.summary.create_file_writer(os.path.join(FLAGS.run_dir, "logs", "eval"))
     with writer.as_default(step=result["step"]):
         for tag, value in values.items():
             tf.summary.scalar(tag, value)
     writer.flush()
-    print(evaluator.markdown_report(result, os.path.basename(os.path.normpath(FLAGS.run_dir))))
+    print(evaluator.markdown_report(result, title))
     print(f"written: {json_path}, {md_path}")
     return 0
 

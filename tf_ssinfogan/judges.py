@@ -198,7 +198,8 @@ def label_judge(source: ArraySource, config: JudgeConfig = JudgeConfig(), path: 
     known = known[known >= 0]
     if known.size < 2:
         return None
-    num = source.column("label").num_classes or int(max(known.max(), np.asarray(source.train_labels["label"]).max())) + 1
+    num = source.column("label").num_classes or \
+        int(max(known.max(), np.asarray(source.train_labels["label"]).max())) + 1
     try:
         return get_judge(source, CodeSpec("label", "categorical", max(num, 2), "label"), config, path)
     except JudgeUnavailable:
