@@ -150,7 +150,7 @@ def inception_metrics(model, source: ArraySource, cfg: EvalConfig,
     fake = _sample_uint8(model, cfg.num_samples, (cfg.seed, 6))
     f_fake = extractor(fake)
     out = {"fake_samples": int(len(fake)), "real_samples": int(len(real)),
-           "feature_dim": int(f_fake["pool"].shape[-1])}
+           "feature_dim": int(f_fake["pool"].shape[-1]), "is_splits": cfg.is_splits}
     if "fid" in want or "kid" in want:
         f_real = extractor(real)
         if "fid" in want:
@@ -313,11 +313,12 @@ def markdown_report(result: dict, title: str = "") -> str:
         lines.append(f"| FID (InceptionV3 pool, {n}) | | {_fmt(inc['fid'])} | weights `{weights}` |")
     if "kid" in inc:
         lines.append(f"| KID x 1000 ({inc['kid']['subsets']} subsets of {inc['kid']['subset_size']}) | | "
-                     f"{1000 * inc['kid']['mean']:.3f} +- {1000 * inc['kid']['std']:.3f} | |")
+                     f"{_fmt(1000 * inc['kid']['mean'])} +- {_fmt(1000 * inc['kid']['std'])} | |")
     if "inception_score" in inc:
         real = inc.get("inception_score_real")
-        lines.append(f"| Inception Score ({inc['fake_samples']} samples) | | {inc['inception_score']['mean']:.3f} +- "
-                     f"{inc['inception_score']['std']:.3f} | {'real images: %.3f' % real['mean'] if real else ''} |")
+        lines.append(f"| Inception Score ({inc['fake_samples']} samples, {inc.get('is_splits', '?')} splits) | | "
+                     f"{_fmt(inc['inception_score']['mean'])} +- {_fmt(inc['inception_score']['std'])} | "
+                     f"{'real test images: ' + _fmt(real['mean']) if real else ''} |")
     for code, r in result.get("information_bounds", {}).items():
         lines.append(f"| information lower bound L_I (max H(c)) | {code} | {r['lower_bound']:.3f} "
                      f"({r['entropy']:.3f}) | |")
