@@ -218,3 +218,24 @@ def test_eval_config_and_cli_refuse_bad_input_without_writing(tmp_path):
     assert "InceptionV3 ImageNet weights are needed" in out.stderr and "--inception_weights=PATH" in out.stderr
     assert "inception_v3_weights_tf_dim_ordering_tf_kernels.h5" in out.stderr  # IS: the file with the head
     assert "Traceback" not in out.stderr and sorted(os.listdir(run_dir)) == ["config.json"]  # nothing written
+
+
+@pytest.mark.slow
+def test_train_classifier_cli_trains_a_judge_per_column_kind(tmp_path):
+    """A binary judge for an npz attribute column, by the CLI; its held-out figure printed and stored."""
+    src = tiny_source(n_train=40, n_test=40)
+    attr = (np.arange(40) % 2).astype(np.int64)
+    attr[:4] = -1
+    path = tmp_path / "attrs.npz"
+    np.savez(path, x_train=src.train_images[..., 0], y_train=src.train_labels["label"], y_train_smile=attr,
+             x_test=src.test_images[..., 0], y_test=src.test_labels["label"], y_test_smile=attr)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_SSINFOGAN_CACHE": str(tmp_path / "cache"),
+           "PYTHONPATH": REPO}
+    out = subprocess.run([sys.executable, "-m", "tf_ssinfogan.train_classifier", f"--npz_path={path}",
+                          "--label=smile", "--kind=binary", "--epochs=1"], cwd=REPO, capture_output=True, text=True,
+                         timeout=240, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "judge for 'smile' (binary, mnist_cnn)" in out.stdout and "balanced_accuracy on the train split" in out.stdout
+    (meta,) = [f for f in os.listdir(tmp_path / "cache" / "classifiers") if f.endswith(".json")]
+    meta = json.load(open(tmp_path / "cache" / "classifiers" / meta))
+    assert meta["kind"] == "binary" and meta["trained_examples"] == 36 and meta["held_out_examples"] == 36
