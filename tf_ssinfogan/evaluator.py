@@ -282,7 +282,8 @@ def markdown_report(result: dict, title: str = "") -> str:
         j = r.get("judge", {})
         s = r.get("samples")
         if s is None:
-            lines.append(f"| {_SAMPLE_TEXT[r['kind']]} | {code} | n/a | {_judge_text(j)} |")
+            what = _SAMPLE_TEXT[r["kind"]] if r["semi_supervised"] else "Hungarian-mapped accuracy (unsupervised code)"
+            lines.append(f"| {what} | {code} | n/a | {_judge_text(j)} |")
             continue
         if r["kind"] == "categorical":
             if r["semi_supervised"]:
