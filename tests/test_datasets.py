@@ -97,7 +97,7 @@ class _Capture(keras.callbacks.Callback):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CONFIGS)
-def test_config_trains_20_steps_on_mock_tfds(name, tmp_path, inception75):
+def test_config_trains_20_steps_on_mock_tfds(name, tmp_path, inception75, monkeypatch):
     """Each config, shrunk to batch 8, trains 20 steps on mock TFDS data (CelebA with --eval_every_epochs); samples
     and heads have the shapes the config implies; the run evaluates with every metric that applies."""
     cfg = config_from_flagfile(name, f"--run_dir={tmp_path / 'run'}", "--nodownload")
@@ -110,16 +110,13 @@ def test_config_trains_20_steps_on_mock_tfds(name, tmp_path, inception75):
                                   eval_every_epochs=2 if name == "celeba" else 0),
     )
     capture = _Capture()
-    os.environ["TF_SSINFOGAN_CACHE"] = str(tmp_path / "cache")
-    try:
-        with mock_tfds(40):
-            source = D.load_source(cfg.data)
-            # quick judges (1 epoch) in the cache, where the evaluation during training finds them
-            found = judges.judges_for(cfg.latent.codes, source, judges.JudgeConfig(epochs=1))
-            category = judges.category_judge(cfg.latent.codes, found, source, judges.JudgeConfig(epochs=1))
-            result = training.train(cfg, source=source, extra_callbacks=[capture])
-    finally:
-        del os.environ["TF_SSINFOGAN_CACHE"]
+    monkeypatch.setenv("TF_SSINFOGAN_CACHE", str(tmp_path / "cache"))
+    with mock_tfds(40):
+        source = D.load_source(cfg.data)
+        # quick judges (1 epoch) in the cache, where the evaluation during training finds them
+        found = judges.judges_for(cfg.latent.codes, source, judges.JudgeConfig(epochs=1))
+        category = judges.category_judge(cfg.latent.codes, found, source, judges.JudgeConfig(epochs=1))
+        result = training.train(cfg, source=source, extra_callbacks=[capture])
     assert result.step == 20
     if name == "celeba":  # binary attributes, no 'label' column: evaluated during training all the same
         history = [json.loads(line) for line in open(os.path.join(cfg.run_dir, "eval_history.jsonl"))]
