@@ -15,7 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-METRICS = ["Eval/classifier_accuracy/digit", "Eval/q_ss_test_accuracy/digit", "Eval/frechet_distance",
+METRICS = ["Eval/classifier_accuracy/digit", "Eval/q_ss_test_accuracy/digit", "Eval/judge_frechet_distance",
            "Eval/information_bound/digit"]
 
 
@@ -32,6 +32,9 @@ def main():
         if not os.path.isfile(path):
             raise SystemExit(f"error: {path} does not exist (train with --eval_every_epochs=N)")
         rows = [json.loads(line) for line in open(path) if line.strip()]
+        for r in rows:  # histories written before the distance got its own name
+            if "Eval/frechet_distance" in r:
+                r.setdefault("Eval/judge_frechet_distance", r["Eval/frechet_distance"])
         for ax, metric in zip(axes, metrics):
             pts = [(r["step"], r[metric]) for r in rows if metric in r]
             if pts:

@@ -69,3 +69,15 @@ def tiny_config(tmp_path, **train_overrides) -> C.ExperimentConfig:
 @pytest.fixture
 def source():
     return tiny_source()
+
+
+@pytest.fixture(scope="session")
+def inception75():
+    """InceptionV3 with its head, randomly initialised (seeded) at 75x75, the smallest input it accepts: the
+    FID/KID/IS code paths without ImageNet weights (nothing is downloaded). Shared by every test."""
+    import keras
+
+    from tf_ssinfogan import inception
+
+    keras.utils.set_random_seed(0)
+    return inception.InceptionExtractor(inception.build_inception(None, include_top=True, input_size=75), 75)

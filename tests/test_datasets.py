@@ -16,7 +16,7 @@ import tensorflow as tf
 from tf_ssinfogan import sources
 from tf_ssinfogan import config as C
 from tf_ssinfogan import data as D
-from tf_ssinfogan import training
+from tf_ssinfogan import judges, training
 from tf_ssinfogan.model import SSInfoGAN, instance_noise_stddev
 from conftest import mirrored_strategy, tiny_config, tiny_source
 
@@ -98,21 +98,32 @@ class _Capture(keras.callbacks.Callback):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CONFIGS)
-def test_config_trains_20_steps_on_mock_tfds(name, tmp_path):
-    """Each config, shrunk to batch 8, trains 20 steps on mock TFDS data; samples and heads have the shapes
-    the config implies."""
+def test_config_trains_20_steps_on_mock_tfds(name, tmp_path, inception75, monkeypatch):
+    """Each config, shrunk to batch 8, trains 20 steps on mock TFDS data (CelebA with --eval_every_epochs); samples
+    and heads have the shapes the config implies; the run evaluates with every metric that applies."""
     cfg = config_from_flagfile(name, f"--run_dir={tmp_path / 'run'}", "--nodownload")
     cfg = dataclasses.replace(
         cfg,
         data=dataclasses.replace(cfg.data, labelled_count=10, labelled_selection="random", anneal_every=5),
         train=dataclasses.replace(cfg.train, batch_size=8, steps=20, steps_per_epoch=10,
                                   checkpoint_every_epochs=2, grid_every_epochs=2, export_at_end=False,
-                                  verbose=0, instance_noise_anneal_steps=min(cfg.train.instance_noise_anneal_steps, 40)),
+                                  verbose=0, instance_noise_anneal_steps=min(cfg.train.instance_noise_anneal_steps, 40),
+                                  eval_every_epochs=2 if name == "celeba" else 0),
     )
     capture = _Capture()
+    monkeypatch.setenv("TF_SSINFOGAN_CACHE", str(tmp_path / "cache"))
     with mock_tfds(40):
-        result = training.train(cfg, extra_callbacks=[capture])
+        source = sources.load_source(cfg.data)
+        # quick judges (1 epoch) in the cache, where the evaluation during training finds them
+        found = judges.judges_for(cfg.latent.codes, source, judges.JudgeConfig(epochs=1))
+        category = judges.category_judge(cfg.latent.codes, found, source, judges.JudgeConfig(epochs=1))
+        result = training.train(cfg, source=source, extra_callbacks=[capture])
     assert result.step == 20
+    if name == "celeba":  # binary attributes, no 'label' column: evaluated during training all the same
+        history = [json.loads(line) for line in open(os.path.join(cfg.run_dir, "eval_history.jsonl"))]
+        assert [h["step"] for h in history] == [20]
+        assert {f"Eval/judge_balanced_accuracy/{c}" for c in ("smile", "mouth_open", "attractive", "male")} <= \
+            set(history[0])
     model = capture.trained
     assert all(np.isfinite(float(v)) for v in capture.logs.values()), capture.logs
     n = 4
@@ -128,6 +139,33 @@ def test_config_trains_20_steps_on_mock_tfds(name, tmp_path):
     if name == "cifar":
         assert float(model.instance_noise_stddev()) == pytest.approx(0.1 * (1 - 20 / 40), rel=1e-6)
     assert os.path.exists(os.path.join(cfg.run_dir, "eval.json"))
+    _evaluate_every_metric(name, cfg, model, source, found, category, inception75, tmp_path)
+
+
+def _evaluate_every_metric(name, cfg, model, source, found, category, extractor, tmp_path):
+    """The run's data (mock) through every metric that applies: judges per code, Q on real images, the
+    judge-feature distance, information bounds, FID/KID/IS (random InceptionV3 at 75x75), and the report."""
+    from tf_ssinfogan import evaluator
+
+    ecfg = evaluator.EvalConfig(metrics=evaluator.METRICS, per_class=2, continuous_samples=16, judge_fd_samples=16,
+                                num_samples=16, kid_subsets=2, kid_subset_size=8, is_splits=2)
+    res = evaluator.evaluate(model, source, ecfg, found, category, extractor, grids_dir=str(tmp_path / "eval"))
+    evaluator.write_report(res, str(tmp_path / "eval"), name)
+    ss = cfg.latent.semi_supervised_codes
+    assert set(res["q_real"]) == {c.name for c in ss}
+    for c in ss:
+        entry = res["codes"][c.name]
+        assert 0.0 <= entry["samples"]["value"] <= 1.0 and "held_out" in entry["judge"], entry
+        assert entry["judge"]["held_out"]["metric"] == ("balanced_accuracy" if c.kind == "binary" else "accuracy")
+    unsup = [c.name for c in cfg.latent.unsupervised_codes if c.kind == "categorical"]
+    if name == "celeba":  # attributes only: no categorical judge to map the unsupervised codes onto
+        assert all("unavailable" in res["codes"][u]["judge"] for u in unsup)
+    else:
+        assert all(0.0 <= res["codes"][u]["samples"]["mapped_accuracy"] <= 1.0 for u in unsup)
+    assert np.isfinite(res["judge_frechet_distance"]["value"])
+    assert np.isfinite(res["inception"]["fid"]) and res["inception"]["inception_score"]["mean"] >= 1.0 - 1e-6
+    assert set(res["information_bounds"]) == {c.name for c in cfg.latent.codes}
+    assert "| FID" in open(tmp_path / "eval" / "report.md").read()
 
 
 # ----------------------------------------------------------------------------------------- TFDS columns

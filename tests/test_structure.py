@@ -252,3 +252,9 @@ def test_stream_without_labels_keeps_continuous_and_binary_targets_shaped():
     images, targets, mask = next(iter(stream.dataset(0, 1)))
     assert images.shape == (4, 8, 8, 1) and float(mask.numpy().sum()) == 0.0
     assert targets["x"].shape == (4, 1) and targets["label"].shape == (4,)
+
+
+def test_the_evaluation_table_covers_every_code_kind():
+    from tf_ssinfogan import code_kinds
+
+    assert set(code_kinds.KINDS) == set(C.CODE_KINDS)

@@ -190,8 +190,10 @@ def test_cli_end_to_end_and_export_loads_without_the_package(tmp_path):
     report = json.load(open(run_dir / "evaluation" / "eval_000004.json"))
     assert report["class_conditioned"]["digit"]["samples"] == 40
     assert 0.0 <= report["class_conditioned"]["digit"]["mapped_accuracy"] <= 1.0
-    assert np.isfinite(report["frechet_distance"])
+    assert np.isfinite(report["judge_frechet_distance"]["value"])  # the offline distance, under its own name
     assert set(report["information_bounds"]) == {"digit", "c1", "c2"}
+    assert report["codes"]["digit"]["judge"]["held_out"]["metric"] == "accuracy"
+    assert "| judge accuracy on class-conditioned samples" in open(run_dir / "evaluation" / "report.md").read()
     assert os.listdir(tmp_path / "cache" / "classifiers")
     bad = subprocess.run([sys.executable, "-m", "tf_ssinfogan.evaluate", f"--run_dir={tmp_path / 'nope'}"],
                          cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -1,15 +1,17 @@
-"""Evaluate a training run with the paper's metrics.
+"""Evaluate a training run: per-code judges, Q on real images, FID/KID/IS, information bounds, grids.
 
-  python -m tf_ssinfogan.evaluate --run_dir=runs/mnist
+  python -m tf_ssinfogan.evaluate --run_dir=runs/mnist                       # offline metrics
+  python -m tf_ssinfogan.evaluate --run_dir=runs/cifar --metrics=fid,kid,is --num_samples=10000
 
-Writes `<run_dir>/evaluation/eval_<step>.json` (every metric), traversal grids in `<run_dir>/evaluation/`, and
-the scalars to TensorBoard under `<run_dir>/logs/eval`. The independent classifier is loaded from
---classifier_path (default: the cache path for the run's data; trained and cached on first use).
+Writes `<run_dir>/evaluation/eval_<step>.json` (every figure), `report_<step>.md` and `report.md` (a Markdown
+table: every metric, each judge's own held-out figure, the grids), traversal grids in `<run_dir>/evaluation/`,
+and the scalars to TensorBoard under `<run_dir>/logs/eval`. Judges (one per label column and code kind) are
+loaded from the cache, or trained and cached on first use (`tf_ssinfogan.train_classifier`). FID/KID/IS need
+InceptionV3's ImageNet weights from the Keras cache or --inception_weights; nothing is downloaded.
 """
 
 from __future__ import annotations
 
-import json
 import os
 
 from absl import flags
@@ -18,9 +20,24 @@ from tf_ssinfogan import cli
 
 flags.DEFINE_string("run_dir", None, "Training run folder (config.json + checkpoints/).")
 flags.DEFINE_string("checkpoint", "", "Checkpoint prefix; empty = the newest in run_dir.")
-flags.DEFINE_string("classifier_path", "", "Independent classifier (.keras); empty = default cache path.")
-flags.DEFINE_integer("per_class", 128, "Samples per code value for the class-conditioned accuracy (paper: 128).")
-flags.DEFINE_integer("fid_samples", 2000, "Real and generated images for the Frechet distance.")
+flags.DEFINE_list("metrics", ["codes", "judge_fd", "info"], "Metrics: codes (judges and Q per code), judge_fd "
+                  "(Frechet distance in a judge's features, offline), info (information bounds), fid, kid, is "
+                  "(InceptionV3, ImageNet weights), or 'all'.")
+flags.DEFINE_string("classifier_path", "", "Judge (.keras) of the first categorical code; empty = the cache.")
+flags.DEFINE_enum("judge_architecture", "auto", ["auto", "mnist_cnn", "resnet"], "Judge network: auto = "
+                  "mnist_cnn for 28x28x1 images (the paper's CNN), resnet (small residual CNN) otherwise.")
+flags.DEFINE_integer("judge_epochs", 0, "Epochs of a judge trained now; 0 = the architecture's default.")
+flags.DEFINE_integer("per_class", 128, "Samples per value of a categorical code, or per bit value of a binary "
+                     "code (paper: 128).")
+flags.DEFINE_integer("continuous_samples", 1000, "Samples for the correlation of a continuous code.")
+flags.DEFINE_integer("fid_samples", 2000, "Real and generated images for the judge-feature Frechet distance.")
+flags.DEFINE_integer("num_samples", 10000, "Generated images (and real test images, at most the split) for "
+                     "FID, KID and IS.")
+flags.DEFINE_string("inception_weights", "", "InceptionV3 weights .h5 file (Keras's ImageNet file; the "
+                    "variant with the head is needed for IS); empty = the Keras cache (~/.keras/models).")
+flags.DEFINE_integer("kid_subsets", 100, "KID: number of random subsets.")
+flags.DEFINE_integer("kid_subset_size", 1000, "KID: images per subset.")
+flags.DEFINE_integer("is_splits", 10, "Inception Score: number of splits.")
 FLAGS = flags.FLAGS
 
 
@@ -28,32 +45,47 @@ def main(argv):
     cli.require(bool(FLAGS.run_dir), "--run_dir is required")
     import tensorflow as tf
 
-    from tf_ssinfogan import evaluation, rundir
-    from tf_ssinfogan.fileio import write_text_atomic
+    from tf_ssinfogan import evaluator, factor_eval, inception, judges, rundir
     from tf_ssinfogan.sources import check_source_matches, load_source
 
+    names = evaluator.METRICS if FLAGS.metrics == ["all"] else tuple(FLAGS.metrics)
     try:
+        cfg_eval = evaluator.EvalConfig(
+            metrics=names, per_class=FLAGS.per_class, continuous_samples=FLAGS.continuous_samples,
+            judge_fd_samples=FLAGS.fid_samples, num_samples=FLAGS.num_samples, kid_subsets=FLAGS.kid_subsets,
+            kid_subset_size=FLAGS.kid_subset_size, is_splits=FLAGS.is_splits,
+            inception_weights=FLAGS.inception_weights).validate()
+        judge_cfg = judges.JudgeConfig(architecture=FLAGS.judge_architecture, epochs=FLAGS.judge_epochs)
+        judge_cfg.validate()
+        extractor, extractor_info = None, None
+        if cfg_eval.needs_inception:  # before anything is loaded or written
+            extractor = inception.imagenet_extractor(FLAGS.inception_weights, need_top="is" in names)
+            extractor_info = {"weights": inception.resolve_weights(FLAGS.inception_weights, "is" in names),
+                              "input_size": inception.INPUT_SIZE}
         cfg, model = rundir.load_run(FLAGS.run_dir, FLAGS.checkpoint)
         source = load_source(cfg.data)
         check_source_matches(source, cfg.latent, cfg.network.image_shape)
-        classifier, meta = evaluation.get_classifier(source, FLAGS.classifier_path)
-    except ValueError as e:  # e.g. a classifier file that is not a Keras model
+        found, category = {}, None
+        if "codes" in names or "judge_fd" in names:
+            found = judges.judges_for(cfg.latent.codes, source, judge_cfg, FLAGS.classifier_path)
+            category = judges.category_judge(cfg.latent.codes, found, source, judge_cfg)
+    except ValueError as e:  # e.g. a judge file that is not a Keras model
         raise cli.UsageError(str(e)) from None
     rd = rundir.RunDir(FLAGS.run_dir)
     out_dir = rd.evaluation
-    result = evaluation.evaluate_model(model, source, classifier, meta, FLAGS.per_class, FLAGS.fid_samples,
-                                       grids_dir=out_dir)
-    path = os.path.join(out_dir, f"eval_{result['step']:06d}.json")
-    write_text_atomic(path, json.dumps(result, indent=2) + "\n")
+    result = evaluator.evaluate(model, source, cfg_eval, found, category, extractor, grids_dir=out_dir,
+                                extractor_info=extractor_info)
+    result.update(factor_eval.built_data_scores(model, cfg.data.source))  # judge-free, on built data only
+    title = os.path.basename(os.path.normpath(FLAGS.run_dir))
+    json_path, md_path = evaluator.write_report(result, out_dir, title)
+    values = evaluator.scalars(result)
     writer = tf.summary.create_file_writer(rd.eval_logs)
     with writer.as_default(step=result["step"]):
-        for tag, value in evaluation.scalars(result).items():
+        for tag, value in values.items():
             tf.summary.scalar(tag, value)
     writer.flush()
-    for tag, value in sorted(evaluation.scalars(result).items()):
-        print(f"{tag}: {value:.4f}")
-    print(f"classifier's own accuracy on the train split: {meta.get('validation_accuracy_on_train_split', float('nan')):.4f}")
-    print(f"written: {path}")
+    print(evaluator.markdown_report(result, title))
+    print(f"written: {json_path}, {md_path}")
     return 0
 
 

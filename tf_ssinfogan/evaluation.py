@@ -5,9 +5,11 @@
 2. For every categorical code, the best code-to-class assignment (Hungarian, `scipy.optimize`) and the mapped
    accuracy, so that unsupervised codes (plain InfoGAN) compare with semi-supervised ones.
 3. Q_ss accuracy on the real test split.
-4. Frechet distance between real and generated images in the classifier's feature space (FID-style).
+4. Frechet distance between real and generated images in the classifier's feature space (FID-style; offline).
 5. The information lower bounds L_I = E[log Q(c|x)] + H(c) against H(c) (Eqs. 2-4).
 6. Latent traversal grids, one PNG per code.
+
+Every dataset and code kind (binary, continuous, per-column judges) and FID/KID/IS: `evaluator.py`.
 """
 
 from __future__ import annotations
@@ -21,9 +23,8 @@ import hashlib
 import keras
 import numpy as np
 import tensorflow as tf
-from scipy import linalg, optimize
 
-from tf_ssinfogan import losses, rundir, visualize
+from tf_ssinfogan import losses, metrics, rundir, visualize
 from tf_ssinfogan.data import test_dataset
 from tf_ssinfogan.images import float_to_uint8
 from tf_ssinfogan.latents import first_enumerable, kind_of
@@ -159,32 +160,8 @@ def get_classifier(source: ArraySource, path: str = "", label_key: str = "label"
 
 
 # ------------------------------------------------------------------------------------------------ metrics
-def hungarian_mapping(code_values, predicted_classes, num_codes: int, num_classes: int):
-    """Best one-to-one assignment of code values to classes (maximises agreement).
-
-    Returns (mapping: array code value -> class, mapped accuracy, confusion [codes, classes]).
-    """
-    code_values = np.asarray(code_values, np.int64)
-    predicted_classes = np.asarray(predicted_classes, np.int64)
-    confusion = np.zeros((num_codes, num_classes), np.int64)
-    np.add.at(confusion, (code_values, predicted_classes), 1)
-    rows, cols = optimize.linear_sum_assignment(-confusion)
-    mapping = np.full(num_codes, -1, np.int64)
-    mapping[rows] = cols
-    return mapping, float(confusion[rows, cols].sum()) / max(len(code_values), 1), confusion
-
-
-def frechet_distance(features_a, features_b) -> float:
-    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) of two feature sets [N, F] (FID's formula)."""
-    a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    s_a, s_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    covmean = linalg.sqrtm(s_a.dot(s_b))
-    if not np.isfinite(covmean).all():  # near-singular product: regularise as the FID reference does
-        eps = 1e-6 * np.eye(s_a.shape[0])
-        covmean = linalg.sqrtm((s_a + eps).dot(s_b + eps))
-    covmean = np.real(covmean)
-    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(s_a) + np.trace(s_b) - 2.0 * np.trace(covmean))
+hungarian_mapping = metrics.hungarian_mapping  # moved to metrics.py; the old names stay
+frechet_distance = metrics.frechet_distance
 
 
 def _to_unit(model, images):

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from tf_ssinfogan import callbacks as cb
 from tf_ssinfogan import data as data_lib
-from tf_ssinfogan import evaluation, preemption, rundir, serving, sources
+from tf_ssinfogan import evaluation, evaluator, judges, preemption, rundir, serving, sources
 from tf_ssinfogan.config import ConfigError, ExperimentConfig
 
 log = logging.getLogger("tf_ssinfogan")
@@ -110,9 +110,10 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
             agree=preemption.make_agreement(strategy), is_chief=chief)
         callbacks = [preemption.MetricStateResume(model, mid_epoch=start % spe != 0), *callbacks, guard]
         if t.eval_every_epochs and chief:
-            classifier, meta = evaluation.get_classifier(source, t.classifier_path)
-            callbacks.insert(4, evaluation.EvaluationCallback(
-                source, classifier, meta, rd.eval_logs, t.eval_every_epochs, history_path=rd.eval_history))
+            found = judges.judges_for(cfg.latent.codes, source, judges.JudgeConfig(), t.classifier_path)
+            callbacks.insert(4, evaluator.EvaluationCallback(
+                source, found, judges.category_judge(cfg.latent.codes, found, source), rd.eval_logs,
+                t.eval_every_epochs, history_path=rd.eval_history))
         with guard.signals:  # SIGTERM/SIGINT: finish the step, checkpoint it, raise preemption.Preempted
             if t.loop == "custom" or t.strategy == "multi_worker":  # Keras 3 fit fails under multi-worker
                 from tf_ssinfogan.loop import run_custom_loop

@@ -1,0 +1,397 @@
+"""One evaluation of a generator, for any dataset and code kinds, and its report (JSON + Markdown).
+
+Metric groups (`EvalConfig.metrics`):
+  codes    - per semi-supervised code, its judge's score of class/bit/value-conditioned samples and Q's score on
+             real test images (`code_kinds.KINDS`); unsupervised categorical codes get the Hungarian-mapped
+             accuracy against a categorical judge of the data, when there is one.
+  judge_fd - Frechet distance between real test images and samples in a judge's 128-d 'features' layer
+             (offline; comparable only between runs on the same data and judge).
+  info     - the information lower bounds L_I = E[log Q(c|x)] + H(c) next to H(c) (InfoGAN, Eqs. 2-4).
+  fid, kid, is - FID (Heusel et al. 2017), KID (Binkowski et al. 2018) on InceptionV3 pool features and the
+             Inception Score (Salimans et al. 2016) of the samples, `num_samples` each (`inception.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Callable, Dict, Optional, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_ssinfogan import code_kinds, evaluation, metrics
+from tf_ssinfogan.latents import kind_of
+from tf_ssinfogan.config import ConfigError
+from tf_ssinfogan.data import test_dataset
+from tf_ssinfogan.images import float_to_uint8
+from tf_ssinfogan.sources import ArraySource
+from tf_ssinfogan.fileio import write_text_atomic
+
+METRICS = ("codes", "judge_fd", "info", "fid", "kid", "is")
+OFFLINE_METRICS = ("codes", "judge_fd", "info")
+INCEPTION_METRICS = ("fid", "kid", "is")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """What one evaluation computes and with how many samples."""
+
+    metrics: Tuple[str, ...] = OFFLINE_METRICS
+    per_class: int = 128  # samples per code value (categorical) or per bit value (binary); the paper: 128
+    continuous_samples: int = 1000  # samples for the correlation of a continuous code with its judge
+    judge_fd_samples: int = 2000  # real and generated images for the judge-feature Frechet distance
+    num_samples: int = 10000  # real (at most the test split) and generated images for FID, KID and IS
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    is_splits: int = 10
+    inception_weights: str = ""  # '' = the Keras cache
+    seed: int = 0
+
+    def validate(self) -> "EvalConfig":
+        unknown = [m for m in self.metrics if m not in METRICS]
+        if unknown or not self.metrics:
+            raise ConfigError(f"metrics {list(self.metrics)}: each must be one of {', '.join(METRICS)}")
+        for name in ("per_class", "continuous_samples", "judge_fd_samples", "kid_subsets", "is_splits"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("num_samples", "kid_subset_size"):
+            if getattr(self, name) < 2:
+                raise ConfigError(f"{name} must be >= 2, got {getattr(self, name)}")
+        return self
+
+    @property
+    def needs_inception(self) -> bool:
+        return any(m in INCEPTION_METRICS for m in self.metrics)
+
+
+def _sample_uint8(model, num: int, seed, batch_size: int = 500) -> np.ndarray:
+    latents = model.latent_space.sample(num, tf.constant(seed))
+    unit = code_kinds.generate_unit(model, latents, batch_size)
+    return float_to_uint8(unit, (0.0, 1.0)).numpy()
+
+
+def _real_subset(source: ArraySource, num: int, seed: int) -> np.ndarray:
+    n = min(num, len(source.test_images))
+    idx = np.sort(np.random.RandomState(seed).permutation(len(source.test_images))[:n])
+    return source.test_images[idx]
+
+
+def q_on_real(model, source: ArraySource, batch_size: int = 500) -> Dict[str, dict]:
+    """Q's score on the labelled real test images, per semi-supervised code (`code_kinds.KINDS[kind].q_on_real`)."""
+    codes = list(model.ss_codes)
+    if not codes:
+        return {}
+    outs = {c.name: [] for c in codes}
+    for images, _ in test_dataset(source, batch_size, model.network_config.data_range):
+        q = model.classify(images)
+        for c in codes:
+            outs[c.name].append(np.asarray(q[c.name]))
+    result = {}
+    for c in codes:
+        y = np.asarray(source.test_labels[c.label])
+        keep = code_kinds.known_rows(y, c.kind)
+        if not keep.any():
+            result[c.name] = {"unavailable": f"no known {c.label!r} labels in the test split"}
+            continue
+        result[c.name] = {**code_kinds.KINDS[c.kind].q_on_real(np.concatenate(outs[c.name])[keep], y[keep], c),
+                          "examples": int(keep.sum())}
+    return result
+
+
+def _judge_summary(judge) -> dict:
+    return {"path": judge.path, "label": judge.meta.get("label"), "architecture": judge.meta.get("architecture"),
+            "held_out": judge.held_out, "held_out_split": judge.meta.get("held_out_split", "train"),
+            "held_out_examples": judge.meta.get("held_out_examples")}
+
+
+def code_metrics(model, judges: Dict[str, object], cfg: EvalConfig, category_judge=None) -> Dict[str, dict]:
+    """Per code: the judge's score of samples (see code_kinds) and the judge's own held-out figure."""
+    out = {}
+    for i, code in enumerate(model.latent_config.codes):
+        kind = code_kinds.KINDS[code.kind]
+        seed = (cfg.seed, 3 + i)
+        entry = {"kind": code.kind, "dim": code.dim, "label": code.label, "semi_supervised": code.semi_supervised}
+        judge = judges.get(code.name) if code.semi_supervised else (
+            category_judge if kind_of(code).enumerable else None)
+        if judge is None:
+            if code.semi_supervised or kind_of(code).enumerable:
+                entry["judge"] = {"unavailable": "no categorical label column in the data to map this code onto"}
+                out[code.name] = entry
+            continue
+        if isinstance(judge, Exception):
+            entry["judge"] = {"unavailable": str(judge)}
+            out[code.name] = entry
+            continue
+        n = cfg.continuous_samples if code.kind == "continuous" else cfg.per_class
+        entry["samples"] = kind.on_samples(model, code, judge.model, n, seed)
+        entry["judge"] = _judge_summary(judge)
+        out[code.name] = entry
+    return out
+
+
+def judge_frechet_distance(model, judge, source: ArraySource, num: int, seed: int = 0) -> dict:
+    """Frechet distance in the judge's 'features' layer between real test images and samples (offline)."""
+    features = keras.Model(judge.model.inputs, judge.model.get_layer("features").output)
+    real = _real_subset(source, num, seed)
+    fake = _sample_uint8(model, len(real), (seed, 4))
+
+    def feats(x):
+        return features.predict(tf.cast(x, tf.float32) / 255.0, batch_size=500, verbose=0)
+
+    return {"value": metrics.frechet_distance(feats(real), feats(fake)), "samples": int(len(real)),
+            "judge": judge.path, "judge_label": judge.meta.get("label")}
+
+
+def inception_metrics(model, source: ArraySource, cfg: EvalConfig,
+                      extractor: Callable[[np.ndarray], Dict[str, np.ndarray]]) -> dict:
+    """FID, KID and IS (those in cfg.metrics) of `cfg.num_samples` samples against the real test images."""
+    want = [m for m in cfg.metrics if m in INCEPTION_METRICS]
+    real = _real_subset(source, cfg.num_samples, cfg.seed)
+    fake = _sample_uint8(model, cfg.num_samples, (cfg.seed, 6))
+    f_fake = extractor(fake)
+    out = {"fake_samples": int(len(fake)), "real_samples": int(len(real)),
+           "feature_dim": int(f_fake["pool"].shape[-1]), "is_splits": cfg.is_splits}
+    if "fid" in want or "kid" in want:
+        f_real = extractor(real)
+        if "fid" in want:
+            out["fid"] = metrics.frechet_distance(f_real["pool"], f_fake["pool"])
+        if "kid" in want:
+            mean, std = metrics.kernel_inception_distance(f_real["pool"], f_fake["pool"], cfg.kid_subsets,
+                                                          cfg.kid_subset_size, cfg.seed)
+            out["kid"] = {"mean": mean, "std": std, "subsets": cfg.kid_subsets,
+                          "subset_size": min(cfg.kid_subset_size, len(real), len(fake))}
+        if "is" in want and "probs" in f_real:
+            out["inception_score_real"] = dict(zip(("mean", "std"), metrics.inception_score(f_real["probs"],
+                                                                                           cfg.is_splits)))
+    if "is" in want:
+        if "probs" not in f_fake:
+            raise ConfigError("the Inception Score needs an extractor with a classification head ('probs')")
+        out["inception_score"] = dict(zip(("mean", "std"), metrics.inception_score(f_fake["probs"], cfg.is_splits)))
+    return out
+
+
+def evaluate(model, source: ArraySource, cfg: EvalConfig = EvalConfig(), judges: Optional[dict] = None,
+             category_judge=None, extractor=None, grids_dir: str = "", step: Optional[int] = None,
+             extractor_info: Optional[dict] = None) -> dict:
+    """Every metric of `cfg.metrics` for one model. `judges`: code name -> Judge (or the reason it has none),
+    from `judges.judges_for`; `extractor`: uint8 images -> {'pool', 'probs'} (e.g.
+    `inception.imagenet_extractor()`), needed for fid/kid/is. Writes traversal grids to `grids_dir` if given."""
+    cfg.validate()
+    judges = judges or {}
+    result = {"step": model.current_step() if step is None else step, "metrics": list(cfg.metrics)}
+    if "codes" in cfg.metrics:
+        result["codes"] = code_metrics(model, judges, cfg, category_judge)
+        result["q_real"] = q_on_real(model, source)
+        # the figures of earlier versions, under their old names
+        result["q_ss_test_accuracy"] = {k: v["value"] for k, v in result["q_real"].items()
+                                        if v.get("metric") == "accuracy"}
+        result["class_conditioned"] = {k: {**v["samples"], "semi_supervised": v["semi_supervised"]}
+                                       for k, v in result["codes"].items()
+                                       if v["kind"] == "categorical" and "samples" in v}
+        first = _first_judge(model, judges, category_judge)
+        if first is not None:
+            result["classifier"] = dict(first.meta)
+    if "judge_fd" in cfg.metrics:
+        first = _first_judge(model, judges, category_judge)
+        result["judge_frechet_distance"] = (
+            judge_frechet_distance(model, first, source, cfg.judge_fd_samples, cfg.seed) if first is not None
+            else {"unavailable": "no judge (no semi-supervised code and no categorical 'label' column)"})
+    if "info" in cfg.metrics:
+        result["information_bounds"] = evaluation.information_bounds(model)
+    if cfg.needs_inception:
+        if extractor is None:
+            raise ConfigError("fid/kid/is need an InceptionV3 extractor (inception.imagenet_extractor)")
+        result["inception"] = {**(extractor_info or {}), **inception_metrics(model, source, cfg, extractor)}
+    if grids_dir:
+        from tf_ssinfogan.callbacks import write_code_grids
+
+        result["traversal_grids"] = write_code_grids(model, grids_dir, result["step"])
+    return result
+
+
+def _first_judge(model, judges, category_judge):
+    """The judge whose features the offline distance uses: the first categorical code's, else any code's."""
+    ordered = sorted(model.ss_codes, key=lambda c: not kind_of(c).enumerable)
+    for code in ordered:
+        j = judges.get(code.name)
+        if j is not None and not isinstance(j, Exception):
+            return j
+    return category_judge
+
+
+# ---------------------------------------------------------------------------------------------- reporting
+def scalars(result: dict) -> Dict[str, float]:
+    """Flat 'Eval/...' -> value view of a result (TensorBoard tags, eval_history.jsonl)."""
+    out = {}
+    for code, r in result.get("q_real", {}).items():
+        if "value" in r:
+            name = "q_ss_test_accuracy" if r["metric"] == "accuracy" else f"q_ss_test_{r['metric']}"
+            out[f"Eval/{name}/{code}"] = r["value"]
+    for code, r in result.get("codes", {}).items():
+        s = r.get("samples")
+        if not s:
+            continue
+        if r["kind"] == "categorical":
+            if np.isfinite(s["accuracy"]) and r["semi_supervised"]:
+                out[f"Eval/classifier_accuracy/{code}"] = s["accuracy"]
+            out[f"Eval/classifier_mapped_accuracy/{code}"] = s["mapped_accuracy"]
+        elif r["kind"] == "binary":
+            out[f"Eval/judge_balanced_accuracy/{code}"] = s["value"]
+        else:
+            out[f"Eval/judge_pearson/{code}"] = s["value"]
+            out[f"Eval/judge_spearman/{code}"] = s["spearman_mean"]
+    if "value" in result.get("judge_frechet_distance", {}):
+        out["Eval/judge_frechet_distance"] = result["judge_frechet_distance"]["value"]
+    inc = result.get("inception", {})
+    if "fid" in inc:
+        out["Eval/fid"] = inc["fid"]
+    if "kid" in inc:
+        out["Eval/kid"] = inc["kid"]["mean"]
+    if "inception_score" in inc:
+        out["Eval/inception_score"] = inc["inception_score"]["mean"]
+    for code, r in result.get("information_bounds", {}).items():
+        out[f"Eval/information_bound/{code}"] = r["lower_bound"]
+    for code, r in result.get("colour_codes", {}).items():
+        out[f"Eval/pixel_colour_accuracy/{code}"] = r["accuracy"]
+    sprites = result.get("sprite_factors", {})
+    for code, r in sprites.get("codes", {}).items():
+        out[f"Eval/pixel_factor_{'pearson' if 'pearson' in r else 'accuracy'}/{code}"] = r.get("pearson",
+                                                                                           r.get("accuracy"))
+    if "mig" in sprites:
+        out["Eval/mig"] = sprites["mig"]
+    return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
+
+
+def _fmt(v, pct=False) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "n/a"
+    return f"{100 * v:.2f}%" if pct else f"{v:.4g}"
+
+
+def _judge_text(j: dict) -> str:
+    if "unavailable" in j:
+        return f"no judge: {j['unavailable']}"
+    h = j.get("held_out", {})
+    pct = h.get("metric") in ("accuracy", "balanced_accuracy")
+    return (f"`{j.get('label')}` judge ({j.get('architecture')}): {h.get('metric', '?')} "
+            f"{_fmt(h.get('value'), pct)} on {j.get('held_out_examples')} held-out {j.get('held_out_split')} images")
+
+
+_SAMPLE_TEXT = {"categorical": "judge accuracy on class-conditioned samples (value i = class i)",
+                "binary": "judge balanced accuracy, samples with the bit at 0 and at 1",
+                "continuous": "Pearson / Spearman: code fed to G vs judge's reading"}
+
+
+def markdown_report(result: dict, title: str = "") -> str:
+    """A short Markdown table of every metric in `result`, each judge's own held-out figure beside its score."""
+    lines = [f"# Evaluation{': ' + title if title else ''}, step {result['step']}", "",
+             "| metric | code | value | judge's own figure |", "|---|---|---|---|"]
+    for code, r in result.get("codes", {}).items():
+        j = r.get("judge", {})
+        s = r.get("samples")
+        if s is None:
+            what = _SAMPLE_TEXT[r["kind"]] if r["semi_supervised"] else "Hungarian-mapped accuracy (unsupervised code)"
+            lines.append(f"| {what} | {code} | n/a | {_judge_text(j)} |")
+            continue
+        if r["kind"] == "categorical":
+            if r["semi_supervised"]:
+                lines.append(f"| {_SAMPLE_TEXT['categorical']} | {code} | {_fmt(s['accuracy'], True)} | "
+                             f"{_judge_text(j)} |")
+            lines.append(f"| Hungarian-mapped accuracy ({'semi-supervised' if r['semi_supervised'] else 'unsupervised'}"
+                         f" code) | {code} | {_fmt(s['mapped_accuracy'], True)} | {_judge_text(j)} |")
+        elif r["kind"] == "binary":
+            per = ", ".join(_fmt(v, True) for v in s["per_dim"]) if len(s["per_dim"]) > 1 else ""
+            lines.append(f"| {_SAMPLE_TEXT['binary']} | {code} | {_fmt(s['value'], True)}"
+                         f"{' (' + per + ')' if per else ''} | {_judge_text(j)} |")
+        else:
+            lines.append(f"| {_SAMPLE_TEXT['continuous']} | {code} | {_fmt(s['value'])} / "
+                         f"{_fmt(s['spearman_mean'])} | {_judge_text(j)} |")
+    for code, r in result.get("q_real", {}).items():
+        what = {"accuracy": "Q accuracy on real test images", "r2": "Q R^2 on real test images"}[r.get("metric",
+                                                                                                     "accuracy")]
+        value = _fmt(r["value"], r["metric"] == "accuracy") if "value" in r else f"n/a ({r.get('unavailable')})"
+        lines.append(f"| {what} | {code} | {value} | - |")
+    fd = result.get("judge_frechet_distance")
+    if fd:
+        lines.append(f"| Frechet distance in the judge's 128-d features ({fd.get('samples', 0)} real vs generated; "
+                     f"offline, not FID) | | {_fmt(fd.get('value'))} | `{fd.get('judge_label')}` judge |")
+    inc = result.get("inception", {})
+    n = f"{inc.get('real_samples')} real vs {inc.get('fake_samples')} generated"
+    weights = inc.get("weights", "")
+    if "fid" in inc:
+        lines.append(f"| FID (InceptionV3 pool, {n}) | | {_fmt(inc['fid'])} | weights `{weights}` |")
+    if "kid" in inc:
+        lines.append(f"| KID x 1000 ({inc['kid']['subsets']} subsets of {inc['kid']['subset_size']}) | | "
+                     f"{_fmt(1000 * inc['kid']['mean'])} +- {_fmt(1000 * inc['kid']['std'])} | |")
+    if "inception_score" in inc:
+        real = inc.get("inception_score_real")
+        lines.append(f"| Inception Score ({inc['fake_samples']} samples, {inc.get('is_splits', '?')} splits) | | "
+                     f"{_fmt(inc['inception_score']['mean'])} +- {_fmt(inc['inception_score']['std'])} | "
+                     f"{'real test images: ' + _fmt(real['mean']) if real else ''} |")
+    for code, r in result.get("information_bounds", {}).items():
+        lines.append(f"| information lower bound L_I (max H(c)) | {code} | {r['lower_bound']:.3f} "
+                     f"({r['entropy']:.3f}) | |")
+    for code, r in result.get("colour_codes", {}).items():
+        lines.append(f"| colour of class-conditioned samples read from their pixels | {code} | "
+                     f"{_fmt(r['accuracy'], True)} | no judge (pixels) |")
+    sprites = result.get("sprite_factors")
+    if sprites:
+        for code, r in sprites["codes"].items():
+            value = (f"{_fmt(r['pearson'])} / {_fmt(r['spearman'])}" if "pearson" in r else _fmt(r["accuracy"], True))
+            what = "Pearson / Spearman" if "pearson" in r else "accuracy"
+            lines.append(f"| code vs {r['factor']} measured on {sprites['samples']} samples ({what}) | {code} | "
+                         f"{value} | no judge (pixels) |")
+        lines.append(f"| mutual information gap (every code vs the measured factors) | | {_fmt(sprites['mig'])} | |")
+    grids = result.get("traversal_grids", [])
+    if grids:
+        lines += ["", "Traversal grids:", ""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in grids]
+    return "\n".join(lines) + "\n"
+
+
+def _json_default(v):
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    raise TypeError(f"not JSON serialisable: {type(v)}")
+
+
+def write_report(result: dict, out_dir: str, title: str = "") -> Tuple[str, str]:
+    """eval_<step>.json and report_<step>.md (and report.md, the latest) in `out_dir`, each written atomically."""
+    step = int(result["step"])
+    json_path = write_text_atomic(os.path.join(out_dir, f"eval_{step:06d}.json"),
+                                  json.dumps(result, indent=2, default=_json_default) + "\n")
+    md = markdown_report(result, title)
+    md_path = write_text_atomic(os.path.join(out_dir, f"report_{step:06d}.md"), md)
+    write_text_atomic(os.path.join(out_dir, "report.md"), md)
+    return json_path, md_path
+
+
+class EvaluationCallback(keras.callbacks.Callback):
+    """Runs `evaluate` every `every_epochs` epochs; logs its scalars to TensorBoard and one JSON line each to
+    `history_path` (convergence curves)."""
+
+    def __init__(self, source: ArraySource, judges: dict, category_judge, log_dir: str, every_epochs: int,
+                 cfg: EvalConfig = EvalConfig(per_class=64, judge_fd_samples=1000), history_path: str = "",
+                 extractor=None):
+        super().__init__()
+        self.source, self.judges, self.category_judge, self.cfg = source, judges, category_judge, cfg
+        self.every, self.extractor = every_epochs, extractor
+        self.writer = tf.summary.create_file_writer(log_dir)
+        self.history_path = history_path
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        result = evaluate(self.model, self.source, self.cfg, self.judges, self.category_judge, self.extractor)
+        values = scalars(result)
+        with self.writer.as_default(step=result["step"]):
+            for tag, value in values.items():
+                tf.summary.scalar(tag, value)
+        self.writer.flush()
+        if self.history_path:
+            with open(self.history_path, "a") as f:  # one JSON line per evaluation
+                f.write(json.dumps({"step": result["step"], **values}) + "\n")
