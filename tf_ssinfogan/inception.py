@@ -109,6 +109,8 @@ class InceptionExtractor:
     def __call__(self, images_uint8) -> Dict[str, np.ndarray]:
         parts: Dict[str, list] = {}
         images_uint8 = np.asarray(images_uint8)
+        if images_uint8.shape[-1] == 1:  # here, not in the traced function: a relaxed trace has no channel count
+            images_uint8 = np.repeat(images_uint8, 3, axis=-1)
         for i in range(0, len(images_uint8), self.batch_size):
             out = self._forward(images_uint8[i:i + self.batch_size])
             for k, v in out.items():
