@@ -69,3 +69,13 @@ def test_weights_come_from_a_file_or_the_keras_cache_and_load(tmp_path, monkeypa
     x = np.random.RandomState(0).randint(0, 256, (4, 32, 32, 3)).astype(np.uint8)
     want = net.predict(loaded.preprocess(x), verbose=0)
     np.testing.assert_allclose(loaded(x)["pool"], want, rtol=1e-4, atol=1e-6)
+
+
+def test_images_of_any_size_and_channel_count_in_any_order(inception75):
+    """Colour images of two sizes, then grey ones (traced once shapes vary): grey equals its RGB repetition."""
+    rng = np.random.RandomState(4)
+    for shape in [(3, 32, 32, 3), (5, 40, 36, 3), (4, 28, 28, 1)]:
+        x = rng.randint(0, 256, shape).astype(np.uint8)
+        out = inception75(x)["pool"]
+        assert out.shape == (shape[0], 2048)
+    np.testing.assert_allclose(out, inception75(np.repeat(x, 3, axis=-1))["pool"], rtol=1e-5, atol=1e-7)

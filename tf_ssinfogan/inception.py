@@ -2,10 +2,10 @@
 
 The network is `keras.applications.InceptionV3` (Szegedy et al. 2016) with ImageNet weights: FID and KID use
 its 2048-d global-average-pool features, the Inception Score its 1000-way softmax. Images are resized to
-299x299 (bilinear, from uint8 values) and scaled to [-1, 1] (`inception_v3.preprocess_input`); grey images
-are repeated to 3 channels. These are the conventions of TF-GAN and clean-fid's Keras/TF path; pytorch-fid
-uses a port of the 2015 TF graph (1008 logits), so its FIDs differ slightly from these: compare figures
-computed with the same network.
+299x299 (bilinear, from uint8 values) and scaled to [-1, 1] (`inception_v3.preprocess_input`), as TF-GAN
+prepares them; grey images are repeated to 3 channels. The network differs from the one TF-GAN, pytorch-fid
+and clean-fid use (the 2015 TF Inception graph, 1008 logits), so absolute FIDs differ somewhat from theirs:
+compare figures computed with the same network.
 
 The weights are never downloaded here: they come from a file (`weights_path`) or the Keras cache
 (`$KERAS_HOME/models/`, `~/.keras/models/` by default), where `keras.applications.InceptionV3(weights=
@@ -109,6 +109,8 @@ class InceptionExtractor:
     def __call__(self, images_uint8) -> Dict[str, np.ndarray]:
         parts: Dict[str, list] = {}
         images_uint8 = np.asarray(images_uint8)
+        if images_uint8.shape[-1] == 1:  # here, not in the traced function: a relaxed trace has no channel count
+            images_uint8 = np.repeat(images_uint8, 3, axis=-1)
         for i in range(0, len(images_uint8), self.batch_size):
             out = self._forward(images_uint8[i:i + self.batch_size])
             for k, v in out.items():
