@@ -125,6 +125,10 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous_with_a_warning(tmp
     assert restore(lost_state).endswith("ckpt-8") and model.current_step() == 8
     assert tf.train.CheckpointManager(cb.make_checkpoint(model), lost_state, 3).latest_checkpoint is None  # no raise
 
+    legacy = str(tmp_path / "legacy")  # written before the metrics were saved: still resumes
+    tf.train.CheckpointManager(cb.make_checkpoint(model, with_metrics=False), legacy, 3).save(checkpoint_number=8)
+    assert restore(legacy).endswith("ckpt-8")
+
     for name in os.listdir(truncated):  # every checkpoint damaged: a clear error, nothing deleted
         if ".data-" in name:
             os.truncate(os.path.join(truncated, name), 100)

@@ -154,11 +154,13 @@ def test_sigterm_at_random_points_loses_no_step_and_a_damaged_newest_checkpoint_
             proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=err)
         state = run_dir / "checkpoints" / "checkpoint"
         start_mtime = state.stat().st_mtime if state.exists() else 0
-        deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None:  # until this process saved (its first step)
-            if state.exists() and state.stat().st_mtime > start_mtime:
+        deadline = time.time() + 600  # a loaded machine can take minutes to import and build
+        while time.time() < deadline and proc.poll() is None:  # until this process trained and saved a step
+            if "now checkpoint the current step" in log.read_text() and state.exists() and \
+                    state.stat().st_mtime > start_mtime:
                 break
-            time.sleep(0.05)
+            time.sleep(0.1)
+        assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
         time.sleep(rng.uniform(0.0, 1.5))  # then anywhere: mid-step, mid-save
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=120) == 75, log.read_text()[-3000:]  # the distinct "preempted" status
