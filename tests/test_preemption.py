@@ -22,7 +22,8 @@ from conftest import tiny_config, tiny_source
 
 def _config(tmp_path, name, **train):
     cfg = tiny_config(tmp_path, export_at_end=False)
-    train = {"steps": 8, "steps_per_epoch": 4, "grid_every_epochs": 100, **train}  # checkpoints at the epoch ends, steps 4 and 8
+    # epochs of 4 steps: checkpoints at the epoch ends, steps 4 and 8
+    train = {"steps": 8, "steps_per_epoch": 4, "grid_every_epochs": 100, **train}
     return dataclasses.replace(cfg, run_dir=str(tmp_path / name), train=dataclasses.replace(cfg.train, **train))
 
 

@@ -183,7 +183,7 @@ def test_sigterm_at_random_points_loses_no_step_and_a_damaged_newest_checkpoint_
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"checkpoint {newest} cannot be read; resuming from the previous one" in done.stderr
     (ck_a, a), (ck_b, b) = _weights(str(run_dir)), straight
-    assert ck_a.endswith(f"ckpt-{STEPS}") and a.keys() == b.keys()
+    assert ck_a.endswith(f"ckpt-{STEPS}") and ck_b.endswith(f"ckpt-{STEPS}") and a.keys() == b.keys()
     for name in a:  # stopped, damaged and resumed equals uninterrupted
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
     print("SIGTERM stops (start step, stop step):", stops)
