@@ -22,7 +22,8 @@ from conftest import tiny_config, tiny_source
 
 def _config(tmp_path, name, **train):
     cfg = tiny_config(tmp_path, export_at_end=False)
-    train = {"steps": 8, "steps_per_epoch": 4, "grid_every_epochs": 100, **train}  # checkpoints at the epoch ends, steps 4 and 8
+    # epochs of 4 steps: checkpoints at the epoch ends, steps 4 and 8
+    train = {"steps": 8, "steps_per_epoch": 4, "grid_every_epochs": 100, **train}
     return dataclasses.replace(cfg, run_dir=str(tmp_path / name), train=dataclasses.replace(cfg.train, **train))
 
 
@@ -124,6 +125,10 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous_with_a_warning(tmp
         f.write("model_checkpoint_path: \"ckpt-")  # the state file cut short: the files are listed instead
     assert restore(lost_state).endswith("ckpt-8") and model.current_step() == 8
     assert tf.train.CheckpointManager(rundir.make_checkpoint(model), lost_state, 3).latest_checkpoint is None  # no raise
+
+    legacy = str(tmp_path / "legacy")  # written before the metrics were saved: still resumes
+    tf.train.CheckpointManager(cb.make_checkpoint(model, with_metrics=False), legacy, 3).save(checkpoint_number=8)
+    assert restore(legacy).endswith("ckpt-8")
 
     for name in os.listdir(truncated):  # every checkpoint damaged: a clear error, nothing deleted
         if ".data-" in name:

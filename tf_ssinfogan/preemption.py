@@ -10,6 +10,10 @@
 - On resume the newest readable checkpoint is used: a damaged newest one is skipped with a warning naming
   both; if none can be read, `CheckpointError` and nothing is deleted.
 - A failed write (full disk, read-only or missing folder) raises `WriteError` naming the path.
+
+TensorFlow's `PreemptionCheckpointHandler` is not used: it saves one step after the signal, adds its own counter
+to the checkpoint, exits from inside its handler and watches SIGTERM only; the protocol here is the same idea
+(agree on a step, every worker saves it) over one all-reduce per step.
 """
 
 from __future__ import annotations
