@@ -127,7 +127,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous_with_a_warning(tmp
     assert tf.train.CheckpointManager(rundir.make_checkpoint(model), lost_state, 3).latest_checkpoint is None  # no raise
 
     legacy = str(tmp_path / "legacy")  # written before the metrics were saved: still resumes
-    tf.train.CheckpointManager(cb.make_checkpoint(model, with_metrics=False), legacy, 3).save(checkpoint_number=8)
+    tf.train.CheckpointManager(rundir.make_checkpoint(model, with_metrics=False), legacy, 3).save(checkpoint_number=8)
     assert restore(legacy).endswith("ckpt-8")
 
     for name in os.listdir(truncated):  # every checkpoint damaged: a clear error, nothing deleted
