@@ -75,15 +75,28 @@ class _MnistArchitecture:
         ]
 
 
+def _conv_trunk(cfg: NetworkConfig, widths):
+    """conv 4x4 s2 widths[0] +LReLU, then conv widths[i] +BN+LReLU for the others (layers conv<i+1>, bn<i+1>),
+    flattened."""
+    slope = cfg.leaky_relu_slope
+    out = [_conv(widths[0], cfg, name="conv1"), layers.LeakyReLU(slope)]
+    for i, w in enumerate(widths[1:], start=2):
+        out += [_conv(w, cfg, name=f"conv{i}"), _bn(cfg, f"bn{i}"), layers.LeakyReLU(slope)]
+    return out + [layers.Flatten()]
+
+
 def _d32_trunk(cfg: NetworkConfig):
     """conv 4x4 s2 64 +LReLU -> conv 128 +BN+LReLU -> conv 256 +BN+LReLU -> flatten (4*4*256 features)."""
-    slope = cfg.leaky_relu_slope
-    return [
-        _conv(64, cfg, name="conv1"), layers.LeakyReLU(slope),
-        _conv(128, cfg, name="conv2"), _bn(cfg, "bn2"), layers.LeakyReLU(slope),
-        _conv(256, cfg, name="conv3"), _bn(cfg, "bn3"), layers.LeakyReLU(slope),
-        layers.Flatten(),
-    ]
+    return _conv_trunk(cfg, (64, 128, 256))
+
+
+def _dcgan_generator(cfg: NetworkConfig, widths):
+    """DCGAN generator: FC 4*4*widths[0] +BN+ReLU -> upconv widths[i] +BN+ReLU ... -> upconv C -> output."""
+    out = [_dense(4 * 4 * widths[0], cfg, "fc1"), _bn(cfg, "bn1"), layers.ReLU(), layers.Reshape((4, 4, widths[0]))]
+    for i, w in enumerate(widths[1:], start=1):
+        out += [_conv(w, cfg, transpose=True, name=f"deconv{i}"), _bn(cfg, f"bn{i + 1}"), layers.ReLU()]
+    return out + [_conv(cfg.image_shape[2], cfg, transpose=True, name=f"deconv{len(widths)}"),
+                  layers.Activation(cfg.output_activation, dtype="float32")]
 
 
 class _InfoGAN32Architecture:
@@ -123,15 +136,7 @@ class _DCGAN32Architecture:
 
     @staticmethod
     def generator_layers(cfg: NetworkConfig):
-        c = cfg.image_shape[2]
-        return [
-            _dense(4 * 4 * 256, cfg, "fc1"), _bn(cfg, "bn1"), layers.ReLU(),
-            layers.Reshape((4, 4, 256)),
-            _conv(128, cfg, transpose=True, name="deconv1"), _bn(cfg, "bn2"), layers.ReLU(),
-            _conv(64, cfg, transpose=True, name="deconv2"), _bn(cfg, "bn3"), layers.ReLU(),
-            _conv(c, cfg, transpose=True, name="deconv3"),
-            layers.Activation(cfg.output_activation, dtype="float32"),
-        ]
+        return _dcgan_generator(cfg, (256, 128, 64))
 
     @staticmethod
     def trunk_layers(cfg: NetworkConfig):
@@ -149,27 +154,11 @@ class _DCGAN64Architecture:
 
     @staticmethod
     def generator_layers(cfg: NetworkConfig):
-        c = cfg.image_shape[2]
-        return [
-            _dense(4 * 4 * 512, cfg, "fc1"), _bn(cfg, "bn1"), layers.ReLU(),
-            layers.Reshape((4, 4, 512)),
-            _conv(256, cfg, transpose=True, name="deconv1"), _bn(cfg, "bn2"), layers.ReLU(),
-            _conv(128, cfg, transpose=True, name="deconv2"), _bn(cfg, "bn3"), layers.ReLU(),
-            _conv(64, cfg, transpose=True, name="deconv3"), _bn(cfg, "bn4"), layers.ReLU(),
-            _conv(c, cfg, transpose=True, name="deconv4"),
-            layers.Activation(cfg.output_activation, dtype="float32"),
-        ]
+        return _dcgan_generator(cfg, (512, 256, 128, 64))
 
     @staticmethod
     def trunk_layers(cfg: NetworkConfig):
-        slope = cfg.leaky_relu_slope
-        return [
-            _conv(64, cfg, name="conv1"), layers.LeakyReLU(slope),
-            _conv(128, cfg, name="conv2"), _bn(cfg, "bn2"), layers.LeakyReLU(slope),
-            _conv(256, cfg, name="conv3"), _bn(cfg, "bn3"), layers.LeakyReLU(slope),
-            _conv(512, cfg, name="conv4"), _bn(cfg, "bn4"), layers.LeakyReLU(slope),
-            layers.Flatten(),
-        ]
+        return _conv_trunk(cfg, (64, 128, 256, 512))
 
 
 ARCHITECTURES = {"mnist": _MnistArchitecture, "infogan32": _InfoGAN32Architecture, "dcgan32": _DCGAN32Architecture,
