@@ -91,5 +91,10 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+def run():
+    """Console script `tf-ssinfogan-export` (same flags as `python -m tf_ssinfogan.export`)."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

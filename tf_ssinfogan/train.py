@@ -205,5 +205,10 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+def run():
+    """Console script `tf-ssinfogan-train` (same flags as `python -m tf_ssinfogan.train`)."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -56,5 +56,10 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+def run():
+    """Console script `tf-ssinfogan-train-classifier` (same flags as `python -m tf_ssinfogan.train_classifier`)."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()
