@@ -265,6 +265,9 @@ class TrainConfig:
     # Evaluation during training (convergence curves): every N epochs, 0 = off. The independent classifier
     # is loaded from classifier_path ('' = the default cache path, trained on first use).
     eval_every_epochs: int = 0
+    # The final evaluation (eval.json) adds the independent classifier's accuracy on class-conditioned samples
+    # (the paper's metric; the classifier is trained and cached on first use, about a minute for MNIST).
+    final_classifier_eval: bool = False
     nan_policy: str = "stop"  # 'stop' at the first non-finite loss, or 'skip' such updates (one device only)
     deterministic: bool = False  # TF op determinism (with the seeds: bit-identical reruns on one machine)
     classifier_path: str = ""

@@ -4,7 +4,8 @@
   python -m tf_ssinfogan.export --run_dir=runs/mnist --export_base=/models --tflite
 
 Writes `<export_base>/<model_name>/<version>/` (SavedModel with the signatures serving_default, sample,
-traverse, classify, classify_uint8; see `tf_ssinfogan.serving`) with the next free version, and with --tflite
+traverse, classify, classify_uint8; see `tf_ssinfogan.serving`; model card in `assets.extra/`, with the metrics
+of the run's evaluation of that step, see `tf_ssinfogan.model_card`) with the next free version, and with --tflite
 `<export_base>/<model_name>_tflite/<version>/` (generator_<q>.tflite, classifier_<q>.tflite and
 tflite_report.json with sizes and max abs differences against the SavedModel; see `tf_ssinfogan.tflite`).
 Prints a JSON summary. Exits 2 with a message on bad input; nothing is left half-written. Flags live here
@@ -69,12 +70,16 @@ def main(argv):
     except (FileNotFoundError, ValueError, KeyError, TypeError, AssertionError, tf.errors.OpError) as e:
         print(f"error: cannot restore run {FLAGS.run_dir!r}: {e}", file=sys.stderr)
         return 2
+    from tf_ssinfogan import model_card, training
+
+    card = model_card.card_data(training.read_run_config(FLAGS.run_dir), int(model.step), FLAGS.run_dir)
     try:
-        path = serving.export_saved_model(model, export_base, FLAGS.model_name, version)
+        path = serving.export_saved_model(model, export_base, FLAGS.model_name, version, card=card)
     except (FileExistsError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    summary = {"saved_model": path, "signatures": list(serving.SIGNATURES), "step": int(model.step)}
+    summary = {"saved_model": path, "signatures": list(serving.SIGNATURES), "step": int(model.step),
+               "model_card": os.path.join(path, "assets.extra", "model_card.md")}
     if FLAGS.tflite:
         report = {}
         try:

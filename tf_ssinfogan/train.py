@@ -103,6 +103,9 @@ flags.DEFINE_bool("deterministic", _D.train.deterministic, "Enable TF op determi
                   "with the seeds, reruns and resumed runs give identical weights.")
 flags.DEFINE_integer("eval_every_epochs", _D.train.eval_every_epochs, "Evaluate (independent classifier, "
                      "Frechet distance, information bounds) every N epochs into logs/eval; 0 = off.")
+flags.DEFINE_bool("final_classifier_eval", _D.train.final_classifier_eval, "The final evaluation (eval.json) "
+                  "adds the independent classifier's accuracy on class-conditioned samples (trains and caches the "
+                  "classifier on first use).")
 flags.DEFINE_string("classifier_path", _D.train.classifier_path, "Independent classifier (.keras); empty = the "
                     "default cache path (trained on first use, see tf_ssinfogan.train_classifier).")
 flags.DEFINE_float("instance_noise_std", _D.train.instance_noise_std, "Initial std of the instance noise added "
@@ -153,6 +156,7 @@ def config_from_flags() -> ExperimentConfig:
             export_at_end=FLAGS.export_at_end, strategy=FLAGS.strategy, loop=FLAGS.loop, jit_compile=FLAGS.jit_compile,
             precision=FLAGS.precision,
             verbose=FLAGS.verbose, eval_every_epochs=FLAGS.eval_every_epochs,
+            final_classifier_eval=FLAGS.final_classifier_eval,
             deterministic=FLAGS.deterministic, nan_policy=FLAGS.nan_policy,
             classifier_path=FLAGS.classifier_path, instance_noise_std=FLAGS.instance_noise_std,
             instance_noise_schedule=FLAGS.instance_noise_schedule,
@@ -201,8 +205,18 @@ def main(argv):
     print(f"done: step {result.step} in {result.seconds:.1f} s; run folder {result.run_dir}")
     if result.eval:
         print(f"eval: {result.eval}")
+        for code, r in result.eval.get("class_conditioned", {}).items():
+            direct = r["semi_supervised"] and r["accuracy"] == r["accuracy"]  # not NaN
+            print(f"an independent classifier recognises the {'intended' if direct else 'best-matched'} class in "
+                  f"{100 * r['accuracy' if direct else 'mapped_accuracy']:.1f}% of {r['samples']} samples "
+                  f"conditioned on '{code}' ({os.path.join(result.run_dir, 'eval.json')})")
+        if result.eval.get("samples_by_class"):
+            print(f"samples, one row per class: {result.eval['samples_by_class']}")
+    print(f"grids over training: {os.path.join(result.run_dir, 'grids')}")
+    print(f"TensorBoard: tensorboard --logdir {os.path.join(result.run_dir, 'logs')}")
     if result.export_path:
-        print(f"exported: {result.export_path}")
+        print(f"exported: {result.export_path} (model card: "
+              f"{os.path.join(result.export_path, 'assets.extra', 'model_card.md')})")
     return 0
 
 

@@ -5,9 +5,11 @@ Run folder layout:
   checkpoints/         tf.train.CheckpointManager (G, D/Q, optimisers, step, latent RNG state)
   logs/                TensorBoard scalars and image grids
   grids/               fixed-latent grid PNGs per code, named by step
-  eval.json            final evaluation (Q_ss accuracy on the real test split)
+  data_info.json       the training data: counts, labelled images, class names, licence (model_card.py)
+  eval.json            final evaluation (Q_ss accuracy on the real test split; with final_classifier_eval
+                       the independent classifier's accuracy on class-conditioned samples)
   samples_by_class.png class-conditioned sample grid
-  export/ssinfogan/<v>/ SavedModel: generator and Q signatures (docs/serving.md)
+  export/ssinfogan/<v>/ SavedModel: generator and Q signatures (docs/serving.md), model card in assets.extra/
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import tensorflow as tf
 from tf_ssinfogan import callbacks as cb
 from tf_ssinfogan import data as data_lib
 from tf_ssinfogan import evaluation
+from tf_ssinfogan import model_card
 from tf_ssinfogan.config import ConfigError, ExperimentConfig
 from tf_ssinfogan.fileio import write_text_atomic
 from tf_ssinfogan.model import SSInfoGAN, precision_policy
@@ -145,6 +148,7 @@ def train(cfg: ExperimentConfig, source: Optional[data_lib.ArraySource] = None,
     if chief:
         os.makedirs(cfg.run_dir, exist_ok=True)
         write_text_atomic(os.path.join(cfg.run_dir, "config.json"), cfg.to_json() + "\n")
+        model_card.write_data_info(cfg.run_dir, model_card.data_facts(cfg, source, stream.num_labelled))
     with strategy.scope():
         model = build_model(cfg, stream.labelled_ratio)
     ckpt = cb.make_checkpoint(model)
@@ -161,6 +165,14 @@ def train(cfg: ExperimentConfig, source: Optional[data_lib.ArraySource] = None,
     if start % t.steps_per_epoch:
         raise ConfigError(f"checkpoint step {start} is not at an epoch boundary of {t.steps_per_epoch} steps")
     total_epochs = t.steps // t.steps_per_epoch
+    classifier = classifier_meta = None
+    eval_path = os.path.join(cfg.run_dir, "eval.json")
+    if chief and (t.eval_every_epochs and start < t.steps or t.final_classifier_eval and not os.path.exists(eval_path)):
+        label, classes = evaluation.classifier_target(cfg.latent) or ("label", 10)
+        t_classifier = time.perf_counter()
+        classifier, classifier_meta = evaluation.get_classifier(source, t.classifier_path, label, classes)
+        log.info("independent classifier ready in %.1f s (accuracy on the train split: %.4f)",
+                 time.perf_counter() - t_classifier, classifier_meta.get("validation_accuracy_on_train_split", -1))
     initial_epoch = start // t.steps_per_epoch
     t0 = time.perf_counter()
     if start < t.steps:
@@ -176,9 +188,8 @@ def train(cfg: ExperimentConfig, source: Optional[data_lib.ArraySource] = None,
             *extra_callbacks,
         ] if chief else [cb.NaNGuard(), cb.CheckpointCallback(manager, t.checkpoint_every_epochs, total_epochs)]
         if t.eval_every_epochs and chief:
-            classifier, meta = evaluation.get_classifier(source, t.classifier_path)
             callbacks.insert(3, evaluation.EvaluationCallback(
-                source, classifier, meta, os.path.join(logs_dir, "eval"), t.eval_every_epochs,
+                source, classifier, classifier_meta, os.path.join(logs_dir, "eval"), t.eval_every_epochs,
                 history_path=os.path.join(cfg.run_dir, "eval_history.jsonl")))
         if t.loop == "custom" or t.strategy == "multi_worker":  # Keras 3 fit fails under multi-worker
             from tf_ssinfogan.loop import run_custom_loop
@@ -192,12 +203,14 @@ def train(cfg: ExperimentConfig, source: Optional[data_lib.ArraySource] = None,
     result = RunResult(cfg.run_dir, model.current_step(), seconds, None, None)
     # eval.json marks a finished run: it is written last, so a run killed before it redoes the final steps
     # (an export that already happened is then written again as a new version, never over the old one).
-    eval_path = os.path.join(cfg.run_dir, "eval.json")
     if chief and model.current_step() >= t.steps and (start < t.steps or not os.path.exists(eval_path)):
+        result.eval = evaluation.final_evaluation(
+            model, source, cfg.run_dir, classifier if t.final_classifier_eval else None, classifier_meta, write=False)
         if t.export_at_end:
             from tf_ssinfogan import serving  # import here: keeps training importable without export deps
 
-            result.export_path = serving.export_saved_model(model, os.path.join(cfg.run_dir, "export"))
+            card = model_card.card_data(cfg, model.current_step(), cfg.run_dir, result.eval)
+            result.export_path = serving.export_saved_model(model, os.path.join(cfg.run_dir, "export"), card=card)
             log.info("exported generator to %s", result.export_path)
-        result.eval = evaluation.final_evaluation(model, source, cfg.run_dir)
+        evaluation.write_final_evaluation(cfg.run_dir, result.eval)
     return result
