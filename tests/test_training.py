@@ -150,8 +150,8 @@ def test_cli_end_to_end_and_export_loads_without_the_package(tmp_path):
                     "--checkpoint_every_epochs=1", "--grid_every_epochs=1", "--verbose=0"])
     assert out.returncode == 0, out.stderr[-3000:]
     files = set(os.listdir(run_dir))
-    assert {"config.json", "flags.txt", "checkpoints", "logs", "grids", "eval.json", "samples_by_class.png",
-            "export"} <= files
+    assert {"config.json", "flags.txt", "data_info.json", "checkpoints", "logs", "grids", "eval.json",
+            "samples_by_class.png", "export"} <= files
     assert "--labelled_fraction=0.25" in open(run_dir / "flags.txt").read()
     ev = json.load(open(run_dir / "eval.json"))
     assert ev["step"] == 4 and 0.0 <= ev["q_ss_test_accuracy"]["digit"] <= 1.0
