@@ -383,7 +383,7 @@ def test_export_cli_writes_new_versions_and_refuses_bad_input(cli_jobs, loaded, 
     tflite_dir = os.path.join(cli_jobs.base, "ssinfogan_tflite", "2")
     assert summary["tflite"] == tflite_dir and sorted(os.listdir(tflite_dir)) == sorted(
         [f"{n}_{q}.tflite" for n in ("generator", "classifier") for q in tflite.QUANTIZATIONS]
-        + ["model_info.json", "tflite_report.json"])
+        + ["model_card.json", "model_card.md", "model_info.json", "tflite_report.json"])
     # the restored checkpoint gives the same generator as the one training exported
     latents = tflite.fixed_latents(model.latent_space, 3)
     again = tf.saved_model.load(summary["saved_model"])

@@ -31,6 +31,14 @@ flags.DEFINE_bool("tflite", False, "Also convert to TFLite (float32, float16, in
 flags.DEFINE_list("quantizations", ["float32", "float16", "int8"], "TFLite quantisations (with --tflite).")
 
 
+def _copy_card(saved_model: str, folder: str) -> None:
+    """The SavedModel's model card and model_info.json (with class names) beside the .tflite files."""
+    import shutil
+
+    for name in ("model_card.md", "model_card.json", "model_info.json"):
+        shutil.copyfile(os.path.join(saved_model, "assets.extra", name), os.path.join(folder, name))
+
+
 def main(argv):
     if len(argv) > 1:
         print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
@@ -85,7 +93,8 @@ def main(argv):
         try:
             out = serving.write_versioned(
                 tflite_dir,
-                lambda tmp: report.update(tflite.export_tflite(model, tmp, path, FLAGS.quantizations)),
+                lambda tmp: (report.update(tflite.export_tflite(model, tmp, path, FLAGS.quantizations)),
+                             _copy_card(path, tmp)),
                 int(os.path.basename(path)))
         except (FileExistsError, ValueError, OSError, AssertionError) as e:
             print(f"error: TFLite export failed (the SavedModel {path} is complete): {e}", file=sys.stderr)
