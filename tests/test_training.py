@@ -111,10 +111,11 @@ def test_cli_dry_run_prints_resolved_reference_config():
 def test_build_model_takes_the_step_settings(tmp_path):
     from tf_ssinfogan.optimizers import FusedAdam
 
-    model = training.build_model(tiny_config(tmp_path), 0.1)
-    assert model.reuse_fakes and isinstance(model.d_optimizer, FusedAdam) and isinstance(model.g_optimizer, FusedAdam)
-    model = training.build_model(tiny_config(tmp_path, reuse_fakes=False, fused_adam=False), 0.1)
-    assert not model.reuse_fakes and not isinstance(model.d_optimizer, FusedAdam)
+    model = training.build_model(tiny_config(tmp_path), 0.1)  # the defaults: reused fakes, Keras's Adam
+    assert model.reuse_fakes and not isinstance(model.d_optimizer, FusedAdam)
+    model = training.build_model(tiny_config(tmp_path, reuse_fakes=False, fused_adam=True), 0.1)
+    assert not model.reuse_fakes and isinstance(model.d_optimizer, FusedAdam) and \
+        isinstance(model.g_optimizer, FusedAdam)
 
 
 @pytest.mark.parametrize("args, needle", [
