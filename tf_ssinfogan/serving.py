@@ -26,9 +26,10 @@ Signatures (named inputs and outputs; every batch dimension is free, `B` below):
            'grid_uint8' uint8 [rows * H, steps * W, C] (the tiled grid).
 `classify` (Q): images float32 [B, H, W, C] in the data range -> per code: '<name>' (the estimate in the
   `serving_default` input format: int32 class index, 0/1 float attributes, continuous estimate) and, for
-  categorical and binary codes, '<name>_probs' (class / attribute probabilities). Class index i of a
-  semi-supervised categorical code is `model_info.json`'s `class_names[<name>][i]` (also in the model card). Semi-supervised codes
-  (tied to a label) are predictions of that label; unsupervised codes are Q's estimate of the code.
+  categorical and binary codes, '<name>_probs' (class / attribute probabilities). Semi-supervised codes
+  (tied to a label) are predictions of that label; unsupervised codes are Q's estimate of the code. Class
+  index i of a semi-supervised categorical code is `model_info.json`'s `class_names[<name>][i]` (also in the
+  model card).
 `classify_uint8`: the same from uint8 images [B, H, W, C] (0..255).
 
 Inputs are validated inside the graph (so TF Serving runs the checks too): a wrong width or image shape, a

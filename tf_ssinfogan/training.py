@@ -167,7 +167,8 @@ def train(cfg: ExperimentConfig, source: Optional[data_lib.ArraySource] = None,
     total_epochs = t.steps // t.steps_per_epoch
     classifier = classifier_meta = None
     eval_path = os.path.join(cfg.run_dir, "eval.json")
-    if chief and (t.eval_every_epochs and start < t.steps or t.final_classifier_eval and not os.path.exists(eval_path)):
+    final_eval_due = model.current_step() < t.steps or not os.path.exists(eval_path)
+    if chief and (t.eval_every_epochs and start < t.steps or t.final_classifier_eval and final_eval_due):
         label, classes = evaluation.classifier_target(cfg.latent) or ("label", 10)
         t_classifier = time.perf_counter()
         classifier, classifier_meta = evaluation.get_classifier(source, t.classifier_path, label, classes)
