@@ -1,6 +1,7 @@
 """Packaging: ranges in setup.py, pins in constraints.txt, console scripts, no references outside the repo."""
 
 import ast
+import importlib.util
 import os
 import re
 
@@ -68,3 +69,13 @@ def test_no_file_refers_to_files_outside_the_repository():
                 text = open(os.path.join(folder, f), errors="replace").read()
                 hits += [f"{os.path.relpath(os.path.join(folder, f), REPO)}: {b}" for b in banned if b in text]
     assert not hits, hits
+
+
+def test_the_resolver_check_asks_for_both_ends_of_the_tensorflow_range():
+    spec = importlib.util.spec_from_file_location("check_resolver", os.path.join(REPO, "tools", "check_resolver.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.tensorflow_bounds('"tensorflow>=2.20,<2.22",') == ("2.20", "2.21")
+    assert tool.tensorflow_bounds(open(os.path.join(REPO, "setup.py")).read())[0] == "2.20"
+    with pytest.raises(SystemExit, match="unexpected TensorFlow range"):
+        tool.tensorflow_bounds('"tensorflow>=2.21,<2.21"')
