@@ -11,11 +11,11 @@ mflop_per_image, gflop_per_s, utilisation_vs_fp32_peak}. The step is the model's
 in-memory batch (the input pipeline is measured separately in benchmarks/input_pipeline.py). FLOPs are counted
 by the TF profiler on the step's graph (forward and backward of both phases).
 
-Variants (what changed the package's defaults; compare them side by side in one run):
-  baseline  fresh fakes for the G phase, keras.optimizers.Adam   (--noreuse_fakes --nofused_adam)
-  reuse     the G phase reuses the D phase's fakes, keras Adam   (--nofused_adam)
-  fused     fresh fakes, FusedAdam                                (--noreuse_fakes)
-  default   reuse + FusedAdam: the package default
+Variants (compare them side by side in one run):
+  baseline  fresh fakes for the G phase, keras.optimizers.Adam   (--noreuse_fakes)
+  reuse     the G phase reuses the D phase's fakes, keras Adam   (the package default)
+  fused     fresh fakes, FusedAdam                                (--noreuse_fakes --fused_adam)
+  default   reuse + FusedAdam: the fastest                        (--fused_adam; FusedAdam reads Keras internals)
 Replicas > 1 run MirroredStrategy over that many logical CPU devices, each case in a fresh process (so only
 one strategy lives in a process); on a CPU they share the same cores, so this measures the strategy's
 overhead, not a speed-up. XLA is skipped there (XLA with MirroredStrategy on logical CPUs fails).
@@ -121,7 +121,7 @@ def run_case(arch, batch, xla, precision, steps, warmup, variant="default", repl
     with strategy.scope():
         with precision_policy(precision):
             model = SSInfoGAN(latent, network, batch, reuse_fakes=reuse_fakes)
-        # as training.build_model: FusedAdam or keras Adam, dynamic loss scaling for float16
+        # as rundir.build_model: FusedAdam or keras Adam, dynamic loss scaling for float16
         model.compile(d_optimizer=make_adam(1e-4, 0.5, 0.999, "d_adam", fused=fused_adam, precision=precision),
                       g_optimizer=make_adam(1e-3, 0.5, 0.999, "g_adam", fused=fused_adam, precision=precision))
     h, w, c = network.image_shape

@@ -112,3 +112,24 @@ def test_loss_scaling_skips_an_overflowing_step_but_counts_it(mirrored):
     replicas = strategy.num_replicas_in_sync
     np.testing.assert_allclose(step([4.0, 2.0, 0.0]), 1.0 - 0.1 * replicas * np.array([2.0, 1.0, 0.0]), atol=1e-6)
     assert _scalar(opt.iterations) == 2 and _scalar(opt.dynamic_scale) == 2.0
+
+
+def test_the_fused_kernel_runs_with_this_keras():
+    """FusedAdam reads Keras internals: this fails (and names them) when a Keras release drops one, while
+    training keeps working through the fallback below."""
+    opt = FusedAdam(1e-3)
+    _run(opt, steps=1)
+    assert opt.missing_internals() == []
+
+
+def test_without_the_keras_internals_it_warns_and_gives_keras_adams_update(monkeypatch):
+    from tf_ssinfogan import optimizers
+
+    monkeypatch.setattr(optimizers, "KERAS_INTERNALS", ("_momentums", "_renamed_in_a_future_keras"))
+    fused = FusedAdam(1e-2, beta_1=0.5)
+    with pytest.warns(RuntimeWarning, match="_renamed_in_a_future_keras.*keras.optimizers.Adam's update"):
+        a = _run(fused, steps=3)
+    assert fused.missing_internals() == ["_renamed_in_a_future_keras"]
+    b = _run(keras.optimizers.Adam(1e-2, beta_1=0.5), steps=3)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x.numpy(), y.numpy(), atol=1e-7)

@@ -125,7 +125,7 @@ def test_an_overflowing_float16_step_is_skipped_but_counted():
 
 
 def test_mixed_float16_build_model_wraps_the_optimisers_and_resume_refuses_a_switch(tmp_path):
-    cfg = tiny_config(tmp_path, precision="mixed_float16")
+    cfg = tiny_config(tmp_path, precision="mixed_float16", fused_adam=True)
     model = rundir.build_model(cfg, 0.25)
     for opt in (model.d_optimizer, model.g_optimizer):
         assert isinstance(opt, StepCountingLossScaleOptimizer) and isinstance(opt.inner_optimizer, FusedAdam)

@@ -121,6 +121,13 @@ def test_training_exports_every_signature_as_version_1(run, loaded, export_dir, 
     with open(os.path.join(export_dir, "assets.extra", "model_info.json")) as f:
         info = json.load(f)
     assert [c["name"] for c in info["codes"]] == ["digit", "c1", "c2"] and info["data_range"] == [0.0, 1.0]
+    assert info["class_names"] == {"digit": [str(i) for i in range(10)]}  # the npz declares no names
+    with open(os.path.join(export_dir, "assets.extra", "model_card.json")) as f:
+        card = json.load(f)
+    assert card["step"] == 4 and card["metrics"]["step"] == 4  # the final evaluation of the exported step
+    assert card["metrics"]["q_ss_test_accuracy"]["digit"] == run[2].eval["q_ss_test_accuracy"]["digit"]
+    assert card["data"]["labelled_images"] == 16 and "CC BY-SA 3.0" in card["licence"]["training_data"]
+    assert "0 = '0', 1 = '1'" in open(os.path.join(export_dir, "assets.extra", "model_card.md")).read()
 
 
 def test_versions_are_never_overwritten(tmp_path):
@@ -372,10 +379,12 @@ def test_export_cli_writes_new_versions_and_refuses_bad_input(cli_jobs, loaded, 
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout[proc.stdout.index("{"):])
     assert summary["saved_model"] == os.path.join(cli_jobs.base, "ssinfogan", "2") and summary["step"] == 4
+    card = open(summary["model_card"]).read()  # the export CLI finds the run's evaluation of step 4
+    assert "Evaluation of step 4:" in card and "on the real test split" in card
     tflite_dir = os.path.join(cli_jobs.base, "ssinfogan_tflite", "2")
     assert summary["tflite"] == tflite_dir and sorted(os.listdir(tflite_dir)) == sorted(
         [f"{n}_{q}.tflite" for n in ("generator", "classifier") for q in tflite.QUANTIZATIONS]
-        + ["model_info.json", "tflite_report.json"])
+        + ["model_card.json", "model_card.md", "model_info.json", "tflite_report.json"])
     # the restored checkpoint gives the same generator as the one training exported
     latents = tflite.fixed_latents(model.latent_space, 3)
     again = tf.saved_model.load(summary["saved_model"])

@@ -100,20 +100,21 @@ def test_cli_dry_run_prints_resolved_reference_config():
     assert cfg.train.d_learning_rate == 1e-4 and cfg.train.g_learning_rate == 1e-3
     assert cfg.data.labelled_fraction == 0.01 and cfg.data.label_seed == 1234
     assert cfg.latent.codes == C.parse_codes("digit:cat:10:label,c1:cont:1,c2:cont:1")
-    assert cfg.train.reuse_fakes and cfg.train.fused_adam and cfg.train.precision == "float32"  # the defaults
-    out = _run_cli(["--flagfile=configs/mnist.flags", "--dry_run", "--noreuse_fakes", "--nofused_adam",
+    assert cfg.train.reuse_fakes and not cfg.train.fused_adam and cfg.train.precision == "float32"  # the defaults
+    out = _run_cli(["--flagfile=configs/mnist.flags", "--dry_run", "--noreuse_fakes", "--fused_adam",
                     "--precision=mixed_bfloat16"])
     off = C.ExperimentConfig.from_dict(json.loads(out.stdout)).train
-    assert not off.reuse_fakes and not off.fused_adam and off.precision == "mixed_bfloat16"
+    assert not off.reuse_fakes and off.fused_adam and off.precision == "mixed_bfloat16"
 
 
 def test_build_model_takes_the_step_settings(tmp_path):
     from tf_ssinfogan.optimizers import FusedAdam
 
-    model = rundir.build_model(tiny_config(tmp_path), 0.1)
-    assert model.reuse_fakes and isinstance(model.d_optimizer, FusedAdam) and isinstance(model.g_optimizer, FusedAdam)
-    model = rundir.build_model(tiny_config(tmp_path, reuse_fakes=False, fused_adam=False), 0.1)
-    assert not model.reuse_fakes and not isinstance(model.d_optimizer, FusedAdam)
+    model = rundir.build_model(tiny_config(tmp_path), 0.1)  # the defaults: reused fakes, Keras's Adam
+    assert model.reuse_fakes and not isinstance(model.d_optimizer, FusedAdam)
+    model = rundir.build_model(tiny_config(tmp_path, reuse_fakes=False, fused_adam=True), 0.1)
+    assert not model.reuse_fakes and isinstance(model.d_optimizer, FusedAdam) and \
+        isinstance(model.g_optimizer, FusedAdam)
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -149,8 +150,8 @@ def test_cli_end_to_end_and_export_loads_without_the_package(tmp_path):
                     "--checkpoint_every_epochs=1", "--grid_every_epochs=1", "--verbose=0"])
     assert out.returncode == 0, out.stderr[-3000:]
     files = set(os.listdir(run_dir))
-    assert {"config.json", "flags.txt", "checkpoints", "logs", "grids", "eval.json", "samples_by_class.png",
-            "export"} <= files
+    assert {"config.json", "flags.txt", "data_info.json", "checkpoints", "logs", "grids", "eval.json",
+            "samples_by_class.png", "export"} <= files
     assert "--labelled_fraction=0.25" in open(run_dir / "flags.txt").read()
     ev = json.load(open(run_dir / "eval.json"))
     assert ev["step"] == 4 and 0.0 <= ev["q_ss_test_accuracy"]["digit"] <= 1.0

@@ -89,5 +89,10 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+def run():
+    """Console script `tf-ssinfogan-evaluate` (same flags as `python -m tf_ssinfogan.evaluate`)."""
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -60,13 +60,30 @@ def class_conditioned_grid(model, path: str, per_class: int = 10) -> str:
     return visualize.write_png(path, visualize.make_grid(images, code.dim, per_class))
 
 
-def final_evaluation(model, source: ArraySource, run_dir: str) -> dict:
-    """Writes eval.json and samples_by_class.png into the run folder and returns the metrics."""
+def final_evaluation(model, source: ArraySource, run_dir: str, classifier=None, classifier_meta=None,
+                     write: bool = True) -> dict:
+    """The end-of-run metrics: Q_ss accuracy on the real test split and, given the independent classifier, its
+    accuracy on class-conditioned samples per categorical code. Writes samples_by_class.png, and eval.json
+    if `write` (else call `write_final_evaluation`)."""
     result = {"step": model.current_step(), "q_ss_test_accuracy": q_ss_accuracy(model, source)}
-    rd = rundir.RunDir(run_dir)
-    result["samples_by_class"] = class_conditioned_grid(model, rd.samples_by_class)
-    write_text_atomic(rd.eval_json, json.dumps(result, indent=2) + "\n")
+    if classifier is not None:
+        result["class_conditioned"] = class_conditioned_accuracy(model, classifier)
+        result["classifier"] = dict(classifier_meta or {})
+    result["samples_by_class"] = class_conditioned_grid(model, rundir.RunDir(run_dir).samples_by_class)
+    if write:
+        write_final_evaluation(run_dir, result)
     return result
+
+
+def write_final_evaluation(run_dir: str, result: dict) -> str:
+    return write_text_atomic(rundir.RunDir(run_dir).eval_json, json.dumps(result, indent=2) + "\n")
+
+
+def classifier_target(latent_config):
+    """(label column, classes) that the independent classifier judges: those of the first categorical code tied
+    to a label, else None."""
+    code = next((c for c in latent_config.codes if c.kind == "categorical" and c.label is not None), None)
+    return (code.label, code.dim) if code is not None else None
 
 
 # ------------------------------------------------------------------------------------ independent classifier

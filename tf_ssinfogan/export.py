@@ -31,6 +31,14 @@ flags.DEFINE_bool("tflite", False, "Also convert to TFLite (float32, float16, in
 flags.DEFINE_list("quantizations", ["float32", "float16", "int8"], "TFLite quantisations (with --tflite).")
 
 
+def _copy_card(saved_model: str, folder: str) -> None:
+    """The SavedModel's model card and model_info.json (with class names) beside the .tflite files."""
+    import shutil
+
+    for name in ("model_card.md", "model_card.json", "model_info.json"):
+        shutil.copyfile(os.path.join(saved_model, "assets.extra", name), os.path.join(folder, name))
+
+
 flags.register_validator("version", lambda v: v >= 0, "--version must be >= 0")
 flags.register_validator("model_name", lambda n: bool(n) and n.replace("_", "").replace("-", "").isalnum(),
                          "--model_name must be a plain name (letters, digits, _ or -)")
@@ -59,17 +67,22 @@ def main(argv):
         model = serving.restore_run(FLAGS.run_dir, FLAGS.checkpoint)
     except (FileNotFoundError, ValueError, KeyError, TypeError, AssertionError, tf.errors.OpError) as e:
         raise cli.UsageError(f"cannot restore run {FLAGS.run_dir!r}: {e}") from None
+    from tf_ssinfogan import model_card
+
+    card = model_card.card_data(rundir.read_config(FLAGS.run_dir), int(model.step), FLAGS.run_dir)
     try:
-        path = serving.export_saved_model(model, export_base, FLAGS.model_name, version)
+        path = serving.export_saved_model(model, export_base, FLAGS.model_name, version, card=card)
     except (FileExistsError, ValueError, OSError) as e:
         raise cli.UsageError(str(e)) from None
-    summary = {"saved_model": path, "signatures": list(serving.SIGNATURES), "step": int(model.step)}
+    summary = {"saved_model": path, "signatures": list(serving.SIGNATURES), "step": int(model.step),
+               "model_card": os.path.join(path, "assets.extra", "model_card.md")}
     if FLAGS.tflite:
         report = {}
         try:
             out = serving.write_versioned(
                 tflite_dir,
-                lambda tmp: report.update(tflite.export_tflite(model, tmp, path, FLAGS.quantizations)),
+                lambda tmp: (report.update(tflite.export_tflite(model, tmp, path, FLAGS.quantizations)),
+                             _copy_card(path, tmp)),
                 int(os.path.basename(path)))
         except (FileExistsError, ValueError, OSError, AssertionError) as e:
             raise cli.UsageError(f"TFLite export failed (the SavedModel {path} is complete): {e}") from None
@@ -79,5 +92,10 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+def run():
+    """Console script `tf-ssinfogan-export` (same flags as `python -m tf_ssinfogan.export`)."""
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

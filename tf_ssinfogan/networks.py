@@ -6,7 +6,7 @@ The discriminator trunk is shared by three heads, and one call returns all of th
   * Q_us: FC 128 + BN + LeakyReLU + FC, the unsupervised codes' logits / estimates.
 Head outputs are split per code: `{"logits": [B], "q": {code_name: [B, code.dim]}}`.
 
-Reference MNIST architecture and init (spurra/ss-infogan, see REFERENCE.md):
+Reference MNIST architecture and init (spurra/ss-infogan, its Torch7 model definition):
   G: FC 1024 +BN+ReLU -> FC 7*7*128 +BN+ReLU -> deconv 4x4 s2 64 +BN+ReLU -> deconv 4x4 s2 1 -> sigmoid
   D: conv 4x4 s2 64 +LReLU -> conv 4x4 s2 128 +BN+LReLU -> FC 1024 +BN+LReLU
   init: weights N(0, 0.02), BN gamma N(1, 0.02), biases 0.

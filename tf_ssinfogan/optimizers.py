@@ -11,12 +11,21 @@ per variable, with the same formula (Kingma & Ba 2015, Algorithm 1, with epsilon
 It keeps Keras's slot variables (so checkpoints are interchangeable with `keras.optimizers.Adam`) and runs
 under every tf.distribute strategy (Keras calls `update_step` per device inside `extended.update`, where a
 mirrored slot's `handle` is that device's copy). AMSGrad and sparse gradients use Keras's own update.
+
+It reads Keras internals (`Adam._momentums`, `_velocities`, `_get_variable_index`; Keras 3.10-3.15 have
+them), so it is off by default (`--fused_adam` turns it on). Where a Keras release lacks them, it warns once
+and runs `keras.optimizers.Adam`'s own update: the same result, only slower.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import tensorflow as tf
+
+# The Keras internals the fused update reads (present in Keras 3.10-3.15).
+KERAS_INTERNALS = ("_momentums", "_velocities", "_get_variable_index")
 
 
 def _handle(variable):
@@ -27,8 +36,23 @@ def _handle(variable):
 class FusedAdam(keras.optimizers.Adam):
     """`keras.optimizers.Adam` (same arguments) whose dense update is one fused kernel per variable."""
 
+    def missing_internals(self):
+        """The Keras internals this optimiser needs that are missing (empty: the fused kernel runs)."""
+        return [name for name in KERAS_INTERNALS if not hasattr(self, name)]
+
+    def _fused(self):
+        if not hasattr(self, "_fused_ok"):  # decided once, after build
+            missing = self.missing_internals()
+            self._fused_ok = not missing
+            if missing:
+                warnings.warn(f"FusedAdam: Keras {keras.__version__} has no Adam.{', Adam.'.join(missing)}; using "
+                              "keras.optimizers.Adam's update instead (same result, slower; --nofused_adam "
+                              "silences this)", RuntimeWarning, stacklevel=3)
+        return self._fused_ok
+
     def update_step(self, gradient, variable, learning_rate):
-        if self.amsgrad or isinstance(gradient, tf.IndexedSlices) or keras.backend.backend() != "tensorflow":
+        if self.amsgrad or isinstance(gradient, tf.IndexedSlices) or keras.backend.backend() != "tensorflow" \
+                or not self._fused():
             return super().update_step(gradient, variable, learning_rate)
         dtype = variable.dtype
         step = tf.cast(self.iterations + 1, dtype)
@@ -54,7 +78,7 @@ class StepCountingLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
         self.inner_optimizer.iterations.assign_add(1)
 
 
-def make_adam(learning_rate: float, beta_1: float, beta_2: float, name: str, fused: bool = True,
+def make_adam(learning_rate: float, beta_1: float, beta_2: float, name: str, fused: bool = False,
               precision: str = "float32") -> keras.optimizers.Optimizer:
     """The training optimiser: FusedAdam (or keras Adam), wrapped in dynamic loss scaling for mixed_float16."""
     adam = (FusedAdam if fused else keras.optimizers.Adam)(learning_rate, beta_1=beta_1, beta_2=beta_2, name=name)

@@ -138,5 +138,10 @@ def main(argv):
     return 0
 
 
-if __name__ == "__main__":
+def run():
+    """Console script `tf-ssinfogan-sample` (same flags as `python -m tf_ssinfogan.sample`)."""
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

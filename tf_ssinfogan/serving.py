@@ -3,7 +3,8 @@
 Layout (TF Serving): `<export_base>/<model_name>/<version>/` holds one SavedModel with every signature below
 (default model name `ssinfogan`). Each export takes the next integer version; an existing version is never
 overwritten (written under a temporary name in the same folder, then renamed). `assets.extra/model_info.json`
-records the latent spec and the data range.
+records the latent spec, the data range and the class names of the categorical codes; `model_card.md` and
+`model_card.json` beside it describe the data, the codes and the measured quality (`tf_ssinfogan.model_card`).
 
 Signatures (named inputs and outputs; every batch dimension is free, `B` below):
 
@@ -26,7 +27,9 @@ Signatures (named inputs and outputs; every batch dimension is free, `B` below):
 `classify` (Q): images float32 [B, H, W, C] in the data range -> per code: '<name>' (the estimate in the
   `serving_default` input format: int32 class index, 0/1 float attributes, continuous estimate) and, for
   categorical and binary codes, '<name>_probs' (class / attribute probabilities). Semi-supervised codes
-  (tied to a label) are predictions of that label; unsupervised codes are Q's estimate of the code.
+  (tied to a label) are predictions of that label; unsupervised codes are Q's estimate of the code. Class
+  index i of a semi-supervised categorical code is `model_info.json`'s `class_names[<name>][i]` (also in the
+  model card).
 `classify_uint8`: the same from uint8 images [B, H, W, C] (0..255).
 
 Inputs are validated inside the graph (so TF Serving runs the checks too): a wrong width or image shape, a
@@ -397,16 +400,25 @@ def write_versioned(model_dir: str, write_fn, version: int = None) -> str:
 
 
 def export_saved_model(model, export_base: str, model_name: str = DEFAULT_MODEL_NAME,
-                       version: int = None) -> str:
-    """Writes the SavedModel (every signature) to `<export_base>/<model_name>/<version>`; returns the path."""
+                       version: int = None, card: dict = None) -> str:
+    """Writes the SavedModel (every signature) to `<export_base>/<model_name>/<version>`; returns the path.
+
+    `card` (`model_card.card_data`) adds assets.extra/model_card.{md,json} and the class names to model_info.json.
+    """
     archive = build_archive(model)
     info = model_info(model)
+    if card is not None:
+        from tf_ssinfogan import model_card
+
+        info["class_names"] = model_card.class_names(card)
 
     def write(tmp):
         archive.write_out(tmp, verbose=False)
         os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
         with open(os.path.join(tmp, "assets.extra", "model_info.json"), "w") as f:
             json.dump(info, f, indent=2)
+        if card is not None:
+            model_card.write_card(os.path.join(tmp, "assets.extra"), card)
 
     return write_versioned(os.path.join(export_base, model_name), write, version)
 

@@ -15,6 +15,7 @@ is a flag of the same name (generated from `config.py` by `cli.py`); the library
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from absl import flags
@@ -53,7 +54,7 @@ def main(argv):
 
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
-    from tf_ssinfogan import preemption, training
+    from tf_ssinfogan import preemption, rundir, training
     from tf_ssinfogan.fileio import WriteError
 
     try:
@@ -68,12 +69,28 @@ def main(argv):
         print(f"error: {e}", file=sys.stderr)
         return preemption.EXIT_WRITE_FAILED
     print(f"done: step {result.step} in {result.seconds:.1f} s; run folder {result.run_dir}")
+    run = rundir.RunDir(result.run_dir)
     if result.eval:
         print(f"eval: {result.eval}")
+        for code, r in result.eval.get("class_conditioned", {}).items():
+            direct = r["semi_supervised"] and r["accuracy"] == r["accuracy"]  # not NaN
+            print(f"an independent classifier recognises the {'intended' if direct else 'best-matched'} class in "
+                  f"{100 * r['accuracy' if direct else 'mapped_accuracy']:.1f}% of {r['samples']} samples "
+                  f"conditioned on '{code}' ({run.eval_json})")
+        if result.eval.get("samples_by_class"):
+            print(f"samples, one row per class: {result.eval['samples_by_class']}")
+    print(f"grids over training: {run.grids}")
+    print(f"TensorBoard: tensorboard --logdir {os.path.join(result.run_dir, rundir.LOGS)}")
     if result.export_path:
-        print(f"exported: {result.export_path}")
+        print(f"exported: {result.export_path} (model card: "
+              f"{os.path.join(result.export_path, 'assets.extra', 'model_card.md')})")
     return 0
 
 
-if __name__ == "__main__":
+def run():
+    """Console script `tf-ssinfogan-train` (same flags as `python -m tf_ssinfogan.train`)."""
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -100,5 +100,10 @@ def main(argv):
     return status
 
 
-if __name__ == "__main__":
+def run():
+    """Console script `tf-ssinfogan-train-classifier` (same flags as `python -m tf_ssinfogan.train_classifier`)."""
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from tf_ssinfogan import callbacks as cb
 from tf_ssinfogan import data as data_lib
-from tf_ssinfogan import evaluation, evaluator, judges, preemption, rundir, serving, sources
+from tf_ssinfogan import evaluation, evaluator, judges, model_card, preemption, rundir, serving, sources
 from tf_ssinfogan.config import ConfigError, ExperimentConfig
 
 log = logging.getLogger("tf_ssinfogan")
@@ -75,7 +75,8 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
     chief = is_chief(strategy)
     if chief:
         rundir.write_config(cfg, flags_text)
-        rundir.write_data_info(cfg.run_dir, stream.num_train, stream.num_labelled)
+        rundir.write_data_info(cfg.run_dir, stream.num_train, stream.num_labelled,
+                               **model_card.data_facts(cfg, source, stream.num_labelled))
     with strategy.scope():
         model = rundir.build_model(cfg, stream.labelled_ratio)
     ckpt = rundir.make_checkpoint(model)
@@ -89,6 +90,14 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
         log.info("resumed from %s at step %d", latest, model.current_step())
     start = model.current_step()  # may be between epoch boundaries (time-based or signal checkpoints)
     total_epochs = t.steps // t.steps_per_epoch
+    classifier = classifier_meta = None  # the independent classifier of the final evaluation (final_classifier_eval)
+    final_eval_due = model.current_step() < t.steps or not os.path.exists(rd.eval_json)
+    if chief and t.final_classifier_eval and final_eval_due:
+        label, classes = evaluation.classifier_target(cfg.latent) or ("label", 10)
+        t_classifier = time.perf_counter()
+        classifier, classifier_meta = evaluation.get_classifier(source, t.classifier_path, label, classes)
+        log.info("independent classifier ready in %.1f s (accuracy on the train split: %.4f)",
+                 time.perf_counter() - t_classifier, classifier_meta.get("validation_accuracy_on_train_split", -1))
     initial_epoch = start // t.steps_per_epoch
     t0 = time.perf_counter()
     if start < t.steps:
@@ -129,9 +138,12 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
     # eval.json marks a finished run: it is written last, so a run killed before it redoes the final steps
     # (an export that already happened is then written again as a new version, never over the old one).
     if chief and model.current_step() >= t.steps and (start < t.steps or not os.path.exists(rd.eval_json)):
+        result.eval = evaluation.final_evaluation(
+            model, source, cfg.run_dir, classifier if t.final_classifier_eval else None, classifier_meta, write=False)
         if t.export_at_end:
+            card = model_card.card_data(cfg, model.current_step(), cfg.run_dir, result.eval)
             with preemption.writing(rd.export_base, "the export to"):
-                result.export_path = serving.export_saved_model(model, rd.export_base)
+                result.export_path = serving.export_saved_model(model, rd.export_base, card=card)
             log.info("exported generator to %s", result.export_path)
-        result.eval = evaluation.final_evaluation(model, source, cfg.run_dir)
+        evaluation.write_final_evaluation(cfg.run_dir, result.eval)
     return result
