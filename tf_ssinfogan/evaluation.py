@@ -82,7 +82,7 @@ def write_final_evaluation(run_dir: str, result: dict) -> str:
 def classifier_target(latent_config):
     """(label column, classes) that the independent classifier judges: those of the first categorical code tied
     to a label, else None."""
-    code = next((c for c in latent_config.codes if c.kind == "categorical" and c.label is not None), None)
+    code = next((c for c in latent_config.codes if kind_of(c).enumerable and c.label is not None), None)
     return (code.label, code.dim) if code is not None else None
 
 

@@ -152,6 +152,13 @@ class CodeKind:
         counted), or None where accuracy does not apply."""
         return None
 
+    def meaning(self, code: CodeSpec, names: Optional[dict], mapping, labelled: bool) -> str:
+        """What the code's values mean, for a model card (`names`: the class names of its label column,
+        `mapping`: the evaluation's best code-value-to-class match, `labelled`: the run had labels)."""
+        if code.label is not None and labelled:
+            return f"continuous in [-1, 1], tied to label {code.label!r}"
+        return f"unsupervised: {code.dim} value(s) in [-1, 1] from U(-1, 1), meaning learnt (see the traversal grids)"
+
     def check_label_column(self, code: CodeSpec, column, y: np.ndarray, side: str) -> None:
         """Raises ConfigError when the label column (a `sources.LabelColumn` and its values) cannot back the
         code; `side` names the column in the message."""
@@ -254,6 +261,16 @@ class Categorical(CodeKind):
         hit = tf.cast(tf.equal(tf.argmax(probabilities, -1), tf.cast(y, tf.int64)), tf.float32)
         return hit * valid, valid
 
+    def meaning(self, code, names, mapping, labelled):
+        if code.label is not None and labelled:
+            values = ", ".join(f"{i} = {n!r}" for i, n in enumerate(names["names"])) if names else ""
+            return f"value i asks for class i of label {code.label!r}: {values}"
+        text = f"unsupervised: {code.dim} values with no fixed meaning"
+        if mapping and names:
+            text += "; the evaluation's best match to classes: " + ", ".join(
+                f"{i} ~ {names['names'][m]!r}" for i, m in enumerate(mapping) if 0 <= m < len(names["names"]))
+        return text
+
     def check_label_column(self, code, column, y, side):
         this = _this(code)
         if column.kind == "binary" and code.dim != 2:
@@ -344,6 +361,11 @@ class Binary(CodeKind):
         valid = tf.cast(y >= 0, tf.float32)  # negative = unknown attribute: not counted
         hit = tf.cast(tf.equal(probabilities > 0.5, y > 0.5), tf.float32)
         return tf.reduce_sum(hit * valid, -1) / code.dim, tf.reduce_sum(valid, -1) / code.dim
+
+    def meaning(self, code, names, mapping, labelled):
+        if code.label is not None and labelled:
+            return f"{code.dim} bit(s) tied to label {code.label!r}: 1 = present, 0 = absent"
+        return f"unsupervised: {code.dim} bit(s), Bernoulli(0.5), meaning learnt (see the traversal grids)"
 
     def check_label_column(self, code, column, y, side):
         zero_one = column.kind == "categorical" and column.num_classes in (None, 2) and np.isin(y, (-1, 0, 1)).all()

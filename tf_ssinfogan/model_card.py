@@ -17,6 +17,7 @@ import os
 from typing import Dict, List, Optional
 
 from tf_ssinfogan import rundir
+from tf_ssinfogan.latents import kind_of
 from tf_ssinfogan.fileio import write_text_atomic
 
 MNIST_LICENCE = ("MNIST database of handwritten digits, Y. LeCun and C. Cortes "
@@ -63,7 +64,7 @@ def data_facts(cfg, source, num_labelled: int) -> dict:
     location = {"npz": d.npz_path or "shipped MNIST (tf_ssinfogan/data_files/mnist.npz)",
                 "tfds": f"{d.tfds_name} ({d.train_split} / {d.test_split})", "image_folder": d.image_dir}
     names = {c.label: class_names_of(source, c.label, c.dim) for c in cfg.latent.codes
-             if c.kind == "categorical" and c.label is not None}
+             if kind_of(c).enumerable and c.label is not None}
     return {
         "source": d.source, "dataset": source.name, "location": location.get(d.source, ""),
         "image_shape": list(source.image_shape), "train_images": int(len(source.train_images)),
@@ -96,25 +97,6 @@ def evaluation_for_step(run_dir: str, step: int) -> Optional[dict]:
     return None
 
 
-def _code_meaning(code, names: Optional[dict], mapping: Optional[List[int]], labelled: bool) -> str:
-    if code.kind == "categorical" and code.label is not None and labelled:
-        values = ", ".join(f"{i} = {n!r}" for i, n in enumerate(names["names"])) if names else ""
-        return f"value i asks for class i of label {code.label!r}: {values}"
-    if code.kind == "categorical":
-        text = f"unsupervised: {code.dim} values with no fixed meaning"
-        if mapping and names:
-            text += "; the evaluation's best match to classes: " + ", ".join(
-                f"{i} ~ {names['names'][m]!r}" for i, m in enumerate(mapping) if 0 <= m < len(names["names"]))
-        return text
-    if code.kind == "binary" and code.label is not None and labelled:
-        return f"{code.dim} bit(s) tied to label {code.label!r}: 1 = present, 0 = absent"
-    if code.kind == "binary":
-        return f"unsupervised: {code.dim} bit(s), Bernoulli(0.5), meaning learnt (see the traversal grids)"
-    if code.label is not None and labelled:
-        return f"continuous in [-1, 1], tied to label {code.label!r}"
-    return f"unsupervised: {code.dim} value(s) in [-1, 1] from U(-1, 1), meaning learnt (see the traversal grids)"
-
-
 def card_data(cfg, step: int, run_dir: str, evaluation: Optional[dict] = None) -> dict:
     """The model card of the model of run `cfg` at `step` (as JSON-ready data)."""
     facts = _read_json(rundir.RunDir(run_dir).data_info) or {}
@@ -127,10 +109,10 @@ def card_data(cfg, step: int, run_dir: str, evaluation: Optional[dict] = None) -
         entry = {"name": c.name, "kind": c.kind, "dim": c.dim, "label": c.label,
                  "semi_supervised": c.label is not None and labelled}
         n = names.get(c.label) if c.label is not None else next(iter(names.values()), None)
-        if c.kind == "categorical" and n and entry["semi_supervised"]:
+        if kind_of(c).enumerable and n and entry["semi_supervised"]:
             entry["class_names"] = n["names"]
             entry["class_names_from"] = n["from"]
-        entry["meaning"] = _code_meaning(c, n, conditioned.get(c.name, {}).get("mapping"), labelled)
+        entry["meaning"] = kind_of(c).meaning(c, n, conditioned.get(c.name, {}).get("mapping"), labelled)
         codes.append(entry)
     metrics = {}
     if evaluation:
