@@ -5,7 +5,7 @@ import os
 from setuptools import find_packages, setup
 
 # Compatible ranges: the package installs beside other TensorFlow 2.20/2.21 stacks. The versions verified
-# together (fresh virtualenvs, Python 3.11 and 3.12) are pinned in constraints.txt, which the README and
+# together (fresh virtualenvs, Python 3.11, 3.12 and 3.13) are pinned in constraints.txt, which the README and
 # .ci/run install with; .ci/run also checks that pip resolves both ends of the TensorFlow range.
 INSTALL_REQUIRES = [
     "tensorflow>=2.20,<2.22",
@@ -44,7 +44,7 @@ setup(
     packages=find_packages(include=["tf_ssinfogan", "tf_ssinfogan.*"]),
     package_data={"tf_ssinfogan": ["data_files/*.npz", "data_files/*.md"]},
     include_package_data=True,
-    python_requires=">=3.11,<3.13",
+    python_requires=">=3.11,<3.14",
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={"console_scripts": CONSOLE_SCRIPTS},
