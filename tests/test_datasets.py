@@ -553,3 +553,21 @@ def test_instance_noise_under_mirrored_strategy():
         single.seed_generator.state.assign(state)
         whole = single.add_instance_noise(tf.zeros([4, 28, 28, 1])).numpy()
     np.testing.assert_allclose(np.concatenate([a.numpy(), b.numpy()]), whole, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_celeba64_trains_a_few_steps_on_mock_tfds(tmp_path):
+    """configs/celeba64.flags: CelebA at 64x64 with the DCGAN-64 networks, on mock data."""
+    cfg = config_from_flagfile("celeba64", f"--run_dir={tmp_path / 'run'}", "--nodownload")
+    assert cfg.network.architecture == "dcgan64" and cfg.network.image_shape == (64, 64, 3)
+    assert cfg.data.resize_to == (64, 64) and cfg.data.center_crop == (108, 108)
+    cfg = dataclasses.replace(
+        cfg, data=dataclasses.replace(cfg.data, labelled_count=8, anneal_every=2),
+        train=dataclasses.replace(cfg.train, batch_size=8, steps=2, steps_per_epoch=1, export_at_end=False, verbose=0))
+    capture = _Capture()
+    with mock_tfds(16):
+        result = training.train(cfg, extra_callbacks=[capture])
+    assert result.step == 2
+    images = capture.trained.generate(capture.trained.sample_latents(2))
+    assert images.shape == (2, 64, 64, 3)
+    assert set(result.eval["q_ss_test_accuracy"]) == {"smile", "mouth_open", "attractive", "male"}

@@ -92,6 +92,16 @@ def test_built_data_configs_train_a_few_steps(name, shape, tmp_path):
     assert images.shape == (3,) + shape and float(tf.reduce_min(images)) >= cfg.network.data_range[0]
     probs = model.classify(images)
     assert {c.name: tuple(probs[c.name].shape) for c in cfg.latent.codes} == {c.name: (3, c.dim) for c in cfg.latent.codes}
+    from tf_ssinfogan import factor_eval  # the judge-free evaluation of built data
+
+    scores = factor_eval.built_data_scores(model, cfg.data.source)
+    if name == "colour_digits":
+        assert set(scores["colour_codes"]) == {"fg", "bg"}
+        assert all(0.0 <= r["accuracy"] <= 1.0 for r in scores["colour_codes"].values())
+    else:
+        sprites = scores["sprite_factors"]
+        assert set(sprites["codes"]) == {"x", "y", "scale", "bright"} and 0.0 <= sprites["mig"] <= 1.0
+        assert all(np.isfinite(r.get("pearson", r.get("accuracy"))) for r in sprites["codes"].values())
 
 
 class _StandIn:
