@@ -75,8 +75,7 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
     chief = is_chief(strategy)
     if chief:
         rundir.write_config(cfg, flags_text)
-        rundir.write_data_info(cfg.run_dir, stream.num_train, stream.num_labelled,
-                               **model_card.data_facts(cfg, source, stream.num_labelled))
+        rundir.write_data_info(cfg.run_dir, model_card.data_facts(cfg, source, stream.num_labelled))
     with strategy.scope():
         model = rundir.build_model(cfg, stream.labelled_ratio)
     ckpt = rundir.make_checkpoint(model)
@@ -91,7 +90,7 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
     start = model.current_step()  # may be between epoch boundaries (time-based or signal checkpoints)
     total_epochs = t.steps // t.steps_per_epoch
     classifier = classifier_meta = None  # the independent classifier of the final evaluation (final_classifier_eval)
-    final_eval_due = model.current_step() < t.steps or not os.path.exists(rd.eval_json)
+    final_eval_due = start < t.steps or not os.path.exists(rd.eval_json)
     if chief and t.final_classifier_eval and final_eval_due:
         label, classes = evaluation.classifier_target(cfg.latent) or ("label", 10)
         t_classifier = time.perf_counter()
@@ -137,9 +136,8 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
     result = RunResult(cfg.run_dir, model.current_step(), seconds, None, None)
     # eval.json marks a finished run: it is written last, so a run killed before it redoes the final steps
     # (an export that already happened is then written again as a new version, never over the old one).
-    if chief and model.current_step() >= t.steps and (start < t.steps or not os.path.exists(rd.eval_json)):
-        result.eval = evaluation.final_evaluation(
-            model, source, cfg.run_dir, classifier if t.final_classifier_eval else None, classifier_meta, write=False)
+    if chief and model.current_step() >= t.steps and final_eval_due:
+        result.eval = evaluation.final_evaluation(model, source, cfg.run_dir, classifier, classifier_meta, write=False)
         if t.export_at_end:
             card = model_card.card_data(cfg, model.current_step(), cfg.run_dir, result.eval)
             with preemption.writing(rd.export_base, "the export to"):
