@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tf_ssinfogan import config as C
-from tf_ssinfogan import model_card
+from tf_ssinfogan import model_card, rundir
 from tf_ssinfogan.sources import ArraySource, LabelColumn
 from conftest import tiny_config, tiny_source
 
@@ -41,7 +41,7 @@ def _card_run(tmp_path, names, evaluation):
     src = ArraySource("pets", np.zeros((10, 28, 28, 1), np.uint8), {"label": np.arange(10) % 3},
                       np.zeros((4, 28, 28, 1), np.uint8), {"label": np.arange(4) % 3},
                       {"label": LabelColumn("categorical", 3, tuple(names))})
-    model_card.write_data_info(str(tmp_path), model_card.data_facts(cfg, src, num_labelled=2))
+    rundir.write_data_info(str(tmp_path), model_card.data_facts(cfg, src, num_labelled=2))
     if evaluation:
         with open(tmp_path / "eval.json", "w") as f:
             json.dump(evaluation, f)

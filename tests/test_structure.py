@@ -218,7 +218,7 @@ def test_run_folder_records_the_measured_labelled_ratio(tmp_path):
     cfg = dataclasses.replace(C.ExperimentConfig(run_dir=str(tmp_path)),
                               data=C.DataConfig(labelled_fraction=0.01, labelled_count=0))
     assert rundir.labelled_ratio(str(tmp_path), cfg) == 0.0  # no data_info.json: derived (labelled_count 0)
-    rundir.write_data_info(str(tmp_path), num_train=200, num_labelled=3)
+    rundir.write_data_info(str(tmp_path), {"train_images": 200, "labelled_images": 3, "labelled_fraction": 0.015})
     assert rundir.labelled_ratio(str(tmp_path), cfg) == pytest.approx(0.015)  # what training measured
     plain = C.ExperimentConfig(run_dir=str(tmp_path / "other"))
     assert rundir.labelled_ratio(plain.run_dir, plain) == 0.01

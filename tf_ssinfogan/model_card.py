@@ -75,10 +75,6 @@ def data_facts(cfg, source, num_labelled: int) -> dict:
     }
 
 
-def write_data_info(run_dir: str, facts: dict) -> str:
-    return write_text_atomic(rundir.RunDir(run_dir).data_info, json.dumps(facts, indent=2) + "\n")
-
-
 def _read_json(path: str) -> Optional[dict]:
     try:
         with open(path) as f:

@@ -96,11 +96,10 @@ def write_config(cfg: ExperimentConfig, flags_text: str = "") -> str:
     return write_text_atomic(RunDir(cfg.run_dir).config, cfg.to_json() + "\n")
 
 
-def write_data_info(run_dir: str, num_train: int, num_labelled: int, **facts) -> str:
-    """Writes data_info.json: the counts (and any further `facts` about the data)."""
-    info = {"train_images": int(num_train), "labelled_images": int(num_labelled),
-            "labelled_fraction": num_labelled / num_train if num_train else 0.0, **facts}
-    return write_text_atomic(RunDir(run_dir).data_info, json.dumps(info, indent=2) + "\n")
+def write_data_info(run_dir: str, facts: dict) -> str:
+    """Writes data_info.json: what `model_card.data_facts` says about the training data (its counts and the
+    measured 'labelled_fraction' among them)."""
+    return write_text_atomic(RunDir(run_dir).data_info, json.dumps(facts, indent=2) + "\n")
 
 
 def labelled_ratio(run_dir: str, cfg: ExperimentConfig) -> float:
