@@ -113,9 +113,7 @@ def _value(cls, field: dataclasses.Field, flag_values):
             return tuple(int(v) for v in raw)
         except ValueError:
             raise C.ConfigError(f"{field.name} must be integers, got {raw}") from None
-    if "unset" in field.metadata and raw == field.metadata["unset"]:
-        return None
-    if kind is int and raw is not None and raw < 0 and "unset" in field.metadata:
+    if "unset" in field.metadata and raw is not None and raw < 0:  # e.g. labelled_count -1: use the fraction
         return None
     return raw
 
@@ -128,17 +126,18 @@ def section_from_flags(section: str, flag_values=FLAGS, only: Iterable[str] = ()
     return cls(**values)
 
 
-def config_from_flags(flag_values=FLAGS) -> C.ExperimentConfig:
-    """The validated `ExperimentConfig` of the flags of `define_config_flags()`.
+def derived_data_fields(image_shape, flag_values=FLAGS) -> dict:
+    """The data fields without a flag: `resize_to` is --image_shape's height and width with --resize_images;
+    `channels` is --image_shape's channel count for sources that decode images (all but npz)."""
+    shape = tuple(int(v) for v in image_shape)
+    return {"resize_to": shape[:2] if flag_values["resize_images"].value else (),
+            "channels": shape[2] if flag_values["source"].value != "npz" and len(shape) == 3 else 0}
 
-    Derived data fields: `resize_to` is --image_shape's height and width with --resize_images; `channels` is
-    --image_shape's channel count for sources that decode images (tfds, image_folder).
-    """
+
+def config_from_flags(flag_values=FLAGS) -> C.ExperimentConfig:
+    """The validated `ExperimentConfig` of the flags of `define_config_flags()` (see `derived_data_fields`)."""
     network = section_from_flags("network", flag_values)
-    shape = tuple(network.image_shape)
-    source = flag_values["source"].value
-    data = section_from_flags("data", flag_values, resize_to=shape[:2] if flag_values["resize_images"].value else (),
-                              channels=shape[2] if source != "npz" and len(shape) == 3 else 0)
+    data = section_from_flags("data", flag_values, **derived_data_fields(network.image_shape, flag_values))
     return C.ExperimentConfig(run_dir=flag_values["run_dir"].value, latent=section_from_flags("latent", flag_values),
                               network=network, data=data, train=section_from_flags("train", flag_values)).validate()
 

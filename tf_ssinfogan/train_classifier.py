@@ -68,10 +68,7 @@ def main(argv):
         check_source_matches(source, cfg.latent, cfg.network.image_shape)
         codes = [c for c in cfg.latent.codes if c.semi_supervised]
     else:
-        shape = tuple(int(v) for v in FLAGS.image_shape)
-        data = cli.section_from_flags("data", only=SOURCE_FIELDS, resize_to=shape[:2] if FLAGS.resize_images else (),
-                                      channels=shape[2] if FLAGS.source not in ("npz", "colour_digits", "sprites")
-                                      else 0)
+        data = cli.section_from_flags("data", only=SOURCE_FIELDS, **cli.derived_data_fields(FLAGS.image_shape))
         data.validate()
         source = load_source(data)
         codes = _codes_from_flags(source)
