@@ -20,15 +20,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ssinfogan import metrics, visualize
+from tf_ssinfogan import evaluation, metrics, visualize
 
 
 def generate_unit(model, latents, batch_size: int = 500) -> tf.Tensor:
     """G's images for a latents dict, in batches, scaled from the data range to [0, 1]."""
-    n = int(next(iter(latents.values())).shape[0])
-    parts = [model.generate({k: v[i:i + batch_size] for k, v in latents.items()}) for i in range(0, n, batch_size)]
-    lo, hi = model.network_config.data_range
-    return (tf.concat(parts, 0) - lo) / (hi - lo)
+    return evaluation.to_unit(model, evaluation.generate_in_batches(model, latents, batch_size))
 
 
 def known_rows(labels, kind: str) -> np.ndarray:

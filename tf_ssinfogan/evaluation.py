@@ -181,15 +181,22 @@ hungarian_mapping = metrics.hungarian_mapping  # moved to metrics.py; the old na
 frechet_distance = metrics.frechet_distance
 
 
-def _to_unit(model, images):
+def to_unit(model, images):
+    """Images in the model's data range -> [0, 1]."""
     lo, hi = model.network_config.data_range
     return (tf.cast(images, tf.float32) - lo) / (hi - lo)
 
 
-def _generate_in_batches(model, latents, batch_size=500):
+def generate_in_batches(model, latents, batch_size=500):
+    """G's images (data range) for a latents dict, `batch_size` at a time."""
     n = int(next(iter(latents.values())).shape[0])
     parts = [model.generate({k: v[i:i + batch_size] for k, v in latents.items()}) for i in range(0, n, batch_size)]
     return tf.concat(parts, 0)
+
+
+def generate_uint8(model, latents, batch_size=500) -> np.ndarray:
+    """G's images for a latents dict as uint8 numpy [N, H, W, C]."""
+    return float_to_uint8(generate_in_batches(model, latents, batch_size), model.network_config.data_range).numpy()
 
 
 def class_conditioned_accuracy(model, classifier, per_class: int = 128, seed=(0, 3)) -> Dict[str, dict]:
@@ -202,7 +209,7 @@ def class_conditioned_accuracy(model, classifier, per_class: int = 128, seed=(0,
     num_classes = int(classifier.output_shape[-1])
     for code in [c for c in model.latent_config.codes if kind_of(c).enumerable]:
         latents = visualize.class_conditioned_latents(model.latent_space, code.name, per_class, seed)
-        images = _to_unit(model, _generate_in_batches(model, latents))
+        images = to_unit(model, generate_in_batches(model, latents))
         predicted = np.argmax(classifier.predict(images, batch_size=500, verbose=0), -1)
         values = np.repeat(np.arange(code.dim), per_class)
         mapping, mapped, _ = hungarian_mapping(values, predicted, code.dim, num_classes)
@@ -221,14 +228,14 @@ def frechet_distance_to_real(model, classifier, source: ArraySource, num: int = 
     """Frechet distance between `num` real test images and `num` samples, in the classifier's features."""
     num = min(num, len(source.test_images))
     real = classifier_features(classifier, _unit_range(source.test_images[:num]))
-    fake_images = _to_unit(model, _generate_in_batches(model, model.latent_space.sample(num, tf.constant(seed))))
+    fake_images = to_unit(model, generate_in_batches(model, model.latent_space.sample(num, tf.constant(seed))))
     return frechet_distance(real, classifier_features(classifier, fake_images))
 
 
 def information_bounds(model, num: int = 1000, seed=(0, 5)) -> Dict[str, dict]:
     """L_I per code on fresh samples (Q in inference mode) next to its maximum H(c)."""
     latents = model.latent_space.sample(num, tf.constant(seed))
-    q = model.discriminator(_generate_in_batches(model, latents), training=False)["q"]
+    q = model.discriminator(generate_in_batches(model, latents), training=False)["q"]
     out = {}
     for code in model.latent_config.codes:
         h = kind_of(code).entropy(code)

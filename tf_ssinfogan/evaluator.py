@@ -26,7 +26,6 @@ from tf_ssinfogan import code_kinds, evaluation, metrics
 from tf_ssinfogan.latents import kind_of
 from tf_ssinfogan.config import ConfigError
 from tf_ssinfogan.data import test_dataset
-from tf_ssinfogan.images import float_to_uint8
 from tf_ssinfogan.sources import ArraySource
 from tf_ssinfogan.fileio import write_text_atomic
 
@@ -68,9 +67,7 @@ class EvalConfig:
 
 
 def _sample_uint8(model, num: int, seed, batch_size: int = 500) -> np.ndarray:
-    latents = model.latent_space.sample(num, tf.constant(seed))
-    unit = code_kinds.generate_unit(model, latents, batch_size)
-    return float_to_uint8(unit, (0.0, 1.0)).numpy()
+    return evaluation.generate_uint8(model, model.latent_space.sample(num, tf.constant(seed)), batch_size)
 
 
 def _real_subset(source: ArraySource, num: int, seed: int) -> np.ndarray:

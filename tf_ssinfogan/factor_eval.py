@@ -15,27 +15,8 @@ from typing import Dict
 import numpy as np
 import tensorflow as tf
 
-from tf_ssinfogan import synthetic, visualize
-from tf_ssinfogan.images import float_to_uint8
+from tf_ssinfogan import evaluation, metrics, synthetic, visualize
 from tf_ssinfogan.latents import kind_of
-
-
-def _images_uint8(model, latents, batch_size: int = 500) -> np.ndarray:
-    n = int(next(iter(latents.values())).shape[0])
-    parts = [model.generate({k: v[i:i + batch_size] for k, v in latents.items()}) for i in range(0, n, batch_size)]
-    return float_to_uint8(tf.concat(parts, 0), model.network_config.data_range).numpy()
-
-
-def _pearson(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.std() == 0 or b.std() == 0:
-        return 0.0
-    return float(np.corrcoef(a, b)[0, 1])
-
-
-def _spearman(a, b) -> float:
-    rank = lambda v: np.argsort(np.argsort(v, kind="stable"), kind="stable")
-    return _pearson(rank(np.asarray(a)), rank(np.asarray(b)))
 
 
 def colour_digit_scores(model, per_value: int = 128, seed=(0, 6)) -> Dict[str, dict]:
@@ -45,7 +26,7 @@ def colour_digit_scores(model, per_value: int = 128, seed=(0, 6)) -> Dict[str, d
         if code.label not in ("fg", "bg"):
             continue
         latents = visualize.class_conditioned_latents(model.latent_space, code.name, per_value, seed)
-        fg, bg = synthetic.measure_colours(_images_uint8(model, latents))
+        fg, bg = synthetic.measure_colours(evaluation.generate_uint8(model, latents))
         measured = fg if code.label == "fg" else bg
         values = np.repeat(np.arange(code.dim), per_value)
         out[code.name] = {"accuracy": float(np.mean(measured == values)), "samples": int(len(values)),
@@ -57,7 +38,7 @@ def sprite_scores(model, num: int = 2000, seed=(0, 7)) -> dict:
     """Per factor code: correlation or accuracy against the factor measured on samples; and the MIG."""
     space = model.latent_space
     latents = space.sample(num, tf.constant(seed))
-    images = _images_uint8(model, latents)
+    images = evaluation.generate_uint8(model, latents)
     values = {c.name: (np.argmax(latents[c.name].numpy(), -1) if kind_of(c).enumerable
                        else latents[c.name].numpy()[:, 0]) for c in space.codes}
     shape_code = next((c for c in space.codes if c.label == "shape"), None)
@@ -65,13 +46,14 @@ def sprite_scores(model, num: int = 2000, seed=(0, 7)) -> dict:
     scores = {}
     for code in space.codes:
         if code.label in ("x", "y", "scale"):
-            scores[code.name] = {"factor": code.label, "pearson": _pearson(values[code.name], measured[code.label]),
-                                 "spearman": _spearman(values[code.name], measured[code.label])}
+            scores[code.name] = {"factor": code.label,
+                                 "pearson": metrics.pearson(values[code.name], measured[code.label]),
+                                 "spearman": metrics.spearman(values[code.name], measured[code.label])}
         elif code.label == "bright":
             scores[code.name] = {"factor": "bright",
                                  "accuracy": float(np.mean((values[code.name] > 0.5) == (measured["bright"] > 0)))}
     factors = {k: measured[k] for k in ("x", "y", "scale", "bright")}
-    mig = synthetic.mutual_information_gap(values, factors)
+    mig = metrics.mutual_information_gap(values, factors)
     return {"codes": scores, "mig": mig["mig"], "mig_per_factor": mig["per_factor"], "samples": num,
             "measured_from": "pixels (synthetic.measure_sprites)"}
 

@@ -8,11 +8,12 @@
 * Inception Score exp(E_x KL(p(y|x) || p(y))) over splits (Salimans et al. 2016, Sec. 4).
 * Balanced accuracy, Pearson and Spearman correlation, coefficient of determination R^2.
 * The best one-to-one code-to-class assignment (Hungarian, `scipy.optimize.linear_sum_assignment`).
+* The mutual information gap between codes and factors (Chen et al. 2018, a disentanglement score).
 """
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 from scipy import optimize, stats
@@ -146,3 +147,44 @@ def hungarian_mapping(code_values, predicted_classes, num_codes: int, num_classe
     mapping = np.full(num_codes, -1, np.int64)
     mapping[rows] = cols
     return mapping, float(confusion[rows, cols].sum()) / max(len(code_values), 1), confusion
+
+
+def _discretise(v: np.ndarray, bins: int) -> np.ndarray:
+    v = np.asarray(v, np.float64)
+    if np.issubdtype(np.asarray(v).dtype, np.integer) or len(np.unique(v)) <= bins:
+        return np.unique(v, return_inverse=True)[1]
+    edges = np.quantile(v, np.linspace(0, 1, bins + 1)[1:-1])
+    return np.digitize(v, edges)
+
+
+def _mutual_information(a: np.ndarray, b: np.ndarray) -> float:
+    joint = np.zeros((a.max() + 1, b.max() + 1))
+    np.add.at(joint, (a, b), 1.0)
+    joint /= joint.sum()
+    pa, pb = joint.sum(1, keepdims=True), joint.sum(0, keepdims=True)
+    nz = joint > 0
+    return float((joint[nz] * np.log(joint[nz] / (pa @ pb)[nz])).sum())
+
+
+def _entropy(a: np.ndarray) -> float:
+    p = np.bincount(a) / len(a)
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def mutual_information_gap(codes: Dict[str, np.ndarray], factors: Dict[str, np.ndarray],
+                           bins: int = 20) -> Dict[str, object]:
+    """MIG (Chen et al. 2018): per factor, the gap between the two codes that share the most information with
+    it, divided by its entropy; the score is the mean over factors. Inputs: name -> [N] values (continuous
+    ones are discretised into `bins` quantile bins)."""
+    c = {k: _discretise(v, bins) for k, v in codes.items()}
+    f = {k: _discretise(v, bins) for k, v in factors.items()}
+    per_factor, matrix = {}, {}
+    for fk, fv in f.items():
+        mi = sorted(((_mutual_information(cv, fv), ck) for ck, cv in c.items()), reverse=True)
+        matrix[fk] = {ck: m for m, ck in mi}
+        h = _entropy(fv)
+        gap = (mi[0][0] - (mi[1][0] if len(mi) > 1 else 0.0)) / h if h > 0 else 0.0
+        per_factor[fk] = {"gap": gap, "best_code": mi[0][1]}
+    return {"mig": float(np.mean([v["gap"] for v in per_factor.values()])), "per_factor": per_factor,
+            "mutual_information": matrix}
