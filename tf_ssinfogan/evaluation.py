@@ -5,11 +5,9 @@
 2. For every categorical code, the best code-to-class assignment (Hungarian, `scipy.optimize`) and the mapped
    accuracy, so that unsupervised codes (plain InfoGAN) compare with semi-supervised ones.
 3. Q_ss accuracy on the real test split.
-4. Frechet distance between real and generated images in the classifier's feature space (FID-style; offline).
-5. The information lower bounds L_I = E[log Q(c|x)] + H(c) against H(c) (Eqs. 2-4).
-6. Latent traversal grids, one PNG per code.
-
-Every dataset and code kind (binary, continuous, per-column judges) and FID/KID/IS: `evaluator.py`.
+4. The information lower bounds L_I = E[log Q(c|x)] + H(c) against H(c) (Eqs. 2-4).
+The end-of-run evaluation (eval.json) uses 1-3. Every dataset and code kind (binary, continuous, per-column
+judges), the judge-feature Frechet distance, FID/KID/IS, reports and evaluation during training: `evaluator.py`.
 """
 
 from __future__ import annotations
@@ -219,19 +217,6 @@ def class_conditioned_accuracy(model, classifier, per_class: int = 128, seed=(0,
     return out
 
 
-def classifier_features(classifier, images_unit, batch_size: int = 500) -> np.ndarray:
-    features = keras.Model(classifier.inputs, classifier.get_layer("features").output)
-    return features.predict(images_unit, batch_size=batch_size, verbose=0)
-
-
-def frechet_distance_to_real(model, classifier, source: ArraySource, num: int = 2000, seed=(0, 4)) -> float:
-    """Frechet distance between `num` real test images and `num` samples, in the classifier's features."""
-    num = min(num, len(source.test_images))
-    real = classifier_features(classifier, _unit_range(source.test_images[:num]))
-    fake_images = to_unit(model, generate_in_batches(model, model.latent_space.sample(num, tf.constant(seed))))
-    return frechet_distance(real, classifier_features(classifier, fake_images))
-
-
 def information_bounds(model, num: int = 1000, seed=(0, 5)) -> Dict[str, dict]:
     """L_I per code on fresh samples (Q in inference mode) next to its maximum H(c)."""
     latents = model.latent_space.sample(num, tf.constant(seed))
@@ -245,59 +230,3 @@ def information_bounds(model, num: int = 1000, seed=(0, 5)) -> Dict[str, dict]:
 
 
 # ----------------------------------------------------------------------------------------- whole evaluation
-def evaluate_model(model, source: ArraySource, classifier=None, classifier_meta=None, per_class: int = 128,
-                   fid_samples: int = 2000, grids_dir: str = "", step: int = None) -> dict:
-    """Every metric of this module for one model; writes traversal grids to `grids_dir` if given."""
-    result = {"step": model.current_step() if step is None else step,
-              "q_ss_test_accuracy": q_ss_accuracy(model, source),
-              "information_bounds": information_bounds(model)}
-    if classifier is not None:
-        result["classifier"] = dict(classifier_meta or {})
-        result["class_conditioned"] = class_conditioned_accuracy(model, classifier, per_class)
-        result["frechet_distance"] = frechet_distance_to_real(model, classifier, source, fid_samples)
-    if grids_dir:
-        from tf_ssinfogan.callbacks import write_code_grids
-
-        result["traversal_grids"] = write_code_grids(model, grids_dir, result["step"])
-    return result
-
-
-def scalars(result: dict) -> Dict[str, float]:
-    """Flat 'Group/name' -> value view of `evaluate_model`'s result (TensorBoard tags)."""
-    out = {}
-    for code, acc in result.get("q_ss_test_accuracy", {}).items():
-        out[f"Eval/q_ss_test_accuracy/{code}"] = acc
-    for code, r in result.get("class_conditioned", {}).items():
-        if np.isfinite(r["accuracy"]):
-            out[f"Eval/classifier_accuracy/{code}"] = r["accuracy"]
-        out[f"Eval/classifier_mapped_accuracy/{code}"] = r["mapped_accuracy"]
-    if "frechet_distance" in result:
-        out["Eval/frechet_distance"] = result["frechet_distance"]
-    for code, r in result.get("information_bounds", {}).items():
-        out[f"Eval/information_bound/{code}"] = r["lower_bound"]
-    return out
-
-
-class EvaluationCallback(keras.callbacks.Callback):
-    """Runs `evaluate_model` every `every_epochs` epochs and logs its scalars (convergence curves)."""
-
-    def __init__(self, source: ArraySource, classifier, classifier_meta, log_dir: str, every_epochs: int,
-                 per_class: int = 64, fid_samples: int = 1000, history_path: str = ""):
-        super().__init__()
-        self.source, self.classifier, self.meta = source, classifier, classifier_meta
-        self.every, self.per_class, self.fid_samples = every_epochs, per_class, fid_samples
-        self.writer = tf.summary.create_file_writer(log_dir)
-        self.history_path = history_path
-
-    def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every:
-            return
-        result = evaluate_model(self.model, self.source, self.classifier, self.meta, self.per_class,
-                                self.fid_samples)
-        with self.writer.as_default(step=result["step"]):
-            for tag, value in scalars(result).items():
-                tf.summary.scalar(tag, value)
-        self.writer.flush()
-        if self.history_path:
-            with open(self.history_path, "a") as f:  # one JSON line per evaluation
-                f.write(json.dumps({"step": result["step"], **scalars(result)}) + "\n")
