@@ -230,6 +230,12 @@ class DataConfig:
     anneal_start: float = _field(1.0, "P(labelled batch) at step 0.")
     anneal_decrement: float = _field(0.1, "P(labelled batch) decrement per period.")
     anneal_every: int = _field(100, "Annealing period in steps.")
+    labelled_per_batch: int = _field(
+        0, "Every batch carries this many labelled images (the first of the global batch, drawn from the labelled "
+        "subset) beside unlabelled ones, so Q_ss sees labels at every step; 0 = the reference's whole labelled "
+        "batches drawn with the annealed probability above (which this setting replaces).")
+    labelled_shift: int = _field(0, "Augmentation of labelled images: a random translation of up to this many "
+                                 "pixels per axis (reflected border); 0 = none (reference).")
     shuffle_seed: int = _field(1, "Seed of the data order.")
 
     def validate(self) -> None:
@@ -259,6 +265,10 @@ class DataConfig:
             raise ConfigError(f"anneal_decrement must be >= 0, got {self.anneal_decrement}")
         if self.anneal_every < 1:
             raise ConfigError(f"anneal_every must be >= 1, got {self.anneal_every}")
+        if self.labelled_per_batch < 0:
+            raise ConfigError(f"labelled_per_batch must be >= 0, got {self.labelled_per_batch}")
+        if self.labelled_shift < 0:
+            raise ConfigError(f"labelled_shift must be >= 0 pixels, got {self.labelled_shift}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,6 +286,11 @@ class TrainConfig:
     us_weight: float = _field(0.8, "lambda of the unsupervised code terms (reference: 0.8).")
     q_ss_fake_weight: float = _field(0.0, "Weight of Q_ss's loss on class-conditioned fakes in the D/Q phase; 0 = "
                                      "reference (Q_ss learns from labelled real images only).")
+    pseudo_label_weight: float = _field(
+        0.0, "Weight of Q_ss's loss on its own confident predictions for unlabelled real images (pseudo-labels, "
+        "Lee 2013; categorical and binary codes); 0 = off (reference).")
+    pseudo_label_threshold: float = _field(0.95, "Confidence (probability of the predicted value) from which an "
+                                           "unlabelled real image's prediction is used as its pseudo-label.")
     reuse_fakes: bool = _field(True, "The G phase reuses the D phase's latents and generator forward pass (Torch "
                                "DCGAN practice, about 8% fewer FLOPs); --noreuse_fakes draws fresh fakes.")
     fused_adam: bool = _field(False, "Adam through TF's fused kernel (the same update as Keras's Adam, about 10% "
@@ -340,8 +355,11 @@ class TrainConfig:
         for name in ("beta_1", "beta_2"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.ss_weight < 0 or self.us_weight < 0 or self.q_ss_fake_weight < 0:
-            raise ConfigError(f"loss weights must be >= 0, got ss={self.ss_weight} us={self.us_weight}")
+        if min(self.ss_weight, self.us_weight, self.q_ss_fake_weight, self.pseudo_label_weight) < 0:
+            raise ConfigError(f"loss weights must be >= 0, got ss={self.ss_weight} us={self.us_weight} "
+                              f"q_ss_fake={self.q_ss_fake_weight} pseudo_label={self.pseudo_label_weight}")
+        if not 0.5 <= self.pseudo_label_threshold <= 1.0:
+            raise ConfigError(f"pseudo_label_threshold must be in [0.5, 1], got {self.pseudo_label_threshold}")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy {self.strategy!r} is not 'default', 'mirrored' or 'multi_worker'")
         if self.nan_policy not in NAN_POLICIES:
@@ -402,6 +420,9 @@ class ExperimentConfig:
         self.network.validate()
         self.data.validate()
         self.train.validate()
+        if self.data.labelled_per_batch >= self.train.batch_size:
+            raise ConfigError(f"labelled_per_batch ({self.data.labelled_per_batch}) must be smaller than "
+                              f"batch_size ({self.train.batch_size}): the rest of the batch is unlabelled images")
         return self
 
     def to_dict(self) -> dict:

@@ -6,7 +6,9 @@ pipeline restarts at the restored step and produces the same batches an uninterr
 At step t a labelled batch is drawn with probability p(t) (reference annealing):
     p(t) = max(anneal_start - anneal_decrement * floor(t / anneal_every), n_labelled / n_train)
 Labelled batches come from the labelled subset, unlabelled batches from all training images (their labels
-are hidden: zeros, mask 0). Each stream walks through a fresh seeded permutation per epoch. Elements are
+are hidden: zeros, mask 0). With `labelled_per_batch` = k > 0 instead, every global batch holds k labelled
+images (its first k) and B - k unlabelled ones (the mask is per image). `labelled_shift` translates the
+labelled images at random (augmentation; a stateless draw per step, so resuming stays exact). Each stream walks through a fresh seeded permutation per epoch. Elements are
 `(images float32 [B,H,W,C] in the data range, {label_key: [B] or [B, d]}, label_mask float32 [B])`.
 The images and label columns come from a `sources.ArraySource`.
 """
@@ -19,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ssinfogan.config import ConfigError, DataConfig, LatentConfig
-from tf_ssinfogan.images import images_to_float
+from tf_ssinfogan.images import images_to_float, random_shift
 from tf_ssinfogan.latents import kind_of
 from tf_ssinfogan.sources import ArraySource, labelled_candidates
 
@@ -72,6 +74,12 @@ def labelled_probability(step, config: DataConfig, labelled_ratio: float):
     t = tf.cast(step, tf.float32)
     p = config.anneal_start - config.anneal_decrement * tf.floor(t / float(config.anneal_every))
     return tf.clip_by_value(p, labelled_ratio, 1.0)
+
+
+def _where_rows(rows, a, b):
+    """a where rows[i] else b, row by row (`rows` [B] bool; a, b [B, ...])."""
+    rows = tf.reshape(rows, tf.concat([tf.shape(rows), tf.ones([tf.rank(a) - 1], tf.int32)], 0))
+    return tf.where(rows, a, b)
 
 
 def _label_targets(labels: Dict[str, np.ndarray], codes, idx) -> Dict[str, np.ndarray]:
@@ -129,20 +137,30 @@ class TrainStream:
         seed = self.config.shuffle_seed
         step = tf.cast(step, tf.int64)
         if n_lab:
-            u = tf.random.stateless_uniform([], seed=tf.stack([tf.constant(seed + 7919, tf.int64), step]))
-            use_lab = u < self.probability(step)
-            lab_pos = self._positions(step, n_lab, size, start, gb, seed + 1)
-            idx = tf.where(use_lab, tf.gather(self._lab_idx, lab_pos),
+            per_batch = self.config.labelled_per_batch
+            if per_batch:  # the first `per_batch` images of every global batch are labelled
+                labelled = start + tf.range(size) < per_batch
+                lab_pos = self._positions(step, n_lab, size, start, per_batch, seed + 1)
+            else:  # the whole batch is labelled with probability p(t) (reference)
+                u = tf.random.stateless_uniform([], seed=tf.stack([tf.constant(seed + 7919, tf.int64), step]))
+                labelled = tf.fill([size], u < self.probability(step))
+                lab_pos = self._positions(step, n_lab, size, start, gb, seed + 1)
+            idx = tf.where(labelled, tf.gather(self._lab_idx, lab_pos),
                            self._positions(step, n_all, size, start, gb, seed))
-            labels = {k: tf.where(use_lab, tf.gather(v, lab_pos), tf.zeros_like(tf.gather(v, lab_pos)))
+            labels = {k: _where_rows(labelled, tf.gather(v, lab_pos), tf.zeros_like(tf.gather(v, lab_pos)))
                       for k, v in self._lab_targets.items()}
-            mask = tf.fill([size], tf.cast(use_lab, tf.float32))
+            mask = tf.cast(labelled, tf.float32)
+            images = tf.gather(self._images, idx)
+            if self.config.labelled_shift:  # augmentation of the labelled images only
+                shift_seed = tf.stack([tf.constant(seed + 104729, tf.int64), step * gb + start])
+                images = _where_rows(labelled, random_shift(images, self.config.labelled_shift, shift_seed), images)
         else:
             idx = self._positions(step, n_all, size, start, gb, seed)
             labels = {k: tf.zeros(tf.concat([[size], tf.shape(v)[1:]], 0), v.dtype)
                       for k, v in self._lab_targets.items()}
             mask = tf.zeros([size], tf.float32)
-        return images_to_float(tf.gather(self._images, idx), self.data_range), labels, mask
+            images = tf.gather(self._images, idx)
+        return images_to_float(images, self.data_range), labels, mask
 
     def dataset(self, start_step: int = 0, end_step: Optional[int] = None, num_replicas: int = 1,
                 first_replica: int = 0, local_replicas: int = 1) -> tf.data.Dataset:

@@ -147,6 +147,11 @@ class CodeKind:
         """The user-format value Q predicts, from `probabilities`."""
         return probabilities
 
+    def pseudo_label(self, q_output, threshold: float):
+        """(target in the latent format, confident [B] float) from Q's own output for pseudo-labelling
+        unlabelled images (no gradient through either), or None where the kind has no discrete prediction."""
+        return None
+
     def label_hits(self, code: CodeSpec, probabilities, y) -> Tuple[tf.Tensor, tf.Tensor]:
         """(correct, counted) per example for Q's prediction against stored labels (unknown labels: not
         counted), or None where accuracy does not apply."""
@@ -256,6 +261,11 @@ class Categorical(CodeKind):
     def prediction(self, probabilities):
         return tf.cast(tf.argmax(probabilities, axis=-1), tf.int32)
 
+    def pseudo_label(self, q_output, threshold):
+        p = tf.stop_gradient(self.probabilities(tf.cast(q_output, tf.float32)))
+        target = tf.one_hot(tf.argmax(p, -1), tf.shape(p)[-1])
+        return target, tf.cast(tf.reduce_max(p, -1) >= threshold, tf.float32)
+
     def label_hits(self, code, probabilities, y):
         valid = tf.cast(y >= 0, tf.float32)
         hit = tf.cast(tf.equal(tf.argmax(probabilities, -1), tf.cast(y, tf.int64)), tf.float32)
@@ -355,6 +365,11 @@ class Binary(CodeKind):
 
     def prediction(self, probabilities):
         return tf.cast(probabilities > 0.5, tf.float32)
+
+    def pseudo_label(self, q_output, threshold):
+        p = tf.stop_gradient(self.probabilities(tf.cast(q_output, tf.float32)))
+        confident = tf.reduce_min(tf.maximum(p, 1.0 - p), -1) >= threshold  # every attribute confident
+        return tf.cast(p > 0.5, tf.float32), tf.cast(confident, tf.float32)
 
     def label_hits(self, code, probabilities, y):
         y = tf.reshape(tf.cast(y, tf.float32), [-1, code.dim])

@@ -76,6 +76,10 @@ class SSInfoGAN(keras.Model):
       q_ss_fake_weight: otherwise, the weight of Q_ss's loss on fakes in the D/Q phase (0 = reference: Q_ss
         learns from labelled real images only). Positive values let Q_ss also learn from the class-conditioned
         fakes, an extension of the paper that this package offers as an option.
+      labelled_per_batch: k > 0 when every global batch holds k labelled images (data.TrainStream's mixed
+        batches): Q_ss's loss on them is then averaged over those k (not over the batch).
+      pseudo_label_weight / pseudo_label_threshold: Q_ss also learns, with this weight, from its own confident
+        predictions on the unlabelled real images of the batch (pseudo-labels, Lee 2013); 0 = off.
       seed: seed of the latent SeedGenerator (also draws the instance noise).
       instance_noise: the instance-noise schedule; None or std 0 = off.
       skip_nonfinite: skip an update whose loss or gradients are not finite (the step counter still moves,
@@ -87,7 +91,8 @@ class SSInfoGAN(keras.Model):
 
     def __init__(self, latent: LatentConfig, network: NetworkConfig, global_batch_size: int,
                  ss_weight: float = 2.0, us_weight: float = 0.8, q_ss_on_fakes: bool = False,
-                 q_ss_fake_weight: float = 0.0,
+                 q_ss_fake_weight: float = 0.0, labelled_per_batch: int = 0,
+                 pseudo_label_weight: float = 0.0, pseudo_label_threshold: float = 0.95,
                  seed: int = 1, instance_noise: InstanceNoiseConfig = None, skip_nonfinite: bool = False,
                  reuse_fakes: bool = False, **kwargs):
         super().__init__(name=kwargs.pop("name", "ss_infogan"), **kwargs)
@@ -97,6 +102,11 @@ class SSInfoGAN(keras.Model):
         self.ss_weight, self.us_weight = float(ss_weight), float(us_weight)
         self.q_ss_on_fakes = bool(q_ss_on_fakes)
         self.q_ss_fake_weight = self.ss_weight if self.q_ss_on_fakes else float(q_ss_fake_weight)
+        # Q_ss's loss on labelled reals is a mean over the labelled images: over the whole batch for the
+        # reference's all-labelled batches, over the k labelled images of a mixed batch (labelled_per_batch k)
+        self.labelled_scale = self.global_batch_size / labelled_per_batch if labelled_per_batch else 1.0
+        self.pseudo_label_weight = float(pseudo_label_weight)
+        self.pseudo_label_threshold = float(pseudo_label_threshold)
         self.instance_noise = instance_noise or InstanceNoiseConfig()
         self.skip_nonfinite = bool(skip_nonfinite)
         self.reuse_fakes = bool(reuse_fakes)
@@ -121,6 +131,8 @@ class SSInfoGAN(keras.Model):
                 names.append("q_ss_acc")
         if self.us_codes:
             names += ["q_us_fake", "li_us"]
+        if self.pseudo_label_weight and any(kind_of(c).has_probabilities for c in self.ss_codes):
+            names.append("pseudo_used")
         if self.skip_nonfinite:
             names.append("skipped")
         self.tracked = {n: keras.metrics.Mean(name=n) for n in names}
@@ -187,6 +199,23 @@ class SSInfoGAN(keras.Model):
             bound += kind.log_likelihood(code, q[code.name], targets[code.name]) + kind.entropy(code)
         return loss, bound
 
+    def _pseudo_label_terms(self, q, unlabelled):
+        """Sum over the semi-supervised codes with a discrete prediction of the per-example loss against Q's own
+        confident prediction, on the `unlabelled` images ([B]; confident ones only); a running metric counts
+        the fraction of unlabelled images used."""
+        loss, used = 0.0, []
+        for code in self.ss_codes:
+            made = kind_of(code).pseudo_label(q[code.name], self.pseudo_label_threshold)
+            if made is None:
+                continue
+            target, confident = made
+            weight = confident * unlabelled
+            loss += kind_of(code).loss(q[code.name], target) * weight
+            used.append(weight)
+        if used:
+            self._track("pseudo_used", tf.add_n(used) / len(used), sample_weight=unlabelled)
+        return loss
+
     def _apply(self, optimizer, loss, grads, variables):
         """apply_gradients, or with skip_nonfinite a no-op update (counter advanced) when anything is NaN/Inf."""
         if not self.skip_nonfinite:
@@ -242,7 +271,10 @@ class SSInfoGAN(keras.Model):
             ss_real, _ = self._code_terms(self.ss_codes, real["q"], targets)
             ss_real = losses.masked(ss_real, mask) if self.ss_codes else tf.zeros_like(adv)
             us_fake, _ = self._code_terms(self.us_codes, fake["q"], latents)
-            total = adv + self.ss_weight * ss_real + self.us_weight * us_fake
+            total = adv + self.ss_weight * self.labelled_scale * ss_real + self.us_weight * us_fake
+            if self.pseudo_label_weight and self.ss_codes:
+                pseudo = self._pseudo_label_terms(real["q"], 1.0 - mask)
+                total += self.pseudo_label_weight * pseudo
             if self.q_ss_fake_weight and self.ss_codes:
                 ss_fake, _ = self._code_terms(self.ss_codes, fake["q"], latents)
                 total += self.q_ss_fake_weight * ss_fake

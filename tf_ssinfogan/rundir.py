@@ -174,7 +174,9 @@ def build_model(cfg: ExperimentConfig, labelled_ratio: float):
     with precision_policy(t.precision):
         model = SSInfoGAN(cfg.latent, cfg.network, t.batch_size, ss_weight=t.ss_weight, us_weight=t.us_weight,
                           q_ss_on_fakes=labelled_ratio == 0.0,
-                          q_ss_fake_weight=t.q_ss_fake_weight, skip_nonfinite=t.nan_policy == "skip", seed=t.seed,
+                          q_ss_fake_weight=t.q_ss_fake_weight, labelled_per_batch=cfg.data.labelled_per_batch,
+                          pseudo_label_weight=t.pseudo_label_weight, pseudo_label_threshold=t.pseudo_label_threshold,
+                          skip_nonfinite=t.nan_policy == "skip", seed=t.seed,
                           instance_noise=t.instance_noise, reuse_fakes=t.reuse_fakes)
 
     def optimizer(lr, name):
