@@ -154,3 +154,67 @@ def test_tfds_source_under_mock_data():
     stream = data.TrainStream(src, C.LatentConfig(), C.DataConfig(labelled_fraction=0.25), 8, (0.0, 1.0))
     x, y, mask = next(iter(stream.dataset(0, 1)))
     assert x.shape == (8, 28, 28, 1) and float(mask[0]) == 1.0
+
+
+def test_mixed_batches_carry_k_labelled_images_at_every_step():
+    stream, src = _stream(labelled_per_batch=3, anneal_start=0.0)  # annealing is replaced, not consulted
+    labelled_images = {src.train_images[i].tobytes(): src.train_labels["label"][i] for i in stream.labelled_idx}
+    seen = set()
+    for x, y, mask in stream.dataset(0, 12):
+        np.testing.assert_array_equal(mask.numpy(), [1, 1, 1, 0, 0, 0, 0, 0])
+        pixels = np.round(x.numpy() * 255).astype(np.uint8)
+        for img, lab in zip(pixels[:3], y["label"].numpy()[:3]):
+            assert labelled_images[img.tobytes()] == lab  # the first 3: labelled images with their labels
+            seen.add(img.tobytes())
+        assert np.all(y["label"].numpy()[3:] == 0)  # the rest: labels hidden
+    assert len(seen) == 16  # 36 draws walk through all 16 labelled images
+    # replicas: the two slices of a step tile the one-device batch, labelled rows included
+    one = list(stream.dataset(0, 2))
+    two = list(stream.dataset(0, 2, num_replicas=2, first_replica=0, local_replicas=2))
+    for s in range(2):
+        np.testing.assert_array_equal(tf.concat([two[2 * s][0], two[2 * s + 1][0]], 0), one[s][0])
+        np.testing.assert_array_equal(tf.concat([two[2 * s][2], two[2 * s + 1][2]], 0), one[s][2])
+
+
+def test_labelled_shift_moves_labelled_images_only_and_resumes_exactly():
+    plain, _ = _stream(labelled_per_batch=3)
+    shifted, _ = _stream(labelled_per_batch=3, labelled_shift=2)
+    moved = 0
+    for (a, _, _), (b, _, _) in zip(plain.dataset(0, 6), shifted.dataset(0, 6)):
+        np.testing.assert_array_equal(a[3:], b[3:])  # unlabelled images untouched
+        moved += sum(not np.array_equal(a[i], b[i]) for i in range(3))
+        # each shifted image is its plain image translated by at most 2 pixels (the reflected border aside)
+        for i in range(3):
+            interior = [np.array_equal(b[i, 2:-2, 2:-2], a[i, 2 - dy:26 - dy, 2 - dx:26 - dx])
+                        for dy in range(-2, 3) for dx in range(-2, 3)]
+            assert any(interior)
+    assert moved >= 14  # of 18 draws, only the (0, 0) shifts (1 in 25) leave an image as it was
+    full, resumed = list(shifted.dataset(0, 6)), list(shifted.dataset(4, 6))
+    np.testing.assert_array_equal(full[4][0], resumed[0][0])  # the augmentation is a function of the step
+
+
+def test_random_shift_known_offsets():
+    from tf_ssinfogan.images import random_shift
+
+    x = np.zeros([4, 9, 9, 1], np.uint8)
+    x[:, 4, 4] = 255  # one bright pixel in the middle
+    y = random_shift(tf.constant(x), 3, tf.constant([5, 6], tf.int64)).numpy()
+    again = random_shift(tf.constant(x), 3, tf.constant([5, 6], tf.int64)).numpy()
+    np.testing.assert_array_equal(y, again)
+    for img in y:
+        (r, c, _), = np.argwhere(img > 0)  # still one pixel, moved by at most 3 per axis
+        assert abs(r - 4) <= 3 and abs(c - 4) <= 3
+    assert len({tuple(np.argwhere(img > 0)[0]) for img in y}) > 1  # per-image offsets
+    np.testing.assert_array_equal(random_shift(tf.constant(x), 0, tf.constant([5, 6], tf.int64)), x)
+
+
+def test_mixed_batch_settings_are_checked():
+    with pytest.raises(C.ConfigError, match="labelled_per_batch must be >= 0"):
+        C.DataConfig(labelled_per_batch=-1).validate()
+    with pytest.raises(C.ConfigError, match="labelled_shift must be >= 0 pixels"):
+        C.DataConfig(labelled_shift=-2).validate()
+    cfg = C.ExperimentConfig(data=C.DataConfig(labelled_per_batch=128))
+    with pytest.raises(C.ConfigError, match=r"labelled_per_batch \(128\) must be smaller than batch_size \(128\)"):
+        cfg.validate()
+    with pytest.raises(C.ConfigError, match="pseudo_label_threshold must be in"):
+        C.TrainConfig(pseudo_label_threshold=0.3).validate()

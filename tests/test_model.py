@@ -139,3 +139,48 @@ def test_reuse_fakes_is_the_g_phase_on_the_d_phase_latents():
     fresh = build(False)
     fresh.train_step((images, labels, mask))
     assert int(reused.seed_generator.state[1]) == 1 and int(fresh.seed_generator.state[1]) == 2
+
+
+def test_pseudo_labels_of_each_kind_known_values():
+    from tf_ssinfogan.latents import KINDS
+
+    target, confident = KINDS["categorical"].pseudo_label(tf.constant([[3.0, 0.0, 0.0], [0.1, 0.0, 0.0]]), 0.9)
+    np.testing.assert_array_equal(target, [[1, 0, 0], [1, 0, 0]])
+    np.testing.assert_array_equal(confident, [1.0, 0.0])  # softmax max 0.909 and 0.355
+    target, confident = KINDS["binary"].pseudo_label(tf.constant([[3.0, -3.0], [3.0, 0.0]]), 0.9)
+    np.testing.assert_array_equal(target, [[1, 0], [1, 0]])
+    np.testing.assert_array_equal(confident, [1.0, 0.0])  # every attribute must be sure: 0.953/0.953, 0.953/0.5
+    assert KINDS["continuous"].pseudo_label(tf.constant([[0.3]]), 0.9) is None
+
+
+def test_pseudo_label_loss_known_value_and_labelled_mean_over_k():
+    m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH, labelled_per_batch=2, pseudo_label_weight=1.0,
+                  pseudo_label_threshold=0.9)
+    m.compile()
+    assert m.labelled_scale == 4.0 and "pseudo_used" in m.tracked  # mean over the 2 labelled of 8
+    logits = np.zeros([3, 10], np.float32)
+    logits[:, 3] = 5.0  # p(3) = e^5 / (e^5 + 9) = 0.9428: confident
+    logits[1, 3] = 1.0  # p(3) = e / (e + 9) = 0.232: not
+    q = {"digit": tf.constant(logits), "c1": tf.zeros([3, 1]), "c2": tf.zeros([3, 1])}
+    loss = m._pseudo_label_terms(q, tf.constant([1.0, 1.0, 0.0]))  # the third is labelled: no pseudo-label
+    np.testing.assert_allclose(loss, [-np.log(np.exp(5) / (np.exp(5) + 9)), 0.0, 0.0], rtol=1e-5)
+    assert float(m.tracked["pseudo_used"].result()) == pytest.approx(0.5)  # 1 of the 2 unlabelled
+    assert SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH).labelled_scale == 1.0  # reference batches
+
+
+def test_train_step_with_mixed_batches_shifts_and_pseudo_labels_learns_the_labels():
+    import keras
+
+    keras.utils.set_random_seed(2)
+    m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH, labelled_per_batch=4, pseudo_label_weight=1.0,
+                  pseudo_label_threshold=0.5, q_ss_fake_weight=1.0)
+    m.compile()
+    cfg = C.DataConfig(labelled_fraction=0.25, labelled_per_batch=4, labelled_shift=1)
+    stream = data.TrainStream(tiny_source(), C.LatentConfig(), cfg, BATCH, (0.0, 1.0))
+    step = tf.function(m.train_step)
+    first = None
+    for images, labels, mask in stream.dataset(0, 30):
+        logs = step((images, labels, mask))
+        first = first if first is not None else float(logs["q_ss_real"])
+    assert float(logs["q_ss_real"]) < first  # Q_ss fits the 16 labelled images
+    assert 0.0 <= float(logs["pseudo_used"]) <= 1.0 and np.isfinite(float(logs["d_loss"]))

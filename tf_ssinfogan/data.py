@@ -139,7 +139,7 @@ class TrainStream:
         if n_lab:
             per_batch = self.config.labelled_per_batch
             if per_batch:  # the first `per_batch` images of every global batch are labelled
-                labelled = start + tf.range(size) < per_batch
+                labelled = tf.cast(start, tf.int64) + tf.range(size, dtype=tf.int64) < per_batch
                 lab_pos = self._positions(step, n_lab, size, start, per_batch, seed + 1)
             else:  # the whole batch is labelled with probability p(t) (reference)
                 u = tf.random.stateless_uniform([], seed=tf.stack([tf.constant(seed + 7919, tf.int64), step]))
@@ -152,7 +152,7 @@ class TrainStream:
             mask = tf.cast(labelled, tf.float32)
             images = tf.gather(self._images, idx)
             if self.config.labelled_shift:  # augmentation of the labelled images only
-                shift_seed = tf.stack([tf.constant(seed + 104729, tf.int64), step * gb + start])
+                shift_seed = tf.stack([tf.constant(seed + 104729, tf.int64), step * gb + tf.cast(start, tf.int64)])
                 images = _where_rows(labelled, random_shift(images, self.config.labelled_shift, shift_seed), images)
         else:
             idx = self._positions(step, n_all, size, start, gb, seed)
