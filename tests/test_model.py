@@ -162,9 +162,12 @@ def test_pseudo_label_loss_known_value_and_labelled_mean_over_k():
     logits[:, 3] = 5.0  # p(3) = e^5 / (e^5 + 9) = 0.9428: confident
     logits[1, 3] = 1.0  # p(3) = e / (e + 9) = 0.232: not
     q = {"digit": tf.constant(logits), "c1": tf.zeros([3, 1]), "c2": tf.zeros([3, 1])}
-    loss = m._pseudo_label_terms(q, tf.constant([1.0, 1.0, 0.0]))  # the third is labelled: no pseudo-label
+    loss = m._pseudo_label_terms(q, q, tf.constant([1.0, 1.0, 0.0]))  # the third is labelled: no pseudo-label
     np.testing.assert_allclose(loss, [-np.log(np.exp(5) / (np.exp(5) + 9)), 0.0, 0.0], rtol=1e-5)
     assert float(m.tracked["pseudo_used"].result()) == pytest.approx(0.5)  # 1 of the 2 unlabelled
+    flat = {name: tf.zeros_like(v) for name, v in q.items()}  # consistency: the loss of another view's output
+    loss = m._pseudo_label_terms(q, flat, tf.constant([1.0, 1.0, 1.0]))
+    np.testing.assert_allclose(loss, [np.log(10.0), 0.0, np.log(10.0)], rtol=1e-5)  # uniform vs class 3
     assert SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH).labelled_scale == 1.0  # reference batches
 
 
@@ -173,7 +176,7 @@ def test_train_step_with_mixed_batches_shifts_and_pseudo_labels_learns_the_label
 
     keras.utils.set_random_seed(2)
     m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH, labelled_per_batch=4, pseudo_label_weight=1.0,
-                  pseudo_label_threshold=0.5, q_ss_fake_weight=1.0)
+                  pseudo_label_threshold=0.5, pseudo_label_shift=2, q_ss_fake_weight=1.0)
     m.compile()
     cfg = C.DataConfig(labelled_fraction=0.25, labelled_per_batch=4, labelled_shift=1)
     stream = data.TrainStream(tiny_source(), C.LatentConfig(), cfg, BATCH, (0.0, 1.0))

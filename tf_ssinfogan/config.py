@@ -291,6 +291,9 @@ class TrainConfig:
         "Lee 2013; categorical and binary codes); 0 = off (reference).")
     pseudo_label_threshold: float = _field(0.95, "Confidence (probability of the predicted value) from which an "
                                            "unlabelled real image's prediction is used as its pseudo-label.")
+    pseudo_label_shift: int = _field(0, "With pseudo-labels: > 0 makes them a consistency loss (FixMatch-style): the "
+                                     "label from the image, the loss on a copy shifted by up to this many pixels "
+                                     "(one more D pass over the real batch); 0 = the loss on the image itself.")
     reuse_fakes: bool = _field(True, "The G phase reuses the D phase's latents and generator forward pass (Torch "
                                "DCGAN practice, about 8% fewer FLOPs); --noreuse_fakes draws fresh fakes.")
     fused_adam: bool = _field(False, "Adam through TF's fused kernel (the same update as Keras's Adam, about 10% "
@@ -358,6 +361,8 @@ class TrainConfig:
         if min(self.ss_weight, self.us_weight, self.q_ss_fake_weight, self.pseudo_label_weight) < 0:
             raise ConfigError(f"loss weights must be >= 0, got ss={self.ss_weight} us={self.us_weight} "
                               f"q_ss_fake={self.q_ss_fake_weight} pseudo_label={self.pseudo_label_weight}")
+        if self.pseudo_label_shift < 0:
+            raise ConfigError(f"pseudo_label_shift must be >= 0 pixels, got {self.pseudo_label_shift}")
         if not 0.5 <= self.pseudo_label_threshold <= 1.0:
             raise ConfigError(f"pseudo_label_threshold must be in [0.5, 1], got {self.pseudo_label_threshold}")
         if self.strategy not in STRATEGIES:

@@ -20,16 +20,23 @@ def float_to_uint8(images, data_range: Tuple[float, float]):
 
 
 def random_shift(images, max_shift: int, seed):
-    """Each image translated by its own random (dy, dx) in [-max_shift, max_shift]^2, the border filled by
-    reflection (MNIST's black margin stays black); a stateless draw from `seed` (shape [2] int), so a step's
-    augmentation is a function of its seed. `images` [B, H, W, C] of any dtype; 0 = unchanged."""
+    """Each image translated by its own random (dy, dx) in [-max_shift, max_shift]^2 (`shift_images`); a
+    stateless draw from `seed` (shape [2] int), so a step's augmentation is a function of its seed. `images`
+    [B, H, W, C] of any dtype; 0 = unchanged."""
     if max_shift <= 0:
         return images
+    offsets = tf.random.stateless_uniform([tf.shape(images)[0], 2], seed, minval=0, maxval=2 * int(max_shift) + 1,
+                                          dtype=tf.int32)
+    return shift_images(images, offsets, max_shift)
+
+
+def shift_images(images, offsets, max_shift: int):
+    """images [B, H, W, C] translated by offsets [B, 2] - max_shift (offsets in [0, 2 * max_shift]), the border
+    filled by reflection (MNIST's black margin stays black)."""
     s = int(max_shift)
     shape = tf.shape(images)
-    b, h, w = shape[0], shape[1], shape[2]
+    h, w = shape[1], shape[2]
     padded = tf.pad(images, [[0, 0], [s, s], [s, s], [0, 0]], mode="REFLECT")
-    offsets = tf.random.stateless_uniform([b, 2], seed, minval=0, maxval=2 * s + 1, dtype=tf.int32)
     rows = offsets[:, :1] + tf.range(h)[None, :]  # [B, H]
     cols = offsets[:, 1:] + tf.range(w)[None, :]  # [B, W]
     out = tf.gather(padded, rows, axis=1, batch_dims=1)  # [B, H, W + 2s, C]

@@ -26,6 +26,7 @@ import keras
 import tensorflow as tf
 
 from tf_ssinfogan import losses
+from tf_ssinfogan.images import shift_images
 from tf_ssinfogan.config import InstanceNoiseConfig, LatentConfig, NetworkConfig
 from tf_ssinfogan.latents import LatentSpace, kind_of
 from tf_ssinfogan.networks import build_networks
@@ -80,6 +81,9 @@ class SSInfoGAN(keras.Model):
         batches): Q_ss's loss on them is then averaged over those k (not over the batch).
       pseudo_label_weight / pseudo_label_threshold: Q_ss also learns, with this weight, from its own confident
         predictions on the unlabelled real images of the batch (pseudo-labels, Lee 2013); 0 = off.
+      pseudo_label_shift: s > 0 makes that loss a consistency loss (FixMatch, Sohn et al. 2020, with shifts as
+        its augmentation): the pseudo-label comes from the image as D sees it, the loss from one more D pass
+        over the unlabelled real images translated by up to s pixels.
       seed: seed of the latent SeedGenerator (also draws the instance noise).
       instance_noise: the instance-noise schedule; None or std 0 = off.
       skip_nonfinite: skip an update whose loss or gradients are not finite (the step counter still moves,
@@ -93,6 +97,7 @@ class SSInfoGAN(keras.Model):
                  ss_weight: float = 2.0, us_weight: float = 0.8, q_ss_on_fakes: bool = False,
                  q_ss_fake_weight: float = 0.0, labelled_per_batch: int = 0,
                  pseudo_label_weight: float = 0.0, pseudo_label_threshold: float = 0.95,
+                 pseudo_label_shift: int = 0,
                  seed: int = 1, instance_noise: InstanceNoiseConfig = None, skip_nonfinite: bool = False,
                  reuse_fakes: bool = False, **kwargs):
         super().__init__(name=kwargs.pop("name", "ss_infogan"), **kwargs)
@@ -107,6 +112,7 @@ class SSInfoGAN(keras.Model):
         self.labelled_scale = self.global_batch_size / labelled_per_batch if labelled_per_batch else 1.0
         self.pseudo_label_weight = float(pseudo_label_weight)
         self.pseudo_label_threshold = float(pseudo_label_threshold)
+        self.pseudo_label_shift = int(pseudo_label_shift)
         self.instance_noise = instance_noise or InstanceNoiseConfig()
         self.skip_nonfinite = bool(skip_nonfinite)
         self.reuse_fakes = bool(reuse_fakes)
@@ -199,18 +205,25 @@ class SSInfoGAN(keras.Model):
             bound += kind.log_likelihood(code, q[code.name], targets[code.name]) + kind.entropy(code)
         return loss, bound
 
-    def _pseudo_label_terms(self, q, unlabelled):
-        """Sum over the semi-supervised codes with a discrete prediction of the per-example loss against Q's own
-        confident prediction, on the `unlabelled` images ([B]; confident ones only); a running metric counts
-        the fraction of unlabelled images used."""
+    def random_shift(self, images, max_shift: int):
+        """This replica's images, each translated by up to `max_shift` pixels (its slice of one draw of offsets
+        for the global batch, like the latents)."""
+        offsets = self._replica_draw(tf.shape(images)[0], lambda n, seed: tf.random.stateless_uniform(
+            [n, 2], seed, minval=0, maxval=2 * max_shift + 1, dtype=tf.int32))
+        return shift_images(images, offsets, max_shift)
+
+    def _pseudo_label_terms(self, teacher, student, unlabelled):
+        """Sum over the semi-supervised codes with a discrete prediction of the per-example loss of Q's output
+        `student` against the confident predictions in Q's output `teacher` (no gradient), on the `unlabelled`
+        images ([B]; confident ones only); a running metric counts the fraction of unlabelled images used."""
         loss, used = 0.0, []
         for code in self.ss_codes:
-            made = kind_of(code).pseudo_label(q[code.name], self.pseudo_label_threshold)
+            made = kind_of(code).pseudo_label(teacher[code.name], self.pseudo_label_threshold)
             if made is None:
                 continue
             target, confident = made
             weight = confident * unlabelled
-            loss += kind_of(code).loss(q[code.name], target) * weight
+            loss += kind_of(code).loss(student[code.name], target) * weight
             used.append(weight)
         if used:
             self._track("pseudo_used", tf.add_n(used) / len(used), sample_weight=unlabelled)
@@ -273,7 +286,11 @@ class SSInfoGAN(keras.Model):
             us_fake, _ = self._code_terms(self.us_codes, fake["q"], latents)
             total = adv + self.ss_weight * self.labelled_scale * ss_real + self.us_weight * us_fake
             if self.pseudo_label_weight and self.ss_codes:
-                pseudo = self._pseudo_label_terms(real["q"], 1.0 - mask)
+                student = real["q"]
+                if self.pseudo_label_shift:  # the loss on a shifted view, the pseudo-label from this one
+                    student = self.discriminator(self.random_shift(images, self.pseudo_label_shift),
+                                                 training=True)["q"]
+                pseudo = self._pseudo_label_terms(real["q"], student, 1.0 - mask)
                 total += self.pseudo_label_weight * pseudo
             if self.q_ss_fake_weight and self.ss_codes:
                 ss_fake, _ = self._code_terms(self.ss_codes, fake["q"], latents)
