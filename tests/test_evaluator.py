@@ -239,3 +239,18 @@ def test_train_classifier_cli_trains_a_judge_per_column_kind(tmp_path):
     (meta,) = [f for f in os.listdir(tmp_path / "cache" / "classifiers") if f.endswith(".json")]
     meta = json.load(open(tmp_path / "cache" / "classifiers" / meta))
     assert meta["kind"] == "binary" and meta["trained_examples"] == 36 and meta["held_out_examples"] == 36
+
+
+def test_a_judge_cached_by_an_older_version_reports_its_architecture_and_held_out_set(tmp_path):
+    from tf_ssinfogan import evaluation
+
+    src = tiny_source()
+    code = C.CodeSpec("digit", "categorical", 10, "label")
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    path = str(tmp_path / "old.keras")
+    evaluation.save_classifier(model, path, {"validation_accuracy_on_train_split": 0.972, "epochs": 5,
+                                             "trained_on": "test split", "label": "label"})
+    judge = judges.get_judge(src, code, judges.JudgeConfig(), path)
+    text = evaluator._judge_text(judge.meta)
+    assert judge.meta["held_out"] == {"metric": "accuracy", "value": 0.972}
+    assert "None" not in text and text.endswith("accuracy 97.20% on 64 held-out train images"), text

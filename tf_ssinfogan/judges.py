@@ -164,6 +164,11 @@ def get_judge(source: ArraySource, code: CodeSpec, config: JudgeConfig = JudgeCo
         model, meta = evaluation.load_classifier(path)
         if "held_out" not in meta and "validation_accuracy_on_train_split" in meta:  # cached by an older version
             meta["held_out"] = {"metric": "accuracy", "value": meta["validation_accuracy_on_train_split"]}
+            # (that version trained the MNIST classifier the same way: on the test split, measured on the train
+            # split's known labels)
+            meta.setdefault("architecture", arch)
+            meta.setdefault("held_out_split", "train")
+            meta.setdefault("held_out_examples", int(len(_split(source, code, "train")[1])))
         return Judge(model, meta, path)
     model, meta = train_judge(source, code, config)
     evaluation.save_classifier(model, path, meta)
