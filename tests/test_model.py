@@ -187,3 +187,33 @@ def test_train_step_with_mixed_batches_shifts_and_pseudo_labels_learns_the_label
         first = first if first is not None else float(logs["q_ss_real"])
     assert float(logs["q_ss_real"]) < first  # Q_ss fits the 16 labelled images
     assert 0.0 <= float(logs["pseudo_used"]) <= 1.0 and np.isfinite(float(logs["d_loss"]))
+
+
+def test_moving_average_of_d_known_values_swapped_in_for_evaluation_only():
+    import keras
+
+    from tf_ssinfogan.optimizers import make_adam
+
+    keras.utils.set_random_seed(4)
+    m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH)
+    m.compile(d_optimizer=make_adam(1e-3, 0.5, 0.999, "d_adam", ema_momentum=0.5))
+    images, labels, mask = _batch()
+    step = tf.function(m.train_step)
+    variables = m.discriminator.trainable_variables
+    expected = None
+    for _ in range(3):
+        step((images, labels, mask))
+        raw = _snapshot(variables)
+        # Keras's EMA: the first update copies the weights, then average = 0.5 * average + 0.5 * weights
+        expected = raw if expected is None else [0.5 * a + 0.5 * w for a, w in zip(expected, raw)]
+    with m.averaged_weights():
+        for v, e in zip(variables, expected):
+            np.testing.assert_allclose(v.numpy(), e, rtol=1e-5, atol=1e-7)
+        assert any(not np.allclose(v.numpy(), w) for v, w in zip(variables, raw))
+    for v, w in zip(variables, raw):  # training goes on with the raw weights
+        np.testing.assert_array_equal(v.numpy(), w)
+    assert m.use_averaged_weights() and np.allclose(variables[0].numpy(), expected[0], rtol=1e-5, atol=1e-7)
+    plain = _model()
+    assert not plain.use_averaged_weights()  # no average kept: nothing to swap
+    with plain.averaged_weights():
+        pass

@@ -199,3 +199,40 @@ def test_cli_end_to_end_and_export_loads_without_the_package(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "tf_ssinfogan.evaluate", f"--run_dir={tmp_path / 'nope'}"],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "has no config.json" in bad.stderr
+
+
+@pytest.mark.slow
+def test_classifier_recipe_resumes_exactly_and_evaluates_with_the_averaged_weights(tmp_path):
+    """Mixed labelled batches, shifts, consistency pseudo-labels and D/Q's moving average: stopped at step 2 and
+    resumed equals straight through (the averages included), and the final evaluation, `load_run` (evaluate,
+    export) and the checkpoint's averages agree."""
+    from tf_ssinfogan import evaluation
+
+    src = tiny_source()
+    recipe = dict(d_average=0.5, pseudo_label_weight=1.0, pseudo_label_threshold=0.5, pseudo_label_shift=1,
+                  q_ss_fake_weight=1.0, export_at_end=False)
+    cfg = tiny_config(tmp_path, **recipe)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, labelled_per_batch=2, labelled_shift=1))
+    training.train(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=2)), source=src)
+    result = training.train(cfg, source=src)
+    straight = dataclasses.replace(cfg, run_dir=str(tmp_path / "straight"))
+    training.train(straight, source=src)
+
+    def variables(run_dir):
+        ckpt = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+        return {n: tf.train.load_variable(ckpt, n) for n, _ in tf.train.list_variables(ckpt)
+                if not n.startswith(("metrics", "_CHECKPOINTABLE", "save_counter"))}
+
+    a, b = variables(cfg.run_dir), variables(straight.run_dir)
+    n_d = len(rundir.build_model(cfg, 0.25).discriminator.trainable_variables)
+    slots = [n for n in a if n.startswith("d_optimizer/_variables/")]
+    assert a.keys() == b.keys() and len(slots) == 3 * n_d  # first and second moments, and the average
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+    _, model = rundir.load_run(cfg.run_dir)  # D/Q hold the averages, not the raw weights
+    raw = {n: v for n, v in a.items() if n.startswith("discriminator/") and "OPTIMIZER" not in n}
+    served = [v.numpy() for v in model.discriminator.trainable_variables]
+    assert all(any(w.shape == a[n].shape and np.array_equal(w, a[n]) for n in slots) for w in served)
+    assert not all(any(w.shape == r.shape and np.array_equal(w, r) for r in raw.values()) for w in served)
+    assert result.eval["q_ss_test_accuracy"] == evaluation.q_ss_accuracy(model, src)

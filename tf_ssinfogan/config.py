@@ -294,6 +294,10 @@ class TrainConfig:
     pseudo_label_shift: int = _field(0, "With pseudo-labels: > 0 makes them a consistency loss (FixMatch-style): the "
                                      "label from the image, the loss on a copy shifted by up to this many pixels "
                                      "(one more D pass over the real batch); 0 = the loss on the image itself.")
+    d_average: float = _field(
+        0.0, "Momentum of an exponential moving average of D/Q's weights (e.g. 0.999), kept by the D optimiser: "
+        "the final evaluation, `evaluate`, `export` and the `classify` signature use the averaged weights, training "
+        "the raw ones; 0 = off (reference).")
     reuse_fakes: bool = _field(True, "The G phase reuses the D phase's latents and generator forward pass (Torch "
                                "DCGAN practice, about 8% fewer FLOPs); --noreuse_fakes draws fresh fakes.")
     fused_adam: bool = _field(False, "Adam through TF's fused kernel (the same update as Keras's Adam, about 10% "
@@ -361,6 +365,8 @@ class TrainConfig:
         if min(self.ss_weight, self.us_weight, self.q_ss_fake_weight, self.pseudo_label_weight) < 0:
             raise ConfigError(f"loss weights must be >= 0, got ss={self.ss_weight} us={self.us_weight} "
                               f"q_ss_fake={self.q_ss_fake_weight} pseudo_label={self.pseudo_label_weight}")
+        if not 0.0 <= self.d_average < 1.0:
+            raise ConfigError(f"d_average must be in [0, 1) (0 = off), got {self.d_average}")
         if self.pseudo_label_shift < 0:
             raise ConfigError(f"pseudo_label_shift must be >= 0 pixels, got {self.pseudo_label_shift}")
         if not 0.5 <= self.pseudo_label_threshold <= 1.0:

@@ -375,6 +375,33 @@ class SSInfoGAN(keras.Model):
         copy.discriminator.set_weights(self.discriminator.get_weights())
         return copy
 
+    def _averaging_optimizer(self):
+        """The D optimiser (inside any loss-scale wrapper) when it keeps a moving average of D/Q, else None."""
+        opt = getattr(self, "d_optimizer", None)
+        opt = getattr(opt, "inner_optimizer", opt)
+        return opt if getattr(opt, "use_ema", False) else None
+
+    def use_averaged_weights(self) -> bool:
+        """Copies the moving average of D/Q's weights into D/Q (for evaluation and export once training is
+        over); False, and nothing changed, where no average is kept."""
+        opt = self._averaging_optimizer()
+        if opt is None:
+            return False
+        opt.finalize_variable_values(self.discriminator.trainable_variables)
+        return True
+
+    @contextlib.contextmanager
+    def averaged_weights(self):
+        """D/Q with their averaged weights inside the block (evaluation during training), the raw ones after."""
+        variables = self.discriminator.trainable_variables
+        saved = [tf.identity(v) for v in variables] if self._averaging_optimizer() is not None else []
+        self.use_averaged_weights()
+        try:
+            yield self
+        finally:
+            for v, value in zip(variables, saved):
+                v.assign(value)
+
     def generate(self, latents, training=False):
         """Images from a latents dict (see latents.LatentSpace)."""
         return self.generator(self.latent_space.to_generator_input(latents), training=training)

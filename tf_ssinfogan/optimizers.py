@@ -79,7 +79,11 @@ class StepCountingLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
 
 
 def make_adam(learning_rate: float, beta_1: float, beta_2: float, name: str, fused: bool = False,
-              precision: str = "float32") -> keras.optimizers.Optimizer:
-    """The training optimiser: FusedAdam (or keras Adam), wrapped in dynamic loss scaling for mixed_float16."""
-    adam = (FusedAdam if fused else keras.optimizers.Adam)(learning_rate, beta_1=beta_1, beta_2=beta_2, name=name)
+              precision: str = "float32", ema_momentum: float = 0.0) -> keras.optimizers.Optimizer:
+    """The training optimiser: FusedAdam (or keras Adam), wrapped in dynamic loss scaling for mixed_float16.
+    `ema_momentum` > 0 makes it keep an exponential moving average of the weights it updates (Keras's
+    `use_ema`; `finalize_variable_values` copies the averages into the weights)."""
+    ema = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum > 0 else {}
+    adam = (FusedAdam if fused else keras.optimizers.Adam)(learning_rate, beta_1=beta_1, beta_2=beta_2, name=name,
+                                                            **ema)
     return StepCountingLossScaleOptimizer(adam, name=f"{name}_scaled") if precision == "mixed_float16" else adam

@@ -137,6 +137,8 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
     # eval.json marks a finished run: it is written last, so a run killed before it redoes the final steps
     # (an export that already happened is then written again as a new version, never over the old one).
     if chief and model.current_step() >= t.steps and final_eval_due:
+        if model.use_averaged_weights():  # the checkpoints keep the raw weights and the average
+            log.info("final evaluation and export with D/Q's moving-average weights (d_average %g)", t.d_average)
         result.eval = evaluation.final_evaluation(model, source, cfg.run_dir, classifier, classifier_meta, write=False)
         if t.export_at_end:
             card = model_card.card_data(cfg, model.current_step(), cfg.run_dir, result.eval)
