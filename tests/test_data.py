@@ -218,3 +218,13 @@ def test_mixed_batch_settings_are_checked():
         cfg.validate()
     with pytest.raises(C.ConfigError, match="pseudo_label_threshold must be in"):
         C.TrainConfig(pseudo_label_threshold=0.3).validate()
+
+
+def test_affine_images_known_rotation_and_shift():
+    from tf_ssinfogan.images import affine_images
+
+    x = np.zeros([3, 9, 9, 1], np.float32)
+    x[:, 2, 4] = 1.0  # two pixels above the centre (4, 4)
+    y = affine_images(x, tf.constant([np.pi / 2, 0.0, np.pi]), tf.constant([[0.0, 0.0], [1.0, -2.0], [0.0, 0.0]]))
+    assert [tuple(np.argwhere(img[..., 0] > 0.5)[0]) for img in y.numpy()] == [(4, 6), (3, 2), (6, 4)]
+    np.testing.assert_allclose(affine_images(x, tf.zeros([3]), tf.zeros([3, 2])), x, atol=1e-6)  # identity

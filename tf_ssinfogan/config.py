@@ -291,9 +291,12 @@ class TrainConfig:
         "Lee 2013; categorical and binary codes); 0 = off (reference).")
     pseudo_label_threshold: float = _field(0.95, "Confidence (probability of the predicted value) from which an "
                                            "unlabelled real image's prediction is used as its pseudo-label.")
-    pseudo_label_shift: int = _field(0, "With pseudo-labels: > 0 makes them a consistency loss (FixMatch-style): the "
-                                     "label from the image, the loss on a copy shifted by up to this many pixels "
-                                     "(one more D pass over the real batch); 0 = the loss on the image itself.")
+    pseudo_label_shift: float = _field(
+        0.0, "With pseudo-labels: > 0 makes them a consistency loss (FixMatch-style): the label from the image, the "
+        "loss on a copy shifted by up to this many pixels per axis (one more D pass over the real batch); 0 and "
+        "no rotation = the loss on the image itself.")
+    pseudo_label_rotation: float = _field(0.0, "With pseudo-labels: the copy is also rotated by up to this many "
+                                          "degrees (0 = not rotated).")
     d_average: float = _field(
         0.0, "Momentum of an exponential moving average of D/Q's weights (e.g. 0.999), kept by the D optimiser: "
         "the final evaluation, `evaluate`, `export` and the `classify` signature use the averaged weights, training "
@@ -367,8 +370,10 @@ class TrainConfig:
                               f"q_ss_fake={self.q_ss_fake_weight} pseudo_label={self.pseudo_label_weight}")
         if not 0.0 <= self.d_average < 1.0:
             raise ConfigError(f"d_average must be in [0, 1) (0 = off), got {self.d_average}")
-        if self.pseudo_label_shift < 0:
-            raise ConfigError(f"pseudo_label_shift must be >= 0 pixels, got {self.pseudo_label_shift}")
+        if not 0.0 <= self.pseudo_label_shift < 100.0:
+            raise ConfigError(f"pseudo_label_shift must be in [0, 100) pixels, got {self.pseudo_label_shift}")
+        if not 0.0 <= self.pseudo_label_rotation <= 180.0:
+            raise ConfigError(f"pseudo_label_rotation must be in [0, 180] degrees, got {self.pseudo_label_rotation}")
         if not 0.5 <= self.pseudo_label_threshold <= 1.0:
             raise ConfigError(f"pseudo_label_threshold must be in [0.5, 1], got {self.pseudo_label_threshold}")
         if self.strategy not in STRATEGIES:

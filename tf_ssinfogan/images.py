@@ -41,3 +41,24 @@ def shift_images(images, offsets, max_shift: int):
     cols = offsets[:, 1:] + tf.range(w)[None, :]  # [B, W]
     out = tf.gather(padded, rows, axis=1, batch_dims=1)  # [B, H, W + 2s, C]
     return tf.gather(out, cols, axis=2, batch_dims=1)
+
+
+def affine_images(images, angles, shifts, fill_mode: str = "REFLECT"):
+    """images [B, H, W, C] (float) each rotated about its centre by angles [B] (radians) and translated by
+    shifts [B, 2] (dy, dx pixels, fractional allowed), bilinear, the border filled by `fill_mode`."""
+    images = tf.convert_to_tensor(images)
+    shape = tf.shape(images)
+    cy = (tf.cast(shape[1], tf.float32) - 1.0) / 2.0
+    cx = (tf.cast(shape[2], tf.float32) - 1.0) / 2.0
+    cos, sin = tf.cos(angles), tf.sin(angles)
+    ty, tx = shifts[:, 0], shifts[:, 1]
+    # the transform maps each output pixel to the input pixel it reads: p_in = R^T (p_out - c - t) + c
+    a0, a1, b0, b1 = cos, sin, -sin, cos
+    a2 = cx - (a0 * (cx + tx) + a1 * (cy + ty))
+    b2 = cy - (b0 * (cx + tx) + b1 * (cy + ty))
+    zeros = tf.zeros_like(a0)
+    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=tf.cast(images, tf.float32), transforms=transforms, output_shape=shape[1:3],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode=fill_mode)
+    return tf.cast(out, images.dtype)

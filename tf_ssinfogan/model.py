@@ -20,13 +20,14 @@ The step runs unchanged under `tf.distribute` strategies: per-example losses are
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Dict
 
 import keras
 import tensorflow as tf
 
 from tf_ssinfogan import losses
-from tf_ssinfogan.images import shift_images
+from tf_ssinfogan.images import affine_images
 from tf_ssinfogan.config import InstanceNoiseConfig, LatentConfig, NetworkConfig
 from tf_ssinfogan.latents import LatentSpace, kind_of
 from tf_ssinfogan.networks import build_networks
@@ -81,9 +82,10 @@ class SSInfoGAN(keras.Model):
         batches): Q_ss's loss on them is then averaged over those k (not over the batch).
       pseudo_label_weight / pseudo_label_threshold: Q_ss also learns, with this weight, from its own confident
         predictions on the unlabelled real images of the batch (pseudo-labels, Lee 2013); 0 = off.
-      pseudo_label_shift: s > 0 makes that loss a consistency loss (FixMatch, Sohn et al. 2020, with shifts as
-        its augmentation): the pseudo-label comes from the image as D sees it, the loss from one more D pass
-        over the unlabelled real images translated by up to s pixels.
+      pseudo_label_shift / pseudo_label_rotation: s > 0 pixels or r > 0 degrees make that loss a consistency
+        loss (FixMatch, Sohn et al. 2020, with shifts and rotations as its augmentation): the pseudo-label comes
+        from the image as D sees it, the loss from one more D pass over the real images, each translated by up
+        to s pixels per axis and rotated by up to r degrees.
       seed: seed of the latent SeedGenerator (also draws the instance noise).
       instance_noise: the instance-noise schedule; None or std 0 = off.
       skip_nonfinite: skip an update whose loss or gradients are not finite (the step counter still moves,
@@ -97,7 +99,7 @@ class SSInfoGAN(keras.Model):
                  ss_weight: float = 2.0, us_weight: float = 0.8, q_ss_on_fakes: bool = False,
                  q_ss_fake_weight: float = 0.0, labelled_per_batch: int = 0,
                  pseudo_label_weight: float = 0.0, pseudo_label_threshold: float = 0.95,
-                 pseudo_label_shift: int = 0,
+                 pseudo_label_shift: float = 0.0, pseudo_label_rotation: float = 0.0,
                  seed: int = 1, instance_noise: InstanceNoiseConfig = None, skip_nonfinite: bool = False,
                  reuse_fakes: bool = False, **kwargs):
         super().__init__(name=kwargs.pop("name", "ss_infogan"), **kwargs)
@@ -112,7 +114,8 @@ class SSInfoGAN(keras.Model):
         self.labelled_scale = self.global_batch_size / labelled_per_batch if labelled_per_batch else 1.0
         self.pseudo_label_weight = float(pseudo_label_weight)
         self.pseudo_label_threshold = float(pseudo_label_threshold)
-        self.pseudo_label_shift = int(pseudo_label_shift)
+        self.pseudo_label_shift = float(pseudo_label_shift)
+        self.pseudo_label_rotation = float(pseudo_label_rotation)
         self.instance_noise = instance_noise or InstanceNoiseConfig()
         self.skip_nonfinite = bool(skip_nonfinite)
         self.reuse_fakes = bool(reuse_fakes)
@@ -205,12 +208,15 @@ class SSInfoGAN(keras.Model):
             bound += kind.log_likelihood(code, q[code.name], targets[code.name]) + kind.entropy(code)
         return loss, bound
 
-    def random_shift(self, images, max_shift: int):
-        """This replica's images, each translated by up to `max_shift` pixels (its slice of one draw of offsets
-        for the global batch, like the latents)."""
-        offsets = self._replica_draw(tf.shape(images)[0], lambda n, seed: tf.random.stateless_uniform(
-            [n, 2], seed, minval=0, maxval=2 * max_shift + 1, dtype=tf.int32))
-        return shift_images(images, offsets, max_shift)
+    def augmented_view(self, images):
+        """This replica's images, each translated by up to `pseudo_label_shift` pixels per axis and rotated by up
+        to `pseudo_label_rotation` degrees (its slice of one draw for the global batch, like the latents)."""
+        def draw(n, seed):
+            u = tf.random.stateless_uniform([n, 3], seed, minval=-1.0, maxval=1.0)
+            return u[:, 0] * (self.pseudo_label_rotation * math.pi / 180.0), u[:, 1:] * float(self.pseudo_label_shift)
+
+        angles, shifts = self._replica_draw(tf.shape(images)[0], draw)
+        return affine_images(images, angles, shifts)
 
     def _pseudo_label_terms(self, teacher, student, unlabelled):
         """Sum over the semi-supervised codes with a discrete prediction of the per-example loss of Q's output
@@ -287,9 +293,8 @@ class SSInfoGAN(keras.Model):
             total = adv + self.ss_weight * self.labelled_scale * ss_real + self.us_weight * us_fake
             if self.pseudo_label_weight and self.ss_codes:
                 student = real["q"]
-                if self.pseudo_label_shift:  # the loss on a shifted view, the pseudo-label from this one
-                    student = self.discriminator(self.random_shift(images, self.pseudo_label_shift),
-                                                 training=True)["q"]
+                if self.pseudo_label_shift or self.pseudo_label_rotation:  # the loss on another view
+                    student = self.discriminator(self.augmented_view(images), training=True)["q"]
                 pseudo = self._pseudo_label_terms(real["q"], student, 1.0 - mask)
                 total += self.pseudo_label_weight * pseudo
             if self.q_ss_fake_weight and self.ss_codes:
