@@ -7,6 +7,7 @@ model server's REST API (`RestModel`). It does not import tf_ssinfogan: copy thi
   python client.py --model /models/ssinfogan/1 --signature sample --code digit=3 --num 16 --out digits.png
   python client.py --model /models/ssinfogan/1 --signature traverse --code c1 --num 10 --out c1.png
   python client.py --model /models/ssinfogan/1 --signature classify_uint8 --image digit.png
+  python client.py --model /models/ssinfogan/1 --signature accuracy --npz mnist.npz   # classify_uint8's accuracy
   # TF Serving REST (standard library only):
   python client.py --rest http://localhost:8501/v1/models/ssinfogan --signature sample --code digit=3 --out d.png
 
@@ -191,17 +192,37 @@ class RestModel(_Signatures):
         return out
 
 
+def classify_accuracy(model, npz_path, batch=500):
+    """The classify_uint8 signature's accuracy on an npz's x_test / y_test (needs numpy), for every output that
+    predicts a class (an integer per image); images whose label is negative are not counted."""
+    import numpy as np
+
+    with np.load(npz_path) as data:
+        x, y = data["x_test"], np.asarray(data["y_test"]).reshape(-1)
+    x = x[..., None] if x.ndim == 3 else x
+    hits, counted = {}, int(np.sum(y >= 0))
+    for i in range(0, len(x), batch):
+        out = model.classify_uint8(x[i:i + batch])
+        for name, value in out.items():
+            value = np.asarray(value)
+            if value.ndim == 1 and np.issubdtype(value.dtype, np.integer):
+                known = y[i:i + batch] >= 0
+                hits[name] = hits.get(name, 0) + int(np.sum((value == y[i:i + batch]) & known))
+    return {"examples": counted, **{name: h / max(counted, 1) for name, h in hits.items()}}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="SavedModel version folder (needs TensorFlow)")
     src.add_argument("--rest", help="TF Serving REST URL, e.g. http://localhost:8501/v1/models/ssinfogan")
     p.add_argument("--signature", default="sample",
-                   choices=["sample", "traverse", "classify_uint8", "signatures"])
+                   choices=["sample", "traverse", "classify_uint8", "accuracy", "signatures"])
     p.add_argument("--code", action="append", help="sample: name=value (repeat); traverse: the code name")
     p.add_argument("--num", type=int, default=16, help="sample: batch size; traverse: steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--image", help="classify_uint8: a PNG file (local mode)")
+    p.add_argument("--npz", help="accuracy: an npz with x_test (uint8) and y_test (class; -1 = unknown)")
     p.add_argument("--out", help="PNG output (sample, traverse)")
     a = p.parse_args(argv)
     try:
@@ -212,6 +233,11 @@ def main(argv=None):
                                   for k in model.signatures}, indent=1))
             else:
                 print(json.dumps(model.metadata(), indent=1))
+            return 0
+        if a.signature == "accuracy":
+            if not a.npz:
+                raise ValueError("accuracy needs --npz PATH (x_test, y_test)")
+            print(json.dumps(classify_accuracy(model, a.npz)))
             return 0
         if a.signature == "sample":
             out = model.sample(a.num, a.seed, **parse_fixed(a.code))

@@ -550,3 +550,26 @@ def test_rest_client_cli_needs_only_the_standard_library(rest_server, tmp_path):
                            rest_server.url, "--signature", "sample", "--code", "digit=12"],
                           capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
     assert proc.returncode == 2 and "input 'digit': class index must be < 10" in proc.stderr, proc.stderr
+
+
+def test_client_accuracy_of_classify_uint8_equals_the_evaluation(run, rest_server, loaded, tmp_path):
+    """export/client.py's `accuracy` (the classify_uint8 signature over an npz's test split), locally and over
+    REST, gives Q_ss's accuracy of the final evaluation."""
+    _, source, result = run
+    client = _load_module("client", os.path.join(EXPORT_ASSETS, "client.py"))
+    npz = tmp_path / "test.npz"
+    y = source.test_labels["label"].copy()
+    y[:3] = -1  # unknown labels are not counted
+    np.savez(npz, x_test=source.test_images[..., 0], y_test=y)
+    local = client.LocalModel.__new__(client.LocalModel)
+    local.tf, local.loaded, local.signatures = tf, loaded, loaded.signatures
+    pred = np.concatenate([_call(loaded, "classify_uint8", {"images": source.test_images})["digit"].numpy()])
+    want = float(np.mean(pred[3:] == y[3:]))
+    for model in (local, client.RestModel(rest_server.url)):
+        got = client.classify_accuracy(model, str(npz), batch=7)
+        assert got["examples"] == len(y) - 3 and got["digit"] == pytest.approx(want, abs=1e-12), got
+    full = client.classify_accuracy(local, str(npz))
+    assert set(full) == {"examples", "digit"}  # the class outputs only (not probabilities or c1/c2)
+    np.savez(npz, x_test=source.test_images[..., 0], y_test=source.test_labels["label"])
+    assert client.classify_accuracy(local, str(npz))["digit"] == pytest.approx(
+        result.eval["q_ss_test_accuracy"]["digit"], abs=1e-12)
