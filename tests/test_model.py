@@ -189,23 +189,25 @@ def test_train_step_with_mixed_batches_shifts_and_pseudo_labels_learns_the_label
     assert 0.0 <= float(logs["pseudo_used"]) <= 1.0 and np.isfinite(float(logs["d_loss"]))
 
 
-def test_moving_average_of_d_known_values_swapped_in_for_evaluation_only():
+def test_moving_averages_of_d_and_g_known_values_swapped_in_for_evaluation_only():
     import keras
 
     from tf_ssinfogan.optimizers import make_adam
 
     keras.utils.set_random_seed(4)
     m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH)
-    m.compile(d_optimizer=make_adam(1e-3, 0.5, 0.999, "d_adam", ema_momentum=0.5))
+    m.compile(d_optimizer=make_adam(1e-3, 0.5, 0.999, "d_adam", ema_momentum=0.5),
+              g_optimizer=make_adam(1e-3, 0.5, 0.999, "g_adam", ema_momentum=0.25))
     images, labels, mask = _batch()
     step = tf.function(m.train_step)
-    variables = m.discriminator.trainable_variables
+    variables = m.discriminator.trainable_variables + m.generator.trainable_variables
+    momentum = [0.5] * len(m.discriminator.trainable_variables) + [0.25] * len(m.generator.trainable_variables)
     expected = None
     for _ in range(3):
         step((images, labels, mask))
         raw = _snapshot(variables)
-        # Keras's EMA: the first update copies the weights, then average = 0.5 * average + 0.5 * weights
-        expected = raw if expected is None else [0.5 * a + 0.5 * w for a, w in zip(expected, raw)]
+        # Keras's EMA: the first update copies the weights, then average = m * average + (1 - m) * weights
+        expected = raw if expected is None else [k * a + (1 - k) * w for a, w, k in zip(expected, raw, momentum)]
     with m.averaged_weights():
         for v, e in zip(variables, expected):
             np.testing.assert_allclose(v.numpy(), e, rtol=1e-5, atol=1e-7)

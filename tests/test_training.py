@@ -209,7 +209,7 @@ def test_classifier_recipe_resumes_exactly_and_evaluates_with_the_averaged_weigh
     from tf_ssinfogan import evaluation
 
     src = tiny_source()
-    recipe = dict(d_average=0.5, pseudo_label_weight=1.0, pseudo_label_threshold=0.5, pseudo_label_shift=1,
+    recipe = dict(d_average=0.5, g_average=0.9, pseudo_label_weight=1.0, pseudo_label_threshold=0.5, pseudo_label_shift=1,
                   q_ss_fake_weight=1.0, export_at_end=False)
     cfg = tiny_config(tmp_path, **recipe)
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, labelled_per_batch=2, labelled_shift=1))
@@ -227,6 +227,8 @@ def test_classifier_recipe_resumes_exactly_and_evaluates_with_the_averaged_weigh
     n_d = len(rundir.build_model(cfg, 0.25).discriminator.trainable_variables)
     slots = [n for n in a if n.startswith("d_optimizer/_variables/")]
     assert a.keys() == b.keys() and len(slots) == 3 * n_d  # first and second moments, and the average
+    n_g = len(rundir.build_model(cfg, 0.25).generator.trainable_variables)
+    assert len([n for n in a if n.startswith("g_optimizer/_variables/")]) == 3 * n_g
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
@@ -236,3 +238,6 @@ def test_classifier_recipe_resumes_exactly_and_evaluates_with_the_averaged_weigh
     assert all(any(w.shape == a[n].shape and np.array_equal(w, a[n]) for n in slots) for w in served)
     assert not all(any(w.shape == r.shape and np.array_equal(w, r) for r in raw.values()) for w in served)
     assert result.eval["q_ss_test_accuracy"] == evaluation.q_ss_accuracy(model, src)
+    g_slots = [a[n] for n in a if n.startswith("g_optimizer/_variables/")]
+    assert all(any(w.shape == v.shape and np.array_equal(w, v) for v in g_slots)
+               for w in (x.numpy() for x in model.generator.trainable_variables))  # G generates from its average

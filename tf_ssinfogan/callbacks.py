@@ -89,7 +89,8 @@ def write_code_grids(model, out_dir: str, step: int, writer=None, cols: int = 10
 
 
 class ImageGridCallback(keras.callbacks.Callback):
-    """Fixed-latent grids per code every `every_epochs` epochs (and at the end)."""
+    """Fixed-latent grids per code every `every_epochs` epochs (and at the end), from the averaged weights where
+    the run keeps moving averages."""
 
     def __init__(self, out_dir: str, log_dir: str, every_epochs: int, total_epochs: int):
         super().__init__()
@@ -98,5 +99,6 @@ class ImageGridCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every == 0 or epoch + 1 == self.total:
-            write_code_grids(self.model, self.out_dir, self.model.current_step(), self.writer)
+            with self.model.averaged_weights():  # G's moving average, where the run keeps one
+                write_code_grids(self.model, self.out_dir, self.model.current_step(), self.writer)
             self.writer.flush()

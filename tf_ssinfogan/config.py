@@ -301,6 +301,10 @@ class TrainConfig:
         0.0, "Momentum of an exponential moving average of D/Q's weights (e.g. 0.999), kept by the D optimiser: "
         "the final evaluation, `evaluate`, `export` and the `classify` signature use the averaged weights, training "
         "the raw ones; 0 = off (reference).")
+    g_average: float = _field(
+        0.0, "Momentum of an exponential moving average of G's weights (e.g. 0.999; Yazici et al. 2019), kept by "
+        "the G optimiser: the final evaluation, `evaluate`, `sample` and `export` generate with it, training uses "
+        "the raw weights; 0 = off (reference).")
     reuse_fakes: bool = _field(True, "The G phase reuses the D phase's latents and generator forward pass (Torch "
                                "DCGAN practice, about 8% fewer FLOPs); --noreuse_fakes draws fresh fakes.")
     fused_adam: bool = _field(False, "Adam through TF's fused kernel (the same update as Keras's Adam, about 10% "
@@ -368,8 +372,9 @@ class TrainConfig:
         if min(self.ss_weight, self.us_weight, self.q_ss_fake_weight, self.pseudo_label_weight) < 0:
             raise ConfigError(f"loss weights must be >= 0, got ss={self.ss_weight} us={self.us_weight} "
                               f"q_ss_fake={self.q_ss_fake_weight} pseudo_label={self.pseudo_label_weight}")
-        if not 0.0 <= self.d_average < 1.0:
-            raise ConfigError(f"d_average must be in [0, 1) (0 = off), got {self.d_average}")
+        for name in ("d_average", "g_average"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1) (0 = off), got {getattr(self, name)}")
         if not 0.0 <= self.pseudo_label_shift < 100.0:
             raise ConfigError(f"pseudo_label_shift must be in [0, 100) pixels, got {self.pseudo_label_shift}")
         if not 0.0 <= self.pseudo_label_rotation <= 180.0:

@@ -383,7 +383,7 @@ class EvaluationCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
-        with self.model.averaged_weights():  # D/Q's moving average, where the run keeps one
+        with self.model.averaged_weights():  # the moving averages, where the run keeps them
             result = evaluate(self.model, self.source, self.cfg, self.judges, self.category_judge, self.extractor)
         values = scalars(result)
         with self.writer.as_default(step=result["step"]):

@@ -380,26 +380,30 @@ class SSInfoGAN(keras.Model):
         copy.discriminator.set_weights(self.discriminator.get_weights())
         return copy
 
-    def _averaging_optimizer(self):
-        """The D optimiser (inside any loss-scale wrapper) when it keeps a moving average of D/Q, else None."""
-        opt = getattr(self, "d_optimizer", None)
-        opt = getattr(opt, "inner_optimizer", opt)
-        return opt if getattr(opt, "use_ema", False) else None
+    def _averaged(self):
+        """(optimiser, variables) for each network whose optimiser (inside any loss-scale wrapper) keeps a moving
+        average of its weights (--d_average, --g_average)."""
+        out = []
+        for name, network in (("d_optimizer", self.discriminator), ("g_optimizer", self.generator)):
+            opt = getattr(self, name, None)
+            opt = getattr(opt, "inner_optimizer", opt)
+            if getattr(opt, "use_ema", False):
+                out.append((opt, network.trainable_variables))
+        return out
 
     def use_averaged_weights(self) -> bool:
-        """Copies the moving average of D/Q's weights into D/Q (for evaluation and export once training is
-        over); False, and nothing changed, where no average is kept."""
-        opt = self._averaging_optimizer()
-        if opt is None:
-            return False
-        opt.finalize_variable_values(self.discriminator.trainable_variables)
-        return True
+        """Copies the moving averages of the weights into the networks that keep one (for evaluation and export
+        once training is over); False, and nothing changed, where none is kept."""
+        for opt, variables in self._averaged():
+            opt.finalize_variable_values(variables)
+        return bool(self._averaged())
 
     @contextlib.contextmanager
     def averaged_weights(self):
-        """D/Q with their averaged weights inside the block (evaluation during training), the raw ones after."""
-        variables = self.discriminator.trainable_variables
-        saved = [tf.identity(v) for v in variables] if self._averaging_optimizer() is not None else []
+        """The networks with their averaged weights inside the block (evaluation during training), the raw ones
+        after."""
+        variables = [v for _, vs in self._averaged() for v in vs]
+        saved = [tf.identity(v) for v in variables]
         self.use_averaged_weights()
         try:
             yield self

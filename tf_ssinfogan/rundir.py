@@ -184,13 +184,13 @@ def build_model(cfg: ExperimentConfig, labelled_ratio: float):
         return make_adam(lr, t.beta_1, t.beta_2, name, fused=t.fused_adam, precision=t.precision, ema_momentum=ema)
 
     model.compile(d_optimizer=optimizer(t.d_learning_rate, "d_adam", t.d_average),
-                  g_optimizer=optimizer(t.g_learning_rate, "g_adam"), jit_compile=t.jit_compile)
+                  g_optimizer=optimizer(t.g_learning_rate, "g_adam", t.g_average), jit_compile=t.jit_compile)
     return model
 
 
 def load_run(run_dir: str, checkpoint: str = "") -> Tuple[ExperimentConfig, object]:
     """(config, model) of a run folder, restored from its newest (or the given) checkpoint, for inference: D/Q
-    hold their averaged weights where the run kept a moving average."""
+    hold their averaged weights where the run kept moving averages."""
     cfg = read_config(run_dir)
     if cfg is None:
         raise ConfigError(f"run_dir {run_dir!r} has no {CONFIG} (not a training run folder)")
@@ -200,5 +200,5 @@ def load_run(run_dir: str, checkpoint: str = "") -> Tuple[ExperimentConfig, obje
         raise ConfigError(f"run_dir {run_dir!r} has no checkpoint in {rd.checkpoints}")
     model = build_model(cfg, labelled_ratio(run_dir, cfg))
     make_checkpoint(model).restore(checkpoint).expect_partial()
-    model.use_averaged_weights()  # D/Q's moving average, where the run kept one (--d_average)
+    model.use_averaged_weights()  # the moving averages, where the run kept them (--d_average, --g_average)
     return cfg, model

@@ -138,7 +138,8 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
     # (an export that already happened is then written again as a new version, never over the old one).
     if chief and model.current_step() >= t.steps and final_eval_due:
         if model.use_averaged_weights():  # the checkpoints keep the raw weights and the average
-            log.info("final evaluation and export with D/Q's moving-average weights (d_average %g)", t.d_average)
+            log.info("final evaluation and export with the moving-average weights (d_average %g, g_average %g)",
+                     t.d_average, t.g_average)
         result.eval = evaluation.final_evaluation(model, source, cfg.run_dir, classifier, classifier_meta, write=False)
         if t.export_at_end:
             card = model_card.card_data(cfg, model.current_step(), cfg.run_dir, result.eval)
