@@ -21,6 +21,9 @@ def test_discriminator_loss_known_values():
     # -log sigmoid(r) - log(1 - sigmoid(f)) = softplus(-r) + softplus(f)
     np.testing.assert_allclose(out, [2 * LN2, softplus(-2.0) + softplus(-1.0)], rtol=1e-6)
     np.testing.assert_allclose(out, [1.3862944, 0.4401897], rtol=1e-6)
+    # weighted real terms (the labelled images of a mixed batch kept out of D's real term)
+    out = losses.discriminator_loss([0.0, 2.0], [0.0, -1.0], real_weight=[0.0, 2.0]).numpy()
+    np.testing.assert_allclose(out, [LN2, 2 * softplus(-2.0) + softplus(-1.0)], rtol=1e-6)
 
 
 def test_generator_loss_is_non_saturating():

@@ -169,6 +169,9 @@ def test_pseudo_label_loss_known_value_and_labelled_mean_over_k():
     loss = m._pseudo_label_terms(q, flat, tf.constant([1.0, 1.0, 1.0]))
     np.testing.assert_allclose(loss, [np.log(10.0), 0.0, np.log(10.0)], rtol=1e-5)  # uniform vs class 3
     assert SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH).labelled_scale == 1.0  # reference batches
+    assert m.unlabelled_real_scale is None  # D's real term sees the labelled images too, by default
+    apart = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH, labelled_per_batch=2, adversarial_labelled=False)
+    assert apart.unlabelled_real_scale == pytest.approx(8 / 6)  # the mean over the 6 unlabelled
 
 
 def test_train_step_with_mixed_batches_shifts_and_pseudo_labels_learns_the_labels():

@@ -286,6 +286,10 @@ class TrainConfig:
     us_weight: float = _field(0.8, "lambda of the unsupervised code terms (reference: 0.8).")
     q_ss_fake_weight: float = _field(0.0, "Weight of Q_ss's loss on class-conditioned fakes in the D/Q phase; 0 = "
                                      "reference (Q_ss learns from labelled real images only).")
+    adversarial_labelled: bool = _field(
+        True, "With --labelled_per_batch: D's real/fake loss also sees the batch's labelled images (as the "
+        "reference's labelled batches); --noadversarial_labelled keeps them (and their --labelled_shift "
+        "augmentation) for Q_ss only, D learning 'real' from the unlabelled images.")
     pseudo_label_weight: float = _field(
         0.0, "Weight of Q_ss's loss on its own confident predictions for unlabelled real images (pseudo-labels, "
         "Lee 2013; categorical and binary codes); 0 = off (reference).")

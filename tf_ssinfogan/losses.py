@@ -23,11 +23,16 @@ import tensorflow as tf
 
 
 
-def discriminator_loss(real_logits, fake_logits):
-    """Eq. (1) for D: -log D(x) - log(1 - D(G(z))), stable in the logits. Returns [B]."""
+def discriminator_loss(real_logits, fake_logits, real_weight=None):
+    """Eq. (1) for D: -log D(x) - log(1 - D(G(z))), stable in the logits. Returns [B].
+
+    `real_weight` ([B], optional) weights each real image's term (e.g. 0 for images D must not learn from)."""
     real_logits = tf.convert_to_tensor(real_logits, tf.float32)
     fake_logits = tf.convert_to_tensor(fake_logits, tf.float32)
-    return tf.nn.softplus(-real_logits) + tf.nn.softplus(fake_logits)
+    real = tf.nn.softplus(-real_logits)
+    if real_weight is not None:
+        real = real * tf.cast(real_weight, tf.float32)
+    return real + tf.nn.softplus(fake_logits)
 
 
 def generator_loss(fake_logits):

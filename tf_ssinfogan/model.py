@@ -80,6 +80,9 @@ class SSInfoGAN(keras.Model):
         fakes, an extension of the paper that this package offers as an option.
       labelled_per_batch: k > 0 when every global batch holds k labelled images (data.TrainStream's mixed
         batches): Q_ss's loss on them is then averaged over those k (not over the batch).
+      adversarial_labelled: with mixed batches, whether D's real/fake loss also sees their labelled images
+        (True, as the reference's labelled batches); False keeps them (augmented by --labelled_shift) for Q_ss
+        only, so that D's notion of "real" stays the unaugmented data.
       pseudo_label_weight / pseudo_label_threshold: Q_ss also learns, with this weight, from its own confident
         predictions on the unlabelled real images of the batch (pseudo-labels, Lee 2013); 0 = off.
       pseudo_label_shift / pseudo_label_rotation: s > 0 pixels or r > 0 degrees make that loss a consistency
@@ -100,6 +103,7 @@ class SSInfoGAN(keras.Model):
                  q_ss_fake_weight: float = 0.0, labelled_per_batch: int = 0,
                  pseudo_label_weight: float = 0.0, pseudo_label_threshold: float = 0.95,
                  pseudo_label_shift: float = 0.0, pseudo_label_rotation: float = 0.0,
+                 adversarial_labelled: bool = True,
                  seed: int = 1, instance_noise: InstanceNoiseConfig = None, skip_nonfinite: bool = False,
                  reuse_fakes: bool = False, **kwargs):
         super().__init__(name=kwargs.pop("name", "ss_infogan"), **kwargs)
@@ -112,6 +116,11 @@ class SSInfoGAN(keras.Model):
         # Q_ss's loss on labelled reals is a mean over the labelled images: over the whole batch for the
         # reference's all-labelled batches, over the k labelled images of a mixed batch (labelled_per_batch k)
         self.labelled_scale = self.global_batch_size / labelled_per_batch if labelled_per_batch else 1.0
+        # D's real term on the unlabelled images of mixed batches only (their mean), when the labelled ones are
+        # there for Q_ss alone
+        self.unlabelled_real_scale = None
+        if labelled_per_batch and not adversarial_labelled:
+            self.unlabelled_real_scale = self.global_batch_size / (self.global_batch_size - labelled_per_batch)
         self.pseudo_label_weight = float(pseudo_label_weight)
         self.pseudo_label_threshold = float(pseudo_label_threshold)
         self.pseudo_label_shift = float(pseudo_label_shift)
@@ -286,7 +295,8 @@ class SSInfoGAN(keras.Model):
         with tf.GradientTape() as tape:
             real = self.discriminator(images, training=True)
             fake = self.discriminator(fakes, training=True)
-            adv = losses.discriminator_loss(real["logits"], fake["logits"])
+            real_weight = None if self.unlabelled_real_scale is None else (1.0 - mask) * self.unlabelled_real_scale
+            adv = losses.discriminator_loss(real["logits"], fake["logits"], real_weight)
             ss_real, _ = self._code_terms(self.ss_codes, real["q"], targets)
             ss_real = losses.masked(ss_real, mask) if self.ss_codes else tf.zeros_like(adv)
             us_fake, _ = self._code_terms(self.us_codes, fake["q"], latents)
