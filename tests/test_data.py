@@ -228,3 +228,24 @@ def test_affine_images_known_rotation_and_shift():
     y = affine_images(x, tf.constant([np.pi / 2, 0.0, np.pi]), tf.constant([[0.0, 0.0], [1.0, -2.0], [0.0, 0.0]]))
     assert [tuple(np.argwhere(img[..., 0] > 0.5)[0]) for img in y.numpy()] == [(4, 6), (3, 2), (6, 4)]
     np.testing.assert_allclose(affine_images(x, tf.zeros([3]), tf.zeros([3, 2])), x, atol=1e-6)  # identity
+
+
+def test_labelled_rotation_turns_labelled_images_only_and_resumes_exactly():
+    src = tiny_source()
+    src.train_images[:] = 0
+    src.train_images[:, 6:22, 13:15] = 255  # a vertical bar: a rotation tilts it, a shift does not
+    cfg = dataclasses.replace(C.DataConfig(labelled_fraction=0.25), labelled_per_batch=3, labelled_rotation=30.0)
+    stream = data.TrainStream(src, C.LatentConfig(), cfg, 8, (0.0, 1.0))
+    batches = list(stream.dataset(0, 4))
+    for x, _, _ in batches:
+        x = x.numpy()
+        np.testing.assert_allclose(x[3:], src.train_images[:5].astype(np.float32) / 255.0)  # unlabelled: as stored
+        for img in x[:3]:
+            rows = np.argwhere(img[..., 0] > 0.5)
+            tilt = np.polyfit(rows[:, 0], rows[:, 1], 1)[0]  # columns per row along the bar
+            assert abs(tilt) <= np.tan(np.radians(30.5)) and abs(img.sum() - 32.0) < 4.0
+    assert any(abs(np.polyfit(*np.argwhere(x.numpy()[i, ..., 0] > 0.5)[:, :2].T, 1)[0]) > 0.05
+               for x, _, _ in batches for i in range(3))  # some are tilted
+    np.testing.assert_array_equal(batches[2][0], list(stream.dataset(2, 3))[0][0])  # a function of the step
+    with pytest.raises(C.ConfigError, match="labelled_rotation must be in"):
+        C.DataConfig(labelled_rotation=200.0).validate()

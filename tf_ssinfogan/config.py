@@ -236,6 +236,8 @@ class DataConfig:
         "batches drawn with the annealed probability above (which this setting replaces).")
     labelled_shift: int = _field(0, "Augmentation of labelled images: a random translation of up to this many "
                                  "pixels per axis (reflected border); 0 = none (reference).")
+    labelled_rotation: float = _field(0.0, "Augmentation of labelled images: also a random rotation of up to this "
+                                      "many degrees (bilinear, reflected border); 0 = none (reference).")
     shuffle_seed: int = _field(1, "Seed of the data order.")
 
     def validate(self) -> None:
@@ -269,6 +271,8 @@ class DataConfig:
             raise ConfigError(f"labelled_per_batch must be >= 0, got {self.labelled_per_batch}")
         if self.labelled_shift < 0:
             raise ConfigError(f"labelled_shift must be >= 0 pixels, got {self.labelled_shift}")
+        if not 0.0 <= self.labelled_rotation <= 180.0:
+            raise ConfigError(f"labelled_rotation must be in [0, 180] degrees, got {self.labelled_rotation}")
 
 
 @dataclasses.dataclass(frozen=True)

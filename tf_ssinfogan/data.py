@@ -8,20 +8,22 @@ At step t a labelled batch is drawn with probability p(t) (reference annealing):
 Labelled batches come from the labelled subset, unlabelled batches from all training images (their labels
 are hidden: zeros, mask 0). With `labelled_per_batch` = k > 0 instead, every global batch holds k labelled
 images (its first k) and B - k unlabelled ones (the mask is per image). `labelled_shift` translates the
-labelled images at random (augmentation; a stateless draw per step, so resuming stays exact). Each stream walks through a fresh seeded permutation per epoch. Elements are
+labelled images at random, `labelled_rotation` also rotates them (augmentation; a stateless draw per step, so
+resuming stays exact). Each stream walks through a fresh seeded permutation per epoch. Elements are
 `(images float32 [B,H,W,C] in the data range, {label_key: [B] or [B, d]}, label_mask float32 [B])`.
 The images and label columns come from a `sources.ArraySource`.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from tf_ssinfogan.config import ConfigError, DataConfig, LatentConfig
-from tf_ssinfogan.images import images_to_float, random_shift
+from tf_ssinfogan.images import affine_images, images_to_float, random_shift
 from tf_ssinfogan.latents import kind_of
 from tf_ssinfogan.sources import ArraySource, labelled_candidates
 
@@ -151,9 +153,15 @@ class TrainStream:
                       for k, v in self._lab_targets.items()}
             mask = tf.cast(labelled, tf.float32)
             images = tf.gather(self._images, idx)
-            if self.config.labelled_shift:  # augmentation of the labelled images only
-                shift_seed = tf.stack([tf.constant(seed + 104729, tf.int64), step * gb + tf.cast(start, tf.int64)])
-                images = _where_rows(labelled, random_shift(images, self.config.labelled_shift, shift_seed), images)
+            aug_seed = tf.stack([tf.constant(seed + 104729, tf.int64), step * gb + tf.cast(start, tf.int64)])
+            if self.config.labelled_rotation:  # augmentation of the labelled images only: rotation and shift
+                images = images_to_float(images, self.data_range)
+                u = tf.random.stateless_uniform([size, 3], aug_seed, minval=-1.0, maxval=1.0)
+                turned = affine_images(images, u[:, 0] * (self.config.labelled_rotation * math.pi / 180.0),
+                                       tf.round(u[:, 1:] * (self.config.labelled_shift + 0.5)))
+                return _where_rows(labelled, turned, images), labels, mask
+            if self.config.labelled_shift:  # augmentation of the labelled images only: integer shifts
+                images = _where_rows(labelled, random_shift(images, self.config.labelled_shift, aug_seed), images)
         else:
             idx = self._positions(step, n_all, size, start, gb, seed)
             labels = {k: tf.zeros(tf.concat([[size], tf.shape(v)[1:]], 0), v.dtype)
