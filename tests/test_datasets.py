@@ -78,6 +78,37 @@ def test_mnist_config_has_new_features_off():
     assert cfg.network == C.NetworkConfig() and cfg.latent == C.LatentConfig()
 
 
+def _flat(cfg):
+    d = cfg.to_dict()
+    return {f"{section}.{k}": v for section, fields in d.items() if isinstance(fields, dict) for k, v in fields.items()}
+
+
+def test_mnist_classifier_config_is_the_reference_plus_the_recipe():
+    ref, recipe = _flat(config_from_flagfile("mnist")), _flat(config_from_flagfile("mnist_classifier"))
+    changed = {k: recipe[k] for k in ref if ref[k] != recipe[k]}
+    assert changed == {
+        "data.labelled_per_batch": 32, "data.labelled_shift": 2, "data.labelled_rotation": 15.0,
+        "train.pseudo_label_weight": 1.0, "train.pseudo_label_shift": 3.0, "train.pseudo_label_rotation": 15.0,
+        "train.d_average": 0.99, "train.final_classifier_eval": True, "train.max_checkpoints": 10}, changed
+    assert recipe["train.q_ss_fake_weight"] == 0.0 and recipe["train.steps"] == 5000  # the reference schedule
+
+
+@pytest.mark.slow
+def test_mnist_classifier_config_trains_and_classifies(tmp_path):
+    """configs/mnist_classifier.flags, shrunk to batch 16 with 4 labelled per batch, trains 4 steps; the final
+    evaluation reports Q_ss's test accuracy with the averaged D/Q weights."""
+    cfg = config_from_flagfile("mnist_classifier", f"--run_dir={tmp_path / 'run'}")
+    cfg = dataclasses.replace(
+        cfg, data=dataclasses.replace(cfg.data, labelled_count=16, labelled_per_batch=4),
+        train=dataclasses.replace(cfg.train, batch_size=16, steps=4, steps_per_epoch=2, checkpoint_every_epochs=1,
+                                  grid_every_epochs=1, export_at_end=False, verbose=0,
+                                  final_classifier_eval=False))
+    result = training.train(cfg, source=tiny_source())
+    assert result.step == 4 and 0.0 <= result.eval["q_ss_test_accuracy"]["digit"] <= 1.0
+    logs = open(os.path.join(cfg.run_dir, "config.json")).read()
+    assert '"labelled_per_batch": 4' in logs and '"d_average": 0.99' in logs
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name, tfds_name", [("cifar", "cifar10"), ("svhn", "svhn_cropped"), ("celeba", "celeb_a")])
 def test_dry_run_prints_the_resolved_config(name, tfds_name):
