@@ -275,3 +275,24 @@ def test_cli_exit_status(tmp_path, monkeypatch, capsys, error, status, needle):
         flags.FLAGS.unparse_flags()
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
+
+
+def test_evaluate_and_export_load_the_newest_readable_checkpoint(tmp_path, straight, caplog):
+    """`rundir.load_run` (evaluate, export, sample): a damaged newest checkpoint falls back to the previous one
+    with a warning; none readable is a clear ConfigError (exit status 2 in the CLIs), nothing deleted."""
+    from tf_ssinfogan.config import ConfigError
+
+    run = str(tmp_path / "copy")
+    shutil.copytree(straight, run)
+    data = os.path.join(run, "checkpoints", "ckpt-8.data-00000-of-00001")
+    os.truncate(data, os.path.getsize(data) // 2)
+    with caplog.at_level(logging.WARNING, logger="tf_ssinfogan"):
+        _, model = rundir.load_run(run)
+    assert model.current_step() == 4 and "ckpt-8 cannot be read" in caplog.text
+    for name in os.listdir(os.path.join(run, "checkpoints")):
+        if ".data-" in name:
+            os.truncate(os.path.join(run, "checkpoints", name), 100)
+    with pytest.raises(ConfigError, match="no checkpoint in .* can be read"):
+        rundir.load_run(run)
+    _, model = rundir.load_run(straight)
+    assert model.current_step() == 8  # an intact run: its newest

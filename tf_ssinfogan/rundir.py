@@ -190,16 +190,24 @@ def build_model(cfg: ExperimentConfig, labelled_ratio: float):
 
 
 def load_run(run_dir: str, checkpoint: str = "") -> Tuple[ExperimentConfig, object]:
-    """(config, model) of a run folder, restored from its newest (or the given) checkpoint, for inference: D/Q
-    hold their averaged weights where the run kept moving averages."""
+    """(config, model) of a run folder, restored from its newest readable (or the given) checkpoint, for
+    inference: the networks hold their averaged weights where the run kept moving averages."""
     cfg = read_config(run_dir)
     if cfg is None:
         raise ConfigError(f"run_dir {run_dir!r} has no {CONFIG} (not a training run folder)")
+    from tf_ssinfogan import preemption
+
     rd = RunDir(run_dir)
-    checkpoint = checkpoint or rd.latest_checkpoint()
-    if not checkpoint:
-        raise ConfigError(f"run_dir {run_dir!r} has no checkpoint in {rd.checkpoints}")
     model = build_model(cfg, labelled_ratio(run_dir, cfg))
-    make_checkpoint(model).restore(checkpoint).expect_partial()
+    if checkpoint:
+        make_checkpoint(model).restore(checkpoint).expect_partial()
+    else:  # the newest that reads completely (a damaged newest one falls back, with a warning naming both)
+        try:
+            checkpoint = preemption.restore_newest_readable(lambda with_metrics: make_checkpoint(model, with_metrics),
+                                                            rd.checkpoints)
+        except preemption.CheckpointError as e:
+            raise ConfigError(str(e)) from None
+        if not checkpoint:
+            raise ConfigError(f"run_dir {run_dir!r} has no checkpoint in {rd.checkpoints}")
     model.use_averaged_weights()  # the moving averages, where the run kept them (--d_average, --g_average)
     return cfg, model
