@@ -209,7 +209,8 @@ def test_classifier_recipe_resumes_exactly_and_evaluates_with_the_averaged_weigh
     from tf_ssinfogan import evaluation
 
     src = tiny_source()
-    recipe = dict(d_average=0.5, g_average=0.9, adversarial_labelled=False, pseudo_label_weight=1.0, pseudo_label_threshold=0.5, pseudo_label_shift=1,
+    recipe = dict(d_average=0.5, g_average=0.9, adversarial_labelled=False, pseudo_label_weight=1.0,
+                  pseudo_label_threshold=0.5, pseudo_label_shift=1,
                   q_ss_fake_weight=1.0, export_at_end=False)
     cfg = tiny_config(tmp_path, **recipe)
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, labelled_per_batch=2, labelled_shift=1))
