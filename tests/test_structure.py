@@ -258,3 +258,7 @@ def test_the_evaluation_table_covers_every_code_kind():
     from tf_ssinfogan import code_kinds
 
     assert set(code_kinds.KINDS) == set(C.CODE_KINDS)
+    from tf_ssinfogan.evaluator import EvalConfig
+
+    fields = {f.name for f in dataclasses.fields(EvalConfig)}
+    assert all(kind.samples_setting in fields for kind in code_kinds.KINDS.values())

@@ -41,6 +41,7 @@ def read(judge_model, images_unit, batch_size: int = 500) -> np.ndarray:
 
 class Categorical:
     metric = "accuracy"
+    samples_setting = "per_class"  # the EvalConfig field that sets how many samples: samples per code value
 
     @staticmethod
     def judge_loss():
@@ -74,6 +75,7 @@ class Categorical:
 
 class Binary:
     metric = "balanced_accuracy"
+    samples_setting = "per_class"  # the EvalConfig field that sets how many samples: samples per bit value
 
     @staticmethod
     def judge_loss():
@@ -118,6 +120,7 @@ class Binary:
 
 class Continuous:
     metric = "pearson"
+    samples_setting = "continuous_samples"  # the EvalConfig field that sets how many samples: samples in all
 
     @staticmethod
     def judge_loss():

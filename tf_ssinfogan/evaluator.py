@@ -122,8 +122,7 @@ def code_metrics(model, judges: Dict[str, object], cfg: EvalConfig, category_jud
             entry["judge"] = {"unavailable": str(judge)}
             out[code.name] = entry
             continue
-        n = cfg.continuous_samples if code.kind == "continuous" else cfg.per_class
-        entry["samples"] = kind.on_samples(model, code, judge.model, n, seed)
+        entry["samples"] = kind.on_samples(model, code, judge.model, getattr(cfg, kind.samples_setting), seed)
         entry["judge"] = _judge_summary(judge)
         out[code.name] = entry
     return out
