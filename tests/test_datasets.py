@@ -89,14 +89,14 @@ def test_mnist_classifier_config_is_the_reference_plus_the_recipe():
     assert changed == {
         "data.labelled_per_batch": 32, "data.labelled_shift": 2, "data.labelled_rotation": 15.0,
         "train.pseudo_label_weight": 1.0, "train.pseudo_label_shift": 3.0, "train.pseudo_label_rotation": 15.0,
-        "train.d_average": 0.99, "train.final_classifier_eval": True, "train.max_checkpoints": 10}, changed
+        "train.final_classifier_eval": True, "train.max_checkpoints": 10}, changed
     assert recipe["train.q_ss_fake_weight"] == 0.0 and recipe["train.steps"] == 5000  # the reference schedule
 
 
 @pytest.mark.slow
 def test_mnist_classifier_config_trains_and_classifies(tmp_path):
     """configs/mnist_classifier.flags, shrunk to batch 16 with 4 labelled per batch, trains 4 steps; the final
-    evaluation reports Q_ss's test accuracy with the averaged D/Q weights."""
+    evaluation reports Q_ss's test accuracy."""
     cfg = config_from_flagfile("mnist_classifier", f"--run_dir={tmp_path / 'run'}")
     cfg = dataclasses.replace(
         cfg, data=dataclasses.replace(cfg.data, labelled_count=16, labelled_per_batch=4),
@@ -106,7 +106,7 @@ def test_mnist_classifier_config_trains_and_classifies(tmp_path):
     result = training.train(cfg, source=tiny_source())
     assert result.step == 4 and 0.0 <= result.eval["q_ss_test_accuracy"]["digit"] <= 1.0
     logs = open(os.path.join(cfg.run_dir, "config.json")).read()
-    assert '"labelled_per_batch": 4' in logs and '"d_average": 0.99' in logs
+    assert '"labelled_per_batch": 4' in logs and '"pseudo_label_rotation": 15.0' in logs
 
 
 @pytest.mark.slow
