@@ -16,14 +16,13 @@ The images and label columns come from a `sources.ArraySource`.
 
 from __future__ import annotations
 
-import math
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from tf_ssinfogan.config import ConfigError, DataConfig, LatentConfig
-from tf_ssinfogan.images import affine_images, images_to_float, random_shift
+from tf_ssinfogan.images import affine_images, images_to_float, random_affine_params, random_shift
 from tf_ssinfogan.latents import kind_of
 from tf_ssinfogan.sources import ArraySource, labelled_candidates
 
@@ -152,23 +151,19 @@ class TrainStream:
             labels = {k: _where_rows(labelled, tf.gather(v, lab_pos), tf.zeros_like(tf.gather(v, lab_pos)))
                       for k, v in self._lab_targets.items()}
             mask = tf.cast(labelled, tf.float32)
-            images = tf.gather(self._images, idx)
+            images = images_to_float(tf.gather(self._images, idx), self.data_range)
             aug_seed = tf.stack([tf.constant(seed + 104729, tf.int64), step * gb + tf.cast(start, tf.int64)])
             if self.config.labelled_rotation:  # augmentation of the labelled images only: rotation and shift
-                images = images_to_float(images, self.data_range)
-                u = tf.random.stateless_uniform([size, 3], aug_seed, minval=-1.0, maxval=1.0)
-                turned = affine_images(images, u[:, 0] * (self.config.labelled_rotation * math.pi / 180.0),
-                                       tf.round(u[:, 1:] * (self.config.labelled_shift + 0.5)))
-                return _where_rows(labelled, turned, images), labels, mask
-            if self.config.labelled_shift:  # augmentation of the labelled images only: integer shifts
+                angles, shifts = random_affine_params(size, aug_seed, self.config.labelled_rotation,
+                                                      self.config.labelled_shift + 0.5)
+                turned = affine_images(images, angles, tf.round(shifts))
+                images = _where_rows(labelled, turned, images)
+            elif self.config.labelled_shift:  # augmentation of the labelled images only: integer shifts
                 images = _where_rows(labelled, random_shift(images, self.config.labelled_shift, aug_seed), images)
-        else:
-            idx = self._positions(step, n_all, size, start, gb, seed)
-            labels = {k: tf.zeros(tf.concat([[size], tf.shape(v)[1:]], 0), v.dtype)
-                      for k, v in self._lab_targets.items()}
-            mask = tf.zeros([size], tf.float32)
-            images = tf.gather(self._images, idx)
-        return images_to_float(images, self.data_range), labels, mask
+            return images, labels, mask
+        idx = self._positions(step, n_all, size, start, gb, seed)
+        labels = {k: tf.zeros(tf.concat([[size], tf.shape(v)[1:]], 0), v.dtype) for k, v in self._lab_targets.items()}
+        return images_to_float(tf.gather(self._images, idx), self.data_range), labels, tf.zeros([size], tf.float32)
 
     def dataset(self, start_step: int = 0, end_step: Optional[int] = None, num_replicas: int = 1,
                 first_replica: int = 0, local_replicas: int = 1) -> tf.data.Dataset:

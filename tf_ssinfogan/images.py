@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Tuple
 
 import tensorflow as tf
@@ -41,6 +42,13 @@ def shift_images(images, offsets, max_shift: int):
     cols = offsets[:, 1:] + tf.range(w)[None, :]  # [B, W]
     out = tf.gather(padded, rows, axis=1, batch_dims=1)  # [B, H, W + 2s, C]
     return tf.gather(out, cols, axis=2, batch_dims=1)
+
+
+def random_affine_params(n, seed, max_rotation: float, max_shift: float):
+    """(angles [n] in radians, shifts [n, 2] in pixels), uniform in +-max_rotation degrees and +-max_shift pixels
+    per axis; a stateless draw from `seed`, for `affine_images`."""
+    u = tf.random.stateless_uniform([n, 3], seed, minval=-1.0, maxval=1.0)
+    return u[:, 0] * (float(max_rotation) * math.pi / 180.0), u[:, 1:] * float(max_shift)
 
 
 def affine_images(images, angles, shifts, fill_mode: str = "REFLECT"):

@@ -20,14 +20,13 @@ The step runs unchanged under `tf.distribute` strategies: per-example losses are
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Dict
 
 import keras
 import tensorflow as tf
 
 from tf_ssinfogan import losses
-from tf_ssinfogan.images import affine_images
+from tf_ssinfogan.images import affine_images, random_affine_params
 from tf_ssinfogan.config import InstanceNoiseConfig, LatentConfig, NetworkConfig
 from tf_ssinfogan.latents import LatentSpace, kind_of
 from tf_ssinfogan.networks import build_networks
@@ -220,11 +219,8 @@ class SSInfoGAN(keras.Model):
     def augmented_view(self, images):
         """This replica's images, each translated by up to `pseudo_label_shift` pixels per axis and rotated by up
         to `pseudo_label_rotation` degrees (its slice of one draw for the global batch, like the latents)."""
-        def draw(n, seed):
-            u = tf.random.stateless_uniform([n, 3], seed, minval=-1.0, maxval=1.0)
-            return u[:, 0] * (self.pseudo_label_rotation * math.pi / 180.0), u[:, 1:] * float(self.pseudo_label_shift)
-
-        angles, shifts = self._replica_draw(tf.shape(images)[0], draw)
+        angles, shifts = self._replica_draw(tf.shape(images)[0], lambda n, seed: random_affine_params(
+            n, seed, self.pseudo_label_rotation, self.pseudo_label_shift))
         return affine_images(images, angles, shifts)
 
     def _pseudo_label_terms(self, teacher, student, unlabelled):
