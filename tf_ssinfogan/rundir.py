@@ -69,11 +69,6 @@ class RunDir:
     def is_run(self) -> bool:
         return os.path.isfile(self.config)
 
-    def latest_checkpoint(self) -> Optional[str]:
-        import tensorflow as tf
-
-        return tf.train.latest_checkpoint(self.checkpoints)
-
 
 # ------------------------------------------------------------------------------------------ configuration
 def read_config(run_dir: str, hint: str = "") -> Optional[ExperimentConfig]:
