@@ -573,3 +573,12 @@ def test_client_accuracy_of_classify_uint8_equals_the_evaluation(run, rest_serve
     np.savez(npz, x_test=source.test_images[..., 0], y_test=source.test_labels["label"])
     assert client.classify_accuracy(local, str(npz))["digit"] == pytest.approx(
         result.eval["q_ss_test_accuracy"]["digit"], abs=1e-12)
+
+
+def test_client_accuracy_refuses_a_missing_or_absent_npz(export_dir, tmp_path, capsys):
+    client = _load_module("client", os.path.join(EXPORT_ASSETS, "client.py"))
+    assert client.main(["--model", export_dir, "--signature", "accuracy"]) == 2
+    assert "accuracy needs --npz PATH" in capsys.readouterr().err
+    missing = str(tmp_path / "nowhere.npz")
+    assert client.main(["--model", export_dir, "--signature", "accuracy", "--npz", missing]) == 2
+    assert "nowhere.npz" in capsys.readouterr().err
