@@ -294,6 +294,11 @@ class TrainConfig:
         True, "With --labelled_per_batch: D's real/fake loss also sees the batch's labelled images (as the "
         "reference's labelled batches); --noadversarial_labelled keeps them (and their --labelled_shift "
         "augmentation) for Q_ss only, D learning 'real' from the unlabelled images.")
+    guide_head: bool = _field(
+        False, "G's semi-supervised code term goes through a second Q_ss head (the guide) that learns only from "
+        "the labelled real images, as Q_ss in the reference; the Q_ss head that `classify`, the evaluation and the "
+        "export use then takes the pseudo-label, consistency and --q_ss_fake_weight terms alone. Off = one head "
+        "(reference).")
     pseudo_label_weight: float = _field(
         0.0, "Weight of Q_ss's loss on its own confident predictions for unlabelled real images (pseudo-labels, "
         "Lee 2013; categorical and binary codes); 0 = off (reference).")

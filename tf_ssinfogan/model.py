@@ -88,6 +88,10 @@ class SSInfoGAN(keras.Model):
         loss (FixMatch, Sohn et al. 2020, with shifts and rotations as its augmentation): the pseudo-label comes
         from the image as D sees it, the loss from one more D pass over the real images, each translated by up
         to s pixels per axis and rotated by up to r degrees.
+      guide_head: G's semi-supervised code term goes through a second Q_ss head on the trunk (the guide) that
+        learns only from the labelled real images (Q_ss's labelled loss), as Q_ss does in the reference; the
+        Q_ss head (classify, evaluation, export) then also takes the pseudo-label / consistency and fake terms
+        without changing what G is pulled towards. False = one Q_ss head for both (reference).
       seed: seed of the latent SeedGenerator (also draws the instance noise).
       instance_noise: the instance-noise schedule; None or std 0 = off.
       skip_nonfinite: skip an update whose loss or gradients are not finite (the step counter still moves,
@@ -102,7 +106,7 @@ class SSInfoGAN(keras.Model):
                  q_ss_fake_weight: float = 0.0, labelled_per_batch: int = 0,
                  pseudo_label_weight: float = 0.0, pseudo_label_threshold: float = 0.95,
                  pseudo_label_shift: float = 0.0, pseudo_label_rotation: float = 0.0,
-                 adversarial_labelled: bool = True,
+                 adversarial_labelled: bool = True, guide_head: bool = False,
                  seed: int = 1, instance_noise: InstanceNoiseConfig = None, skip_nonfinite: bool = False,
                  reuse_fakes: bool = False, **kwargs):
         super().__init__(name=kwargs.pop("name", "ss_infogan"), **kwargs)
@@ -130,7 +134,8 @@ class SSInfoGAN(keras.Model):
         self.instance_noise.validate()
         self.ss_codes = latent.semi_supervised_codes
         self.us_codes = latent.unsupervised_codes
-        self.generator, self.discriminator = build_networks(network, latent)
+        self.guide_head = bool(guide_head) and bool(self.ss_codes)
+        self.generator, self.discriminator = build_networks(network, latent, self.guide_head)
         self.seed_generator = keras.random.SeedGenerator(seed, name="latent_seed")
         self.built = True
 
@@ -143,7 +148,7 @@ class SSInfoGAN(keras.Model):
         self.g_optimizer.build(self.generator.trainable_variables)
         names = ["d_loss", "g_loss", "d_adv", "g_adv"]
         if self.ss_codes:
-            names += ["q_ss_real", "q_ss_fake", "li_ss"]
+            names += ["q_ss_real", "q_ss_fake", "li_ss"] + (["q_guide_real"] if self.guide_head else [])
             if any(kind_of(c).enumerable for c in self.ss_codes):
                 names.append("q_ss_acc")
         if self.us_codes:
@@ -297,6 +302,9 @@ class SSInfoGAN(keras.Model):
             ss_real = losses.masked(ss_real, mask) if self.ss_codes else tf.zeros_like(adv)
             us_fake, _ = self._code_terms(self.us_codes, fake["q"], latents)
             total = adv + self.ss_weight * self.labelled_scale * ss_real + self.us_weight * us_fake
+            if self.guide_head:  # the guide learns what the reference's Q_ss learns: the labelled reals
+                guide_real = losses.masked(self._code_terms(self.ss_codes, real["q_guide"], targets)[0], mask)
+                total += self.ss_weight * self.labelled_scale * guide_real
             if self.pseudo_label_weight and self.ss_codes:
                 student = real["q"]
                 if self.pseudo_label_shift or self.pseudo_label_rotation:  # the loss on another view
@@ -315,6 +323,8 @@ class SSInfoGAN(keras.Model):
         self._track("d_adv", tf.reduce_mean(adv))
         if self.ss_codes:
             self._track("q_ss_real", ss_real, sample_weight=mask)
+            if self.guide_head:
+                self._track("q_guide_real", guide_real, sample_weight=mask)
             cat = [c for c in self.ss_codes if kind_of(c).enumerable]
             if cat:
                 acc = tf.add_n([losses.categorical_accuracy(real["q"][c.name], targets[c.name]) for c in cat])
@@ -336,7 +346,7 @@ class SSInfoGAN(keras.Model):
         with tape:
             out = self.discriminator(self.add_instance_noise(images), training=True)
             adv = losses.generator_loss(out["logits"])
-            ss_fake, li_ss = self._code_terms(self.ss_codes, out["q"], latents)
+            ss_fake, li_ss = self._code_terms(self.ss_codes, out["q_guide" if self.guide_head else "q"], latents)
             us_fake, li_us = self._code_terms(self.us_codes, out["q"], latents)
             total = adv + self.ss_weight * ss_fake + self.us_weight * us_fake
             loss = self._reduce(total)
@@ -381,7 +391,7 @@ class SSInfoGAN(keras.Model):
             return self
         with precision_policy("float32"):
             copy = SSInfoGAN(self.latent_config, self.network_config, self.global_batch_size,
-                             instance_noise=self.instance_noise, name=self.name)
+                             instance_noise=self.instance_noise, guide_head=self.guide_head, name=self.name)
         copy.generator.set_weights(self.generator.get_weights())
         copy.discriminator.set_weights(self.discriminator.get_weights())
         return copy

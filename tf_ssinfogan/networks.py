@@ -4,7 +4,8 @@ The discriminator trunk is shared by three heads, and one call returns all of th
   * D: one real/fake logit per image,
   * Q_ss: one FC layer on the trunk features, the semi-supervised codes' logits / estimates,
   * Q_us: FC 128 + BN + LeakyReLU + FC, the unsupervised codes' logits / estimates.
-Head outputs are split per code: `{"logits": [B], "q": {code_name: [B, code.dim]}}`.
+Head outputs are split per code: `{"logits": [B], "q": {code_name: [B, code.dim]}}`; with a guide head (an
+option) also `"q_guide"`: a second Q_ss layer, the semi-supervised codes only.
 
 Reference MNIST architecture and init (spurra/ss-infogan, its Torch7 model definition):
   G: FC 1024 +BN+ReLU -> FC 7*7*128 +BN+ReLU -> deconv 4x4 s2 64 +BN+ReLU -> deconv 4x4 s2 1 -> sigmoid
@@ -184,7 +185,7 @@ class Generator(keras.Model):
 class Discriminator(keras.Model):
     """Shared trunk with D, Q_ss and Q_us heads; `call` returns every head."""
 
-    def __init__(self, network: NetworkConfig, latent: LatentConfig, **kwargs):
+    def __init__(self, network: NetworkConfig, latent: LatentConfig, guide_head: bool = False, **kwargs):
         super().__init__(name=kwargs.pop("name", "discriminator"), **kwargs)
         self.network_config = network
         self.ss_codes: Sequence[CodeSpec] = latent.semi_supervised_codes
@@ -193,6 +194,12 @@ class Discriminator(keras.Model):
         self.d_head = _dense(1, network, "d_head")
         self.q_ss_head = (
             _dense(sum(c.output_dim for c in self.ss_codes), network, "q_ss_head") if self.ss_codes else None
+        )
+        # A second linear Q_ss head on the trunk (SSInfoGAN's guide_head): G's semi-supervised code term goes
+        # through it, while q_ss_head (classify, evaluation, export) is free to learn as a classifier
+        self.q_guide_head = (
+            _dense(sum(c.output_dim for c in self.ss_codes), network, "q_guide_head")
+            if guide_head and self.ss_codes else None
         )
         if self.us_codes:
             self.q_us_hidden = [_dense(128, network, "q_us_fc"), _bn(network, "q_us_bn"),
@@ -224,13 +231,16 @@ class Discriminator(keras.Model):
             hidden = self._run(self.q_us_hidden, features, training)
             q.update(self._split(self.q_us_head(hidden), self.us_codes))
         logits = keras.ops.cast(keras.ops.squeeze(self.d_head(features), -1), "float32")
-        return {"logits": logits, "q": q}
+        out = {"logits": logits, "q": q}
+        if self.q_guide_head is not None:
+            out["q_guide"] = self._split(self.q_guide_head(features), self.ss_codes)
+        return out
 
 
-def build_networks(network: NetworkConfig, latent: LatentConfig):
-    """Creates and builds (G, D) so that their variables exist."""
+def build_networks(network: NetworkConfig, latent: LatentConfig, guide_head: bool = False):
+    """Creates and builds (G, D) so that their variables exist; `guide_head` adds D's second Q_ss head."""
     g = Generator(network, latent.input_dim)
-    d = Discriminator(network, latent)
+    d = Discriminator(network, latent, guide_head)
     g(keras.ops.zeros((1, latent.input_dim)))
     d(keras.ops.zeros((1,) + tuple(network.image_shape)))
     return g, d
