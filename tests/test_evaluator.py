@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from tf_ssinfogan import config as C
-from tf_ssinfogan import evaluator, judges
+from tf_ssinfogan import evaluation, evaluator, judges
 from tf_ssinfogan.sources import ArraySource, load_npz
 from tf_ssinfogan.latents import LatentSpace
 from tf_ssinfogan.model import SSInfoGAN
@@ -196,7 +196,7 @@ def test_every_metric_on_npz_with_unknown_labels_and_image_folders(kind, npz_wit
     assert json.load(open(json_path))["codes"]["digit"]["kind"] == "categorical"
     md = open(tmp_path / "eval" / "report.md").read()
     for text in ("| FID (InceptionV3 pool", "KID x 1000", "Inception Score", "Hungarian-mapped accuracy (unsupervised",
-                 "`label` judge (mnist_cnn): accuracy", "Q accuracy on real test images", "![grid_digit_000000.png]"):
+                 "`label` judge (mnist_cnn, 1 epoch): accuracy", "Q accuracy on real test images", "![grid_digit_000000.png]"):
         assert text in md, text
     assert set(evaluator.scalars(res)) >= {"Eval/fid", "Eval/kid", "Eval/inception_score",
                                            "Eval/judge_frechet_distance", "Eval/classifier_accuracy/digit"}
@@ -254,3 +254,24 @@ def test_a_judge_cached_by_an_older_version_reports_its_architecture_and_held_ou
     text = evaluator._judge_text(judge.meta)
     assert judge.meta["held_out"] == {"metric": "accuracy", "value": 0.972}
     assert "None" not in text and text.endswith("accuracy 97.20% on 64 held-out train images"), text
+
+
+def test_judges_trained_otherwise_are_cached_apart_and_augmentation_is_a_function_of_the_batch(tmp_path, monkeypatch):
+    monkeypatch.setenv("TF_SSINFOGAN_CACHE", str(tmp_path))
+    src = tiny_source()
+    code = C.CodeSpec("digit", "categorical", 10, "label")
+    assert judges.JudgeConfig().tag("mnist_cnn") == judges.JudgeConfig(epochs=5).tag("mnist_cnn") == ""
+    assert judges.JudgeConfig(epochs=30, augment=True).tag("mnist_cnn") == "_e30_aug"
+    assert judges.JudgeConfig(augment=True).tag("resnet") == "_aug"
+    default = judges.judge_path(src, code, "mnist_cnn")
+    assert default == evaluation.default_classifier_path(src, "label")  # the paper's judge keeps its file name
+    aug = judges.judge_path(src, code, "mnist_cnn", judges.JudgeConfig(epochs=2, augment=True))
+    assert aug == default[:-len(".keras")] + "_e2_aug.keras"
+    x = tf.constant(src.test_images[:16], tf.float32) / 255.0
+    a, b = judges._augment(x, 3, 0), judges._augment(x, 3, 0)
+    np.testing.assert_array_equal(a.numpy(), b.numpy())  # the same (batch number, seed): the same copies
+    assert not np.allclose(a.numpy(), judges._augment(x, 4, 0).numpy()) and not np.allclose(a.numpy(), x.numpy())
+    judge = judges.get_judge(src, code, judges.JudgeConfig(epochs=2, augment=True))
+    assert judge.path == aug and os.path.isfile(aug) and not os.path.exists(default)
+    assert judge.meta["augment"] is True and judge.meta["epochs"] == 2
+    assert "(mnist_cnn, 2 epochs, augmented)" in evaluator._judge_text(evaluator._judge_summary(judge))

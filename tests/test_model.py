@@ -222,3 +222,64 @@ def test_moving_averages_of_d_and_g_known_values_swapped_in_for_evaluation_only(
     assert not plain.use_averaged_weights()  # no average kept: nothing to swap
     with plain.averaged_weights():
         pass
+
+
+def _guided(seed=5, **kw):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH, guide_head=True, **kw)
+    m.compile()
+    return m
+
+
+def test_guide_head_outputs_the_semi_supervised_codes_with_its_own_1024x10_layer():
+    from test_networks import D_PARAMS
+
+    m = _guided()
+    out = m.discriminator(tf.zeros([2, 28, 28, 1]))
+    assert sorted(out["q_guide"]) == ["digit"] and out["q_guide"]["digit"].shape == (2, 10)
+    assert m.discriminator.count_params() == D_PARAMS + 1024 * 10 + 10  # one more FC on the 1024-d trunk
+    assert "q_guide_real" in m.tracked
+    plain = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH)
+    assert "q_guide" not in plain.discriminator(tf.zeros([1, 28, 28, 1]))
+
+
+def test_g_code_term_goes_through_the_guide_head_known_value():
+    # guide head all zeros: uniform over 10 digits, so G's semi-supervised code loss is ln 10 whatever Q_ss says
+    m = _guided()
+    for v in m.discriminator.q_guide_head.weights:
+        v.assign(tf.zeros_like(v))
+    m.generator_phase(BATCH)
+    assert float(m.tracked["q_ss_fake"].result()) == pytest.approx(np.log(10.0), abs=1e-5)
+    assert float(m.tracked["li_ss"].result()) == pytest.approx(0.0, abs=1e-5)  # log(1/10) + ln 10
+    # without the guide the same zeroing of the Q_ss head gives the same value, and the guide's does not matter
+    n = _model()
+    for v in n.discriminator.q_ss_head.weights:
+        v.assign(tf.zeros_like(v))
+    n.generator_phase(BATCH)
+    assert float(n.tracked["q_ss_fake"].result()) == pytest.approx(np.log(10.0), abs=1e-5)
+
+
+def test_guide_head_learns_only_from_labelled_reals_q_ss_head_also_from_pseudo_labels_and_fakes():
+    m = _guided(pseudo_label_weight=1.0, pseudo_label_threshold=0.5, q_ss_fake_weight=1.0)
+    images, labels, _ = _batch()
+    guide, head = m.discriminator.q_guide_head.trainable_variables, m.discriminator.q_ss_head.trainable_variables
+    g0, h0 = _snapshot(guide), _snapshot(head)
+    m.discriminator_phase(images, labels, tf.zeros([BATCH], tf.bool))  # no labelled image in the batch
+    assert not any(_changed(g0, guide)) and all(_changed(h0, head))
+    m.discriminator_phase(images, labels, tf.ones([BATCH], tf.bool))  # all labelled
+    assert all(_changed(g0, guide))
+    assert float(m.tracked["q_guide_real"].result()) == pytest.approx(np.log(10.0), abs=0.5)
+
+
+def test_guide_head_model_copies_to_float32_and_needs_labels():
+    from tf_ssinfogan import rundir
+    from tf_ssinfogan.config import ConfigError, ExperimentConfig, TrainConfig
+
+    m = _guided()
+    assert m.float32_copy() is m
+    with pytest.raises(ConfigError, match="guide_head needs labelled images"):
+        rundir.build_model(ExperimentConfig(train=TrainConfig(guide_head=True)), 0.0)
+    assert rundir.build_model(ExperimentConfig(train=TrainConfig(guide_head=True, precision="mixed_bfloat16")),
+                              0.01).float32_copy().guide_head

@@ -27,6 +27,8 @@ flags.DEFINE_string("classifier_path", "", "Judge (.keras) of the first categori
 flags.DEFINE_enum("judge_architecture", "auto", ["auto", "mnist_cnn", "resnet"], "Judge network: auto = "
                   "mnist_cnn for 28x28x1 images (the paper's CNN), resnet (small residual CNN) otherwise.")
 flags.DEFINE_integer("judge_epochs", 0, "Epochs of a judge trained now; 0 = the architecture's default.")
+flags.DEFINE_bool("judge_augment", False, "Judges trained now learn from shifted and rotated copies of the test "
+                  "split (a stronger judge, cached apart from the default one).")
 flags.DEFINE_integer("per_class", 128, "Samples per value of a categorical code, or per bit value of a binary "
                      "code (paper: 128).")
 flags.DEFINE_integer("continuous_samples", 1000, "Samples for the correlation of a continuous code.")
@@ -55,7 +57,8 @@ def main(argv):
             judge_fd_samples=FLAGS.fid_samples, num_samples=FLAGS.num_samples, kid_subsets=FLAGS.kid_subsets,
             kid_subset_size=FLAGS.kid_subset_size, is_splits=FLAGS.is_splits,
             inception_weights=FLAGS.inception_weights).validate()
-        judge_cfg = judges.JudgeConfig(architecture=FLAGS.judge_architecture, epochs=FLAGS.judge_epochs)
+        judge_cfg = judges.JudgeConfig(architecture=FLAGS.judge_architecture, epochs=FLAGS.judge_epochs,
+                                       augment=FLAGS.judge_augment)
         judge_cfg.validate()
         extractor, extractor_info = None, None
         if cfg_eval.needs_inception:  # before anything is loaded or written

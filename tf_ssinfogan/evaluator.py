@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ssinfogan import code_kinds, evaluation, metrics
+from tf_ssinfogan import code_kinds, evaluation, judges, metrics
 from tf_ssinfogan.latents import kind_of
 from tf_ssinfogan.config import ConfigError
 from tf_ssinfogan.data import test_dataset
@@ -100,6 +100,7 @@ def q_on_real(model, source: ArraySource, batch_size: int = 500) -> Dict[str, di
 
 def _judge_summary(judge) -> dict:
     return {"path": judge.path, "label": judge.meta.get("label"), "architecture": judge.meta.get("architecture"),
+            "epochs": judge.meta.get("epochs"), "augment": bool(judge.meta.get("augment", False)),
             "held_out": judge.held_out, "held_out_split": judge.meta.get("held_out_split", "train"),
             "held_out_examples": judge.meta.get("held_out_examples")}
 
@@ -272,7 +273,11 @@ def _judge_text(j: dict) -> str:
         return f"no judge: {j['unavailable']}"
     h = j.get("held_out", {})
     pct = h.get("metric") in ("accuracy", "balanced_accuracy")
-    return (f"`{j.get('label')}` judge ({j.get('architecture')}): {h.get('metric', '?')} "
+    default_epochs = judges.DEFAULT_EPOCHS.get(j.get("architecture"))
+    recipe = f"{j['epochs']} epoch{'s' * (j.get('epochs') != 1)}" if j.get("epochs") and j.get("epochs") != default_epochs else ""
+    recipe += (", " if recipe else "") + "augmented" if j.get("augment") else ""
+    recipe = f", {recipe}" if recipe else ""
+    return (f"`{j.get('label')}` judge ({j.get('architecture')}{recipe}): {h.get('metric', '?')} "
             f"{_fmt(h.get('value'), pct)} on {j.get('held_out_examples')} held-out {j.get('held_out_split')} images")
 
 

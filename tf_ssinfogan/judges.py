@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ssinfogan import code_kinds, evaluation
+from tf_ssinfogan.images import affine_images, random_affine_params
 from tf_ssinfogan.latents import kind_of
 from tf_ssinfogan.config import CodeSpec, ConfigError
 from tf_ssinfogan.sources import ArraySource
@@ -36,13 +37,26 @@ DEFAULT_EPOCHS = {"mnist_cnn": 5, "resnet": 10}
 
 @dataclasses.dataclass(frozen=True)
 class JudgeConfig:
-    """How judges are built and trained. epochs 0 = the architecture's default (DEFAULT_EPOCHS)."""
+    """How judges are built and trained. epochs 0 = the architecture's default (DEFAULT_EPOCHS); augment: each
+    training batch shifted by up to 2 pixels per axis and rotated by up to 10 degrees (a stronger judge from the
+    same test split)."""
 
     architecture: str = "auto"
     epochs: int = 0
     batch_size: int = 128
     seed: int = 0
     learning_rate: float = 1e-3
+    augment: bool = False
+
+    def tag(self, architecture: str) -> str:
+        """'' for the default recipe, else a suffix naming what differs ('_e30_aug'): judges trained differently
+        are cached apart."""
+        parts = []
+        if self.epochs and self.epochs != DEFAULT_EPOCHS[architecture]:
+            parts.append(f"e{self.epochs}")
+        if self.augment:
+            parts.append("aug")
+        return "".join("_" + p for p in parts)
 
     def validate(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -107,12 +121,14 @@ def _cache_dir() -> str:
     return os.environ.get("TF_SSINFOGAN_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "tf_ssinfogan"))
 
 
-def judge_path(source: ArraySource, code: CodeSpec, architecture: str) -> str:
-    """The cache file of the judge for `code`'s label column (the MNIST digit judge keeps its old name)."""
+def judge_path(source: ArraySource, code: CodeSpec, architecture: str, config: JudgeConfig = JudgeConfig()) -> str:
+    """The cache file of the judge for `code`'s label column and training recipe (the MNIST digit judge of the
+    default recipe keeps its old name)."""
+    tag = config.tag(architecture)
     if kind_of(code).enumerable and architecture == "mnist_cnn":
-        return evaluation.default_classifier_path(source, code.label)
+        return os.path.splitext(evaluation.default_classifier_path(source, code.label))[0] + tag + ".keras"
     return os.path.join(_cache_dir(), "classifiers", f"{os.path.splitext(source.name)[0]}_{code.label}_"
-                        f"{code.kind}{code.dim}_{architecture}_{evaluation.data_fingerprint(source)}.keras")
+                        f"{code.kind}{code.dim}_{architecture}_{evaluation.data_fingerprint(source)}{tag}.keras")
 
 
 def _split(source: ArraySource, code: CodeSpec, split: str) -> Tuple[np.ndarray, np.ndarray]:
@@ -122,6 +138,13 @@ def _split(source: ArraySource, code: CodeSpec, split: str) -> Tuple[np.ndarray,
         raise JudgeUnavailable(f"{source.name!r} has no label column {code.label!r} in its {split} split")
     keep = code_kinds.known_rows(labels, code.kind)
     return images[keep], np.asarray(labels)[keep]
+
+
+def _augment(images, step, seed: int):
+    """A judge's training batch, each image shifted by up to 2 pixels per axis and rotated by up to 10 degrees
+    (zeros fill the border)."""
+    angles, shifts = random_affine_params(tf.shape(images)[0], tf.stack([tf.cast(step, tf.int32), seed]), 10.0, 2.0)
+    return affine_images(images, angles, shifts, fill_mode="CONSTANT")
 
 
 def _predict(model, images_uint8, batch_size: int = 500) -> np.ndarray:
@@ -144,10 +167,16 @@ def train_judge(source: ArraySource, code: CodeSpec, config: JudgeConfig = Judge
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=kind.judge_loss())
     fit = tf.data.Dataset.from_tensor_slices((x_fit, kind.judge_targets(y_fit, code))).shuffle(
         len(x_fit), seed=config.seed).batch(config.batch_size).map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y))
-    model.fit(fit, epochs=epochs, verbose=verbose)
+    if config.augment:  # a fresh stateless draw per batch: (seed, batch number over all epochs)
+        steps = -(-len(x_fit) // config.batch_size)
+        fit = fit.repeat(epochs).enumerate().map(lambda i, xy: (_augment(xy[0], i, config.seed), xy[1]))
+        model.fit(fit, epochs=epochs, steps_per_epoch=steps, verbose=verbose)
+    else:
+        model.fit(fit, epochs=epochs, verbose=verbose)
     x_val, y_val = _split(source, code, "train")
     held_out = kind.judge_held_out(_predict(model, x_val), y_val, code) if len(x_val) else {}
     meta = {"label": code.label, "kind": code.kind, "dim": code.dim, "architecture": arch, "epochs": epochs,
+            "augment": bool(config.augment),
             "trained_on": "test split", "trained_examples": int(len(x_fit)),
             "held_out_split": "train", "held_out_examples": int(len(x_val)), "held_out": held_out,
             "source": source.name, "fingerprint": evaluation.data_fingerprint(source)}
@@ -159,7 +188,7 @@ def train_judge(source: ArraySource, code: CodeSpec, config: JudgeConfig = Judge
 def get_judge(source: ArraySource, code: CodeSpec, config: JudgeConfig = JudgeConfig(), path: str = "") -> Judge:
     """The cached judge for `code`'s label column, trained and cached on first use."""
     arch = choose_architecture(source.image_shape, config.architecture)
-    path = path or judge_path(source, code, arch)
+    path = path or judge_path(source, code, arch, config)
     if os.path.isfile(path):
         model, meta = evaluation.load_classifier(path)
         if "held_out" not in meta and "validation_accuracy_on_train_split" in meta:  # cached by an older version

@@ -36,6 +36,8 @@ flags.DEFINE_integer("num_classes", 10, "Number of classes (categorical) or of v
 flags.DEFINE_enum("architecture", "auto", ["auto", "mnist_cnn", "resnet"], "auto = mnist_cnn for 28x28x1 "
                   "images, resnet otherwise.")
 flags.DEFINE_integer("epochs", 0, "Training epochs; 0 = the architecture's default (mnist_cnn 5, resnet 10).")
+flags.DEFINE_bool("augment", False, "Train on shifted (up to 2 pixels) and rotated (up to 10 degrees) copies: "
+                  "a stronger judge from the same test split, cached apart from the default one.")
 flags.DEFINE_string("out", "", "Output .keras path; empty = the default cache path for this data.")
 flags.DEFINE_bool("force", False, "Retrain even if the output exists.")
 flags.register_validator("out", lambda p: not p or p.endswith(".keras"), "--out must end in .keras")
@@ -59,7 +61,7 @@ def main(argv):
     from tf_ssinfogan import judges, rundir
     from tf_ssinfogan.sources import check_source_matches, load_source
 
-    judge_cfg = judges.JudgeConfig(architecture=FLAGS.architecture, epochs=FLAGS.epochs)
+    judge_cfg = judges.JudgeConfig(architecture=FLAGS.architecture, epochs=FLAGS.epochs, augment=FLAGS.augment)
     judge_cfg.validate()
     if FLAGS.run_dir:
         cfg = rundir.read_config(FLAGS.run_dir)
@@ -82,7 +84,7 @@ def main(argv):
             continue
         done.add(key)
         arch = judges.choose_architecture(source.image_shape, FLAGS.architecture)
-        path = FLAGS.out or judges.judge_path(source, code, arch)
+        path = FLAGS.out or judges.judge_path(source, code, arch, judge_cfg)
         if FLAGS.force and os.path.exists(path):
             os.remove(path)
         try:
