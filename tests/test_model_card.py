@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tf_ssinfogan import config as C
-from tf_ssinfogan import model_card, rundir
+from tf_ssinfogan import evaluation, model_card, rundir
 from tf_ssinfogan.sources import ArraySource, LabelColumn
 from conftest import tiny_config, tiny_source
 
@@ -92,3 +92,19 @@ def test_final_classifier_eval_goes_into_eval_json_and_the_export_card(tmp_path,
     card = json.load(open(os.path.join(result.export_path, "assets.extra", "model_card.json")))
     assert card["metrics"]["classifier_accuracy_on_class_conditioned_samples"]["digit"]["accuracy"] == \
         digit["accuracy"]
+
+
+@pytest.mark.slow
+def test_a_stronger_judge_for_the_final_and_periodic_evaluations_is_cached_apart(tmp_path, monkeypatch):
+    from tf_ssinfogan import training
+
+    monkeypatch.setenv("TF_SSINFOGAN_CACHE", str(tmp_path / "cache"))
+    cfg = tiny_config(tmp_path, final_classifier_eval=True, judge_epochs=2, judge_augment=True, eval_every_epochs=2,
+                      export_at_end=False)
+    training.train(cfg, source=tiny_source())
+    ev = json.load(open(os.path.join(cfg.run_dir, "eval.json")))
+    assert ev["classifier"]["epochs"] == 2 and ev["classifier"]["augment"] is True
+    assert ev["classifier"]["architecture"] == "mnist_cnn" and ev["class_conditioned"]["digit"]["samples"] == 1280
+    # one judge, trained once for both evaluations, under its own name; the paper's default judge never trained
+    assert sorted(f for f in os.listdir(tmp_path / "cache" / "classifiers") if f.endswith(".keras")) == \
+        [f"tiny_label_{evaluation.data_fingerprint(tiny_source())}_e2_aug.keras"]

@@ -353,6 +353,11 @@ class TrainConfig:
                                  "resumed runs give identical weights.")
     classifier_path: str = _field("", "Independent classifier (.keras); empty = the default cache path (trained on "
                                   "first use, see tf_ssinfogan.train_classifier).")
+    judge_epochs: int = _field(0, "Epochs of the independent classifier of the final and periodic evaluations when "
+                               "it is trained (first use); 0 = the paper's recipe (5).")
+    judge_augment: bool = _field(False, "That classifier learns from shifted and rotated copies of the test split "
+                                 "(with --judge_epochs=30 on MNIST: 98.7% on the train split against 97.2%; cached "
+                                 "apart from the default one).")
     # Instance noise (Sonderby et al. 2016): N(0, std_t^2) added to every image D sees; off when 0.
     #   linear:      std_t = instance_noise_std * max(0, 1 - t / instance_noise_anneal_steps)
     #                (instance_noise_anneal_steps = 0: constant std)
@@ -373,6 +378,8 @@ class TrainConfig:
             raise ConfigError(
                 f"steps ({self.steps}) must be a multiple of steps_per_epoch ({self.steps_per_epoch})"
             )
+        if self.judge_epochs < 0:
+            raise ConfigError(f"judge_epochs must be >= 0 (0 = the default), got {self.judge_epochs}")
         if not self.checkpoint_every_minutes >= 0 or self.checkpoint_every_minutes == float("inf"):
             raise ConfigError(f"checkpoint_every_minutes must be a finite number >= 0 (0 = off), got "
                               f"{self.checkpoint_every_minutes}")

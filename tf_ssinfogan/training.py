@@ -17,7 +17,7 @@ import tensorflow as tf
 from tf_ssinfogan import callbacks as cb
 from tf_ssinfogan import data as data_lib
 from tf_ssinfogan import evaluation, evaluator, judges, model_card, preemption, rundir, serving, sources
-from tf_ssinfogan.config import ConfigError, ExperimentConfig
+from tf_ssinfogan.config import CodeSpec, ConfigError, ExperimentConfig
 
 log = logging.getLogger("tf_ssinfogan")
 
@@ -91,10 +91,16 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
     total_epochs = t.steps // t.steps_per_epoch
     classifier = classifier_meta = None  # the independent classifier of the final evaluation (final_classifier_eval)
     final_eval_due = start < t.steps or not os.path.exists(rd.eval_json)
+    judge_config = judges.JudgeConfig(architecture="mnist_cnn", epochs=t.judge_epochs, augment=t.judge_augment)
     if chief and t.final_classifier_eval and final_eval_due:
         label, classes = evaluation.classifier_target(cfg.latent) or ("label", 10)
         t_classifier = time.perf_counter()
-        classifier, classifier_meta = evaluation.get_classifier(source, t.classifier_path, label, classes)
+        if t.judge_epochs or t.judge_augment:  # the paper's CNN trained otherwise (cached apart)
+            judge = judges.get_judge(source, CodeSpec(label, "categorical", classes, label), judge_config,
+                                     t.classifier_path)
+            classifier, classifier_meta = judge.model, judge.meta
+        else:
+            classifier, classifier_meta = evaluation.get_classifier(source, t.classifier_path, label, classes)
         log.info("independent classifier ready in %.1f s (accuracy on the train split: %.4f)",
                  time.perf_counter() - t_classifier, classifier_meta.get("validation_accuracy_on_train_split", -1))
     initial_epoch = start // t.steps_per_epoch
@@ -118,9 +124,10 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
             agree=preemption.make_agreement(strategy), is_chief=chief)
         callbacks = [preemption.MetricStateResume(model, mid_epoch=start % spe != 0), *callbacks, guard]
         if t.eval_every_epochs and chief:
-            found = judges.judges_for(cfg.latent.codes, source, judges.JudgeConfig(), t.classifier_path)
+            periodic = judges.JudgeConfig(epochs=t.judge_epochs, augment=t.judge_augment)
+            found = judges.judges_for(cfg.latent.codes, source, periodic, t.classifier_path)
             callbacks.insert(4, evaluator.EvaluationCallback(
-                source, found, judges.category_judge(cfg.latent.codes, found, source), rd.eval_logs,
+                source, found, judges.category_judge(cfg.latent.codes, found, source, periodic), rd.eval_logs,
                 t.eval_every_epochs, history_path=rd.eval_history))
         with guard.signals:  # SIGTERM/SIGINT: finish the step, checkpoint it, raise preemption.Preempted
             if t.loop == "custom" or t.strategy == "multi_worker":  # Keras 3 fit fails under multi-worker
