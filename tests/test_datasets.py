@@ -88,9 +88,14 @@ def test_mnist_classifier_config_is_the_reference_plus_the_recipe():
     changed = {k: recipe[k] for k in ref if ref[k] != recipe[k]}
     assert changed == {
         "data.labelled_per_batch": 32, "data.labelled_shift": 2, "data.labelled_rotation": 15.0,
-        "train.pseudo_label_weight": 1.0, "train.pseudo_label_shift": 3.0, "train.pseudo_label_rotation": 15.0,
-        "train.final_classifier_eval": True, "train.max_checkpoints": 10}, changed
+        "train.pseudo_label_weight": 3.0, "train.pseudo_label_shift": 3.0, "train.pseudo_label_rotation": 15.0,
+        "train.guide_head": True, "train.final_classifier_eval": True, "train.judge_epochs": 30,
+        "train.judge_augment": True, "train.max_checkpoints": 10}, changed
     assert recipe["train.q_ss_fake_weight"] == 0.0 and recipe["train.steps"] == 5000  # the reference schedule
+    hundred = _flat(config_from_flagfile("mnist_classifier_100"))
+    changed = {k: hundred[k] for k in recipe if recipe[k] != hundred[k]}
+    assert changed == {"data.labelled_count": 100, "data.labelled_selection": "balanced", "train.steps": 3000}, changed
+    assert config_from_flagfile("mnist_classifier_100").run_dir == "runs/mnist_classifier_100"
 
 
 @pytest.mark.slow
