@@ -273,10 +273,11 @@ def _judge_text(j: dict) -> str:
         return f"no judge: {j['unavailable']}"
     h = j.get("held_out", {})
     pct = h.get("metric") in ("accuracy", "balanced_accuracy")
-    default_epochs = judges.DEFAULT_EPOCHS.get(j.get("architecture"))
-    recipe = f"{j['epochs']} epoch{'s' * (j.get('epochs') != 1)}" if j.get("epochs") and j.get("epochs") != default_epochs else ""
-    recipe += (", " if recipe else "") + "augmented" if j.get("augment") else ""
-    recipe = f", {recipe}" if recipe else ""
+    epochs = j.get("epochs")
+    recipe = [f"{epochs} epoch{'s' * (epochs != 1)}"] if epochs and epochs != judges.DEFAULT_EPOCHS.get(
+        j.get("architecture")) else []  # a judge trained otherwise than by default says how
+    recipe += ["augmented"] if j.get("augment") else []
+    recipe = "".join(", " + r for r in recipe)
     return (f"`{j.get('label')}` judge ({j.get('architecture')}{recipe}): {h.get('metric', '?')} "
             f"{_fmt(h.get('value'), pct)} on {j.get('held_out_examples')} held-out {j.get('held_out_split')} images")
 
