@@ -170,15 +170,18 @@ def test_time_based_checkpoints_follow_the_clock_and_skip_epoch_saves(tmp_path):
 
 
 def test_a_second_signal_stops_at_once():
-    # raise_signal signals this (main) thread, whose Python handler runs before the call returns; os.kill to the
-    # process may land in one of TensorFlow's threads and be handled later: a race that failed once in CI under load
-    before = signal.getsignal(signal.SIGINT)
-    with preemption.StopSignals() as signals:
-        signal.raise_signal(signal.SIGINT)
-        assert signals.received == signal.SIGINT and signals.name == "SIGINT"  # recorded, training goes on
-        with pytest.raises(KeyboardInterrupt):
-            signal.raise_signal(signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is before
+    # the previous handler set to Python's default (KeyboardInterrupt): a shell that starts pytest in the
+    # background without job control leaves SIGINT ignored, and the second signal then goes, rightly, nowhere
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with preemption.StopSignals() as signals:
+            signal.raise_signal(signal.SIGINT)  # this thread: handled before the call returns
+            assert signals.received == signal.SIGINT and signals.name == "SIGINT"  # recorded, training goes on
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the previous handler is back
+    finally:
+        signal.signal(signal.SIGINT, outer)
 
 
 def test_checkpoint_every_minutes_is_validated():
