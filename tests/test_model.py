@@ -280,6 +280,10 @@ def test_guide_head_model_copies_to_float32_and_needs_labels():
     m = _guided()
     assert m.float32_copy() is m
     with pytest.raises(ConfigError, match="guide_head needs labelled images"):
-        rundir.build_model(ExperimentConfig(train=TrainConfig(guide_head=True)), 0.0)
+        rundir.build_model(ExperimentConfig(train=TrainConfig(guide_head=True)), 0.0)  # none found in the data
+    for data in (C.DataConfig(labelled_fraction=0.0), C.DataConfig(labelled_count=0)):  # none asked for: refused
+        with pytest.raises(ConfigError, match="guide_head needs labelled images"):  # before anything is written
+            ExperimentConfig(run_dir="r", data=data, train=TrainConfig(guide_head=True)).validate()
+    ExperimentConfig(run_dir="r", data=C.DataConfig(labelled_count=10), train=TrainConfig(guide_head=True)).validate()
     assert rundir.build_model(ExperimentConfig(train=TrainConfig(guide_head=True, precision="mixed_bfloat16")),
                               0.01).float32_copy().guide_head

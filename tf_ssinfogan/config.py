@@ -464,6 +464,11 @@ class ExperimentConfig:
         if self.data.labelled_per_batch >= self.train.batch_size:
             raise ConfigError(f"labelled_per_batch ({self.data.labelled_per_batch}) must be smaller than "
                               f"batch_size ({self.train.batch_size}): the rest of the batch is unlabelled images")
+        no_labels = self.data.labelled_count == 0 or (self.data.labelled_count is None
+                                                      and self.data.labelled_fraction == 0.0)
+        if self.train.guide_head and (no_labels or not self.latent.semi_supervised_codes):
+            raise ConfigError("--guide_head needs labelled images and a semi-supervised code (the guide head learns "
+                              "only from the labelled images); this configuration has none (plain InfoGAN)")
         return self
 
     def to_dict(self) -> dict:
