@@ -91,16 +91,13 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
     total_epochs = t.steps // t.steps_per_epoch
     classifier = classifier_meta = None  # the independent classifier of the final evaluation (final_classifier_eval)
     final_eval_due = start < t.steps or not os.path.exists(rd.eval_json)
-    judge_config = judges.JudgeConfig(architecture="mnist_cnn", epochs=t.judge_epochs, augment=t.judge_augment)
     if chief and t.final_classifier_eval and final_eval_due:
         label, classes = evaluation.classifier_target(cfg.latent) or ("label", 10)
         t_classifier = time.perf_counter()
-        if t.judge_epochs or t.judge_augment:  # the paper's CNN trained otherwise (cached apart)
-            judge = judges.get_judge(source, CodeSpec(label, "categorical", classes, label), judge_config,
-                                     t.classifier_path)
-            classifier, classifier_meta = judge.model, judge.meta
-        else:
-            classifier, classifier_meta = evaluation.get_classifier(source, t.classifier_path, label, classes)
+        # the paper's CNN (by default its 5-epoch recipe, at evaluation.default_classifier_path)
+        judge = judges.get_judge(source, CodeSpec(label, "categorical", classes, label), judges.JudgeConfig(
+            architecture="mnist_cnn", epochs=t.judge_epochs, augment=t.judge_augment), t.classifier_path)
+        classifier, classifier_meta = judge.model, judge.meta
         log.info("independent classifier ready in %.1f s (accuracy on the train split: %.4f)",
                  time.perf_counter() - t_classifier, classifier_meta.get("validation_accuracy_on_train_split", -1))
     initial_epoch = start // t.steps_per_epoch
