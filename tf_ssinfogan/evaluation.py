@@ -116,7 +116,7 @@ def train_classifier(source: ArraySource, label_key: str = "label", num_classes:
     keep = y_fit >= 0
     fit = tf.data.Dataset.from_tensor_slices((source.test_images[keep], y_fit[keep])).shuffle(
         int(keep.sum()), seed=seed).batch(batch_size).map(lambda x, y: (_unit_range(x), y))
-    model.fit(fit, epochs=epochs, verbose=verbose)
+    model.fit(fit, epochs=epochs, verbose=verbose, shuffle=False)  # shuffled above (seeded)
     return model, classifier_accuracy(model, source.train_images, source.train_labels[label_key])
 
 
@@ -157,7 +157,10 @@ def load_classifier(path: str):
                                 f"`python -m tf_ssinfogan.train_classifier`")
     model = keras.models.load_model(path, safe_mode=True, compile=False)
     meta_path = path + ".json"
-    meta = json.load(open(meta_path)) if os.path.isfile(meta_path) else {}
+    meta = {}
+    if os.path.isfile(meta_path):
+        with open(meta_path) as f:
+            meta = json.load(f)
     return model, meta
 
 

@@ -170,9 +170,9 @@ def train_judge(source: ArraySource, code: CodeSpec, config: JudgeConfig = Judge
     if config.augment:  # a fresh stateless draw per batch: (seed, batch number over all epochs)
         steps = -(-len(x_fit) // config.batch_size)
         fit = fit.repeat(epochs).enumerate().map(lambda i, xy: (_augment(xy[0], i, config.seed), xy[1]))
-        model.fit(fit, epochs=epochs, steps_per_epoch=steps, verbose=verbose)
-    else:
-        model.fit(fit, epochs=epochs, verbose=verbose)
+        model.fit(fit, epochs=epochs, steps_per_epoch=steps, verbose=verbose, shuffle=False)
+    else:  # the dataset is shuffled above (seeded); fit's shuffle=True would only warn that it ignores it
+        model.fit(fit, epochs=epochs, verbose=verbose, shuffle=False)
     x_val, y_val = _split(source, code, "train")
     held_out = kind.judge_held_out(_predict(model, x_val), y_val, code) if len(x_val) else {}
     meta = {"label": code.label, "kind": code.kind, "dim": code.dim, "architecture": arch, "epochs": epochs,
