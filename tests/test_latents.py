@@ -64,3 +64,22 @@ def test_generator_input_encoding_round_trip():
     values = {"noise": lat["noise"], "digit": tf.constant([0, 3, 9, 1]), "c1": lat["c1"], "c2": lat["c2"]}
     enc = space.from_values(values)
     np.testing.assert_array_equal(enc["digit"].numpy().argmax(1), [0, 3, 9, 1])
+
+
+def test_categorical_draws_are_the_priors_without_an_int64_transpose():
+    """The categorical code's draw is TFP's OneHotCategorical draw bit for bit, through int32 indices: TFP's own
+    draw transposes int64 indices, which makes oneDNN's graph pass log an error line on every CPU."""
+    from tf_ssinfogan import latents
+
+    for dim, seed, batch in [(10, [1, 2], 8), (3, [12345, -7], 64), (37, [0, 0], 1)]:
+        code = C.CodeSpec("d", "categorical", dim)
+        seed = tf.constant(seed, tf.int32)
+        np.testing.assert_array_equal(latents.kind_of(code).sample(code, batch, seed).numpy(),
+                                      latents.code_distribution(code).sample(batch, seed=seed).numpy())
+    space = LatentSpace(C.LatentConfig(codes=C.parse_codes("digit:cat:10:label,c1:cont:1,b:bin:2")))
+    graph = tf.function(lambda s: space.sample(16, s)).get_concrete_function(
+        tf.TensorSpec([2], tf.int32)).graph.as_graph_def()
+    int64_transposes = [n.name for n in graph.node
+                        if n.op == "Transpose" and n.attr["T"].type == tf.int64.as_datatype_enum]
+    assert not int64_transposes
+    assert any(n.op == "StatelessMultinomial" for n in graph.node)  # the categorical draw is in this graph

@@ -48,6 +48,10 @@ class CodeKind:
         """P(c), batch shape [] and event shape [dim] (training)."""
         raise NotImplementedError
 
+    def sample(self, code: CodeSpec, batch, seed) -> tf.Tensor:
+        """`batch` draws from the prior in the latent format, from a stateless seed (training)."""
+        return self.prior(code).sample(batch, seed=seed)
+
     def from_uniform(self, code: CodeSpec, uniform, batch) -> tf.Tensor:
         """A draw from the prior in the user format, from `uniform(shape)` -> U[0, 1) (builtin or stateless
         random ops: the SavedModel and TFLite samplers)."""
@@ -187,6 +191,14 @@ class Categorical(CodeKind):
 
     def prior(self, code):
         return tfd.OneHotCategorical(logits=tf.zeros([code.dim]), dtype=tf.float32)
+
+    def sample(self, code, batch, seed):
+        # The prior's own draw (the same stateless op, seed and values), with int32 indices: TFP transposes int64
+        # ones, and an int64 Transpose makes oneDNN's graph pass log an error-level line on every CPU
+        # ("oneDNN supports DT_INT64 only on platforms with AVX-512").
+        index = tf.random.stateless_categorical(tf.zeros([1, code.dim]), batch, seed=tfp.random.sanitize_seed(seed),
+                                                dtype=tf.int32)
+        return tf.one_hot(tf.reshape(index, [-1]), code.dim, dtype=tf.float32)
 
     def from_uniform(self, code, uniform, batch):
         u = uniform(tf.reshape(batch, [1]))  # uniform prior: floor(U * k)
@@ -445,7 +457,7 @@ class LatentSpace:
         seeds = tfp.random.split_seed(tf.cast(seed, tf.int32), n=len(self.codes) + 1)
         out = {NOISE: self.noise_distribution().sample(batch_size, seed=seeds[0])}
         for code, s in zip(self.codes, seeds[1:]):
-            out[code.name] = code_distribution(code).sample(batch_size, seed=s)
+            out[code.name] = kind_of(code).sample(code, batch_size, s)
         return out
 
     def entropy(self, code: CodeSpec) -> float:
