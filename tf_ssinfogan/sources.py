@@ -213,6 +213,99 @@ def _short_names(columns: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
     return out
 
 
+NETWORK_TIMEOUT = 2.5  # seconds the offline check waits for a connection (name lookup included)
+
+
+def network_problem(hosts, timeout: float = NETWORK_TIMEOUT) -> Optional[str]:
+    """None when a TCP connection to one of `hosts` ((host, port) pairs) opens within `timeout` seconds, else
+    why none did. With HTTPS_PROXY / ALL_PROXY set, the proxy is tried instead. The name lookup runs in a thread,
+    so a resolver that never answers cannot hold the caller longer than `timeout`."""
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    proxy = next((os.environ[k] for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+                  if os.environ.get(k)), "")
+    if proxy:
+        parsed = urlparse(proxy if "://" in proxy else "http://" + proxy)
+        hosts = [(parsed.hostname, parsed.port or 80)]
+    result = {}
+
+    def connect():
+        errors = []
+        for host, port in hosts:
+            try:
+                socket.create_connection((host, port), timeout=timeout).close()
+                result["ok"] = True
+                return
+            except OSError as e:
+                errors.append(f"{host}:{port} ({e})")
+        result["errors"] = errors
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if result.get("ok"):
+        return None
+    if "errors" in result:
+        return "; ".join(result["errors"])
+    return f"{', '.join(f'{h}:{p}' for h, p in hosts)} (no answer within {timeout:g} s)"
+
+
+def _tfds_download_mocked(tfds) -> bool:
+    """True under `tfds.testing.mock_data` (its download_and_prepare does nothing: no network is needed)."""
+    method = getattr(tfds.core.DatasetBuilder, "download_and_prepare", None)
+    return getattr(method, "__module__", "").startswith("tensorflow_datasets.testing")
+
+
+def tfds_unavailable(builder, download: bool, probe=network_problem) -> Optional[str]:
+    """Why a TFDS data set that is not prepared cannot be prepared now (None when it can): `download` is off, or
+    the archive is neither in TFDS's manual folder nor in its download cache and its host does not answer
+    (`probe(hosts)`). The message names the two ways on: a manual copy of the archive, or a class-folder tree."""
+    import json
+    from urllib.parse import urlparse
+
+    root = str(builder.data_dir_root)
+    downloads = os.path.join(root, "downloads")
+    manual = os.path.join(downloads, "manual")
+    try:
+        urls = dict(builder.url_infos or {})
+    except Exception:  # a builder without registered checksums
+        urls = {}
+    cached = set()
+    for info in (os.listdir(downloads) if os.path.isdir(downloads) else []):
+        if info.endswith(".INFO"):
+            try:
+                with open(os.path.join(downloads, info)) as f:
+                    cached.update(json.load(f).get("urls", []))
+            except (OSError, ValueError):
+                pass
+    missing = {u: i for u, i in urls.items() if u not in cached and not (
+        getattr(i, "filename", None) and os.path.isfile(os.path.join(manual, i.filename)))}
+    if download and urls and not missing:
+        return None  # TFDS prepares it from the manual copy or the download cache
+    name = builder.name
+    rerun = "rerun the same command" if download else "rerun without --nodownload"
+    if download:
+        hosts = sorted({(urlparse(u).hostname, urlparse(u).port or (80 if u.startswith("http:") else 443))
+                        for u in (missing or urls)}) or [("storage.googleapis.com", 443)]
+        problem = probe(hosts)
+        if problem is None:
+            return None
+        why = f"cannot be downloaded: no connection to {problem}"
+    else:
+        why = "--nodownload forbids downloading it"
+    archives = ", ".join(f"{getattr(i, 'filename', None) or os.path.basename(urlparse(u).path)} ({u})"
+                         for u, i in sorted((missing or urls).items())) or "the files its download step fetches"
+    example = (" (for CIFAR-10, the JPEG copy in this layout: --flagfile=configs/cifar_folder.flags "
+               "--image_dir=ROOT; README, 'More datasets and your own')") if name == "cifar10" else ""
+    return (f"TFDS dataset {name!r} is not prepared in {root} and {why}. Two ways on:\n"
+            f"  1. put a copy of {archives} into {manual}{os.sep} and {rerun}: TFDS prepares the "
+            f"data from it (--tfds_data_dir chooses the folder that holds downloads/manual/);\n"
+            f"  2. train on a local folder of class sub-folders, ROOT/train/<class>/*.jpg (or .png) and "
+            f"ROOT/test/<class>/*.jpg: add --source=image_folder --image_dir=ROOT to the same command{example}.")
+
+
 def load_tfds(name: str, data_dir: Optional[str] = None, download: bool = True,
               train_split: str = "train", test_split: str = "test", center_crop=(), resize_to=(),
               channels: int = 0, batch_size: int = 1024) -> ArraySource:
@@ -227,6 +320,15 @@ def load_tfds(name: str, data_dir: Optional[str] = None, download: bool = True,
     """
     import tensorflow_datasets as tfds  # heavy; only for this source
 
+    if not _tfds_download_mocked(tfds):  # fail within seconds, naming the ways on, where TFDS would retry for minutes
+        try:
+            builder = tfds.builder(name, data_dir=data_dir)
+        except Exception as e:  # e.g. an unknown name
+            raise DataError(f"TFDS dataset {name!r} could not be loaded: {e}") from e
+        if not builder.is_prepared():
+            problem = tfds_unavailable(builder, download)
+            if problem:
+                raise DataError(problem)
     out = {}
     declared: Dict[str, LabelColumn] = {}
     for split in (train_split, test_split):
@@ -371,6 +473,144 @@ def _folder_split(folder: str, labelled: bool, size, channels: int, resize: bool
     return images, np.full([len(images)], -1, np.int64), (), files
 
 
+def _class_folders(folder: str):
+    """(class names, {class name: sorted image files}) of a folder of class sub-folders. Folders named 0, 1, ...
+    keep their number as the label (the names are sorted numerically); other names are sorted alphabetically and
+    numbered in that order. Raises DataError for a stray image, an empty class folder or no class folder."""
+    if not os.path.isdir(folder):
+        raise DataError(f"image folder {folder!r} does not exist")
+    entries = sorted(os.listdir(folder))
+    stray = [e for e in entries if e.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, e))]
+    if stray:
+        raise DataError(f"image {os.path.join(folder, stray[0])!r} lies directly in {folder!r}: images go in "
+                        f"{folder}/<class>/")
+    dirs = [d for d in entries if os.path.isdir(os.path.join(folder, d))]
+    if not dirs:
+        raise DataError(f"image folder {folder!r} has no class sub-folders ({folder}/<class>/*.jpg)")
+    files = {d: _list_images(os.path.join(folder, d)) for d in dirs}
+    for d in dirs:
+        if not files[d]:
+            raise DataError(f"class folder {os.path.join(folder, d)!r} holds no images "
+                            f"({', '.join(IMAGE_EXTENSIONS)})")
+    names = sorted(dirs, key=int) if all(d.isdigit() for d in dirs) else dirs
+    return tuple(names), files
+
+
+def _decode_one(data, channels: int):
+    """One encoded image -> uint8 [H, W, channels]. JPEG with the accurate integer DCT (the pixels PIL and
+    libjpeg's defaults give; TF's default, the fast DCT, differs by up to 4 levels), other formats as
+    `tf.io.decode_image` (first frame of a GIF; an alpha channel is dropped)."""
+    return tf.cond(tf.io.is_jpeg(data),
+                   lambda: tf.io.decode_jpeg(data, channels=channels, dct_method="INTEGER_ACCURATE"),
+                   lambda: tf.io.decode_image(data, channels=channels, expand_animations=False))
+
+
+def decode_images(paths, size=None, channels: int = 3, resize: bool = False, batch_size: int = 1000) -> np.ndarray:
+    """Decodes image files (PNG, JPEG, BMP, GIF) into one preallocated uint8 [N, H, W, channels] array.
+
+    A `tf.data` map decodes the files on every core, `batch_size` at a time, in file order. `size` (height,
+    width): every image must have it, or with `resize` each other one is area-resized to it; None = the first
+    image's size. channels 3 decodes to RGB, 1 to grayscale. A corrupt file or one of another size raises
+    DataError naming it. Peak memory: the array plus one batch.
+    """
+    paths = [str(p) for p in paths]
+    if not paths:
+        raise DataError("no images to decode")
+
+    def decode_named(p):
+        try:
+            return _decode_one(tf.io.read_file(p), channels).numpy()
+        except tf.errors.OpError as e:
+            raise DataError(f"image {p!r} is corrupt or not an image: {e.message.splitlines()[0]}") from None
+
+    if size is None:
+        size, first = tuple(decode_named(paths[0]).shape[:2]), paths[0]
+    else:
+        first = None
+    h, w = int(size[0]), int(size[1])
+
+    def load(path):
+        image = _decode_one(tf.io.read_file(path), channels)
+        got = tf.shape(image)[:2]
+        same = tf.reduce_all(tf.equal(got, [h, w]))
+        if resize:
+            other = lambda: tf.cast(tf.round(tf.clip_by_value(  # noqa: E731
+                tf.image.resize(tf.cast(image, tf.float32), [h, w], method="area", antialias=True), 0.0, 255.0)),
+                tf.uint8)
+        else:  # a placeholder; the size is reported and refused below
+            other = lambda: tf.zeros([h, w, channels], tf.uint8)  # noqa: E731
+        return tf.ensure_shape(tf.cond(same, lambda: image, other), [h, w, channels]), got
+
+    options = tf.data.Options()
+    options.autotune.enabled = False  # no autotune thread to wait for when the iterator is deleted
+    ds = tf.data.Dataset.from_tensor_slices(paths).map(
+        load, num_parallel_calls=max(os.cpu_count() or 1, 1), deterministic=True).batch(batch_size)
+    out = np.empty((len(paths), h, w, channels), np.uint8)
+    it, n = iter(ds.with_options(options)), 0
+    while n < len(paths):
+        try:
+            images, got = next(it)
+        except tf.errors.OpError:  # name the file that failed to decode
+            for p in paths[n:n + batch_size]:
+                decode_named(p)
+            raise
+        got = got.numpy()
+        if not resize:
+            bad = np.flatnonzero((got != [h, w]).any(axis=1))
+            if bad.size:
+                p, (gh, gw) = paths[n + bad[0]], got[bad[0]]
+                where = f"{first!r} is" if first else "the run needs"
+                raise DataError(f"image {p!r} is {gh}x{gw} but {where} {h}x{w}: all images must have one size "
+                                "(or set resize_to, --resize_images)")
+        out[n:n + len(got)] = images.numpy()
+        n += len(got)
+    return out
+
+
+def load_class_folders(root: str, resize_to=None, channels: int = 3) -> ArraySource:
+    """A fully labelled data set in class folders, the layout of CIFAR-10's JPEG copy (and of `tfds.ImageFolder`):
+
+        root/train/<class>/*.jpg    training images, every one labelled by its folder
+        root/test/<class>/*.jpg     test images (optional; without them the training images stand in)
+
+    Class names are the folder names (sorted; folders named 0, 1, ... keep their number as the label); the label
+    column 'label' declares them, so they reach data_info.json, the model card and model_info.json. Every image is
+    labelled: `--labelled_fraction` and `--labelled_selection` pick the labelled subset as for a TFDS data set.
+    Images are decoded by `decode_images` straight into one uint8 array per split (docs/datasets.md: the
+    measured time and memory against `tfds.ImageFolder`); a corrupt file, one of another size or an empty folder
+    raises DataError naming it.
+    """
+    if not os.path.isdir(root):
+        raise DataError(f"image folder {root!r} does not exist")
+    channels = channels or 3
+    size, resize = (tuple(resize_to), True) if resize_to else (None, False)
+    names, files = _class_folders(os.path.join(root, "train"))
+    numbered = all(n.isdigit() for n in names)
+
+    def split(class_files, index):
+        paths = [p for n in class_files for p in class_files[n]]
+        labels = np.concatenate([np.full([len(class_files[n])], index(n), np.int64) for n in class_files])
+        return paths, labels
+
+    paths, train_y = split({n: files[n] for n in names}, lambda n: int(n) if numbered else names.index(n))
+    train_x = decode_images(paths, size, channels, resize)
+    size = size or tuple(train_x.shape[1:3])
+    if os.path.isdir(os.path.join(root, "test")):
+        test_names, test_files = _class_folders(os.path.join(root, "test"))
+        unknown = sorted(set(test_names) - set(names))
+        if unknown:
+            raise DataError(f"test classes {unknown} in {os.path.join(root, 'test')!r} are not among the training "
+                            f"classes {list(names)}")
+        paths, test_y = split({n: test_files[n] for n in test_names},
+                              lambda n: int(n) if numbered else names.index(n))
+        test_x = decode_images(paths, size, channels, resize)
+    else:
+        test_x, test_y = train_x, train_y
+    column = LabelColumn("categorical", None if numbered else len(names), names)
+    return ArraySource(os.path.basename(os.path.normpath(root)), train_x, {"label": train_y}, test_x,
+                       {"label": test_y}, {"label": column})
+
+
 def load_image_folder(root: str, resize_to=None, channels: int = 3, batch_size: int = 256) -> ArraySource:
     """Your own partly labelled images, loaded with `keras.utils.image_dataset_from_directory`.
 
@@ -379,7 +619,8 @@ def load_image_folder(root: str, resize_to=None, channels: int = 3, batch_size: 
                                         number as the label, other names are numbered in alphabetical order
         root/unlabelled/*.png           unlabelled training images (label -1), any sub-folders
         root/test/<class>/*.png         optional test split (else the labelled images stand in for it)
-    At least one of labelled/ and unlabelled/ must hold images. All images must have one size, unless
+    At least one of labelled/ and unlabelled/ must hold images. Without either, a root with train/<class>/
+    (every training image labelled by its folder) is read by `load_class_folders`. All images must have one size, unless
     `resize_to` (height, width) is given (then each is area-resized to it); `channels` 1 decodes to
     grayscale, 3 to RGB. The run then checks that size against the network's image_shape. A corrupt file, a wrongly sized one, an empty class folder or an empty split raises DataError
     naming the file or folder. The label column is 'label'.
@@ -390,8 +631,10 @@ def load_image_folder(root: str, resize_to=None, channels: int = 3, batch_size: 
     parts = {k: os.path.join(root, k) for k in ("labelled", "unlabelled", "test")}
     present = {k: p for k, p in parts.items() if os.path.isdir(p)}
     if "labelled" not in present and "unlabelled" not in present:
-        raise DataError(f"image folder {root!r} needs a labelled/<class>/ or an unlabelled/ sub-folder "
-                        f"(has {sorted(os.listdir(root))})")
+        if os.path.isdir(os.path.join(root, "train")):  # fully labelled class folders (CIFAR-10's JPEG copy)
+            return load_class_folders(root, resize_to, channels)
+        raise DataError(f"image folder {root!r} needs a labelled/<class>/ or an unlabelled/ sub-folder, or "
+                        f"train/<class>/ (has {sorted(os.listdir(root))})")
     xs, ys, names = [], [], ()
     size, resize = (tuple(resize_to), True) if resize_to else (None, False)
     for part in ("labelled", "unlabelled"):

@@ -1,0 +1,211 @@
+"""CIFAR-10 without TFDS: the class-folder source (ROOT/train/<class>/, ROOT/test/<class>/) with class names, the
+TFDS path's fast offline failure, and a model trained on a folder exported for others (class names, `classify` on
+32x32 photos). Every tree is made here, small; the network is never reached (the offline tests refuse it)."""
+
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_ssinfogan import config as C
+from tf_ssinfogan import data as D
+from tf_ssinfogan import model_card, sources, training
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLASSES = ("cat", "dog", "emu")
+
+
+def _photo(seed, size=32):
+    """A smooth random colour image (JPEG keeps it close), uint8 [size, size, 3]."""
+    rng = np.random.RandomState(seed)
+    small = rng.randint(0, 256, (4, 4, 3)).astype(np.float32)
+    return tf.cast(tf.image.resize(small[None], (size, size), "bilinear")[0], tf.uint8).numpy()
+
+
+def make_tree(root, per_class=4, test_per_class=2, size=32):
+    """root/train/<class>/NNNN.jpg (one .png per class) and root/test/<class>/NNNN.jpg; returns {path: pixels}."""
+    written = {}
+    for split, n in (("train", per_class), ("test", test_per_class)):
+        for c, name in enumerate(CLASSES):
+            os.makedirs(os.path.join(root, split, name), exist_ok=True)
+            for i in range(n):
+                x = _photo(hash((split, c, i)) % 2**31, size)
+                png = i == 1
+                path = os.path.join(root, split, name, f"{i:04d}.{'png' if png else 'jpg'}")
+                tf.io.write_file(path, tf.io.encode_png(x) if png else tf.io.encode_jpeg(x, quality=90))
+                written[path] = x
+    return written
+
+
+# ------------------------------------------------------------------------------------------ the folder source
+def test_class_folders_load_with_their_names_as_classes(tmp_path):
+    root = str(tmp_path / "cifar_like")
+    written = make_tree(root)
+    src = sources.load_image_folder(root, channels=3)
+    assert src.name == "cifar_like"
+    assert src.train_images.shape == (12, 32, 32, 3) and src.train_images.dtype == np.uint8
+    assert src.test_images.shape == (6, 32, 32, 3)
+    assert src.train_labels["label"].tolist() == [0] * 4 + [1] * 4 + [2] * 4  # sorted names, sorted files
+    assert src.test_labels["label"].tolist() == [0, 0, 1, 1, 2, 2]
+    column = src.column("label")
+    assert column.kind == "categorical" and column.num_classes == 3 and column.class_names == CLASSES
+    # PNG exact; JPEG decoded with the accurate DCT, as PIL decodes it
+    from PIL import Image
+
+    paths = sorted(p for p in written if "/train/" in p)
+    for i, p in enumerate(paths):
+        want = written[p] if p.endswith(".png") else np.asarray(Image.open(p).convert("RGB"))
+        np.testing.assert_array_equal(src.train_images[i], want, err_msg=p)
+
+
+def test_class_folders_grey_resized_and_numbered(tmp_path):
+    root = tmp_path / "numbered"
+    for name, size in (("0", 32), ("2", 40), ("10", 32)):
+        os.makedirs(root / "train" / name)
+        tf.io.write_file(str(root / "train" / name / "a.png"), tf.io.encode_png(_photo(len(name), size)))
+    src = sources.load_image_folder(str(root), resize_to=(16, 16), channels=1)
+    assert src.train_images.shape == (3, 16, 16, 1)
+    assert src.train_labels["label"].tolist() == [0, 2, 10]  # numbered folders keep their number
+    assert src.column("label").num_classes is None
+    np.testing.assert_array_equal(src.test_images, src.train_images)  # no test/: the training images stand in
+
+
+def test_class_folder_errors_name_the_file_or_folder(tmp_path):
+    root = tmp_path / "t"
+    make_tree(str(root), per_class=2, test_per_class=1)
+    (root / "train" / "stray.jpg").write_bytes(b"x")
+    with pytest.raises(sources.DataError, match=r"stray\.jpg' lies directly in .*train'"):
+        sources.load_image_folder(str(root))
+    os.remove(root / "train" / "stray.jpg")
+    (root / "train" / "owl").mkdir()
+    with pytest.raises(sources.DataError, match=r"class folder .*train/owl' holds no images"):
+        sources.load_image_folder(str(root))
+    os.rmdir(root / "train" / "owl")
+    (root / "test" / "yak").mkdir()
+    tf.io.write_file(str(root / "test" / "yak" / "a.png"), tf.io.encode_png(_photo(0)))
+    with pytest.raises(sources.DataError, match=r"test classes \['yak'\] .* are not among the training classes"):
+        sources.load_image_folder(str(root))
+    os.remove(root / "test" / "yak" / "a.png"), os.rmdir(root / "test" / "yak")
+    tf.io.write_file(str(root / "train" / "dog" / "big.png"), tf.io.encode_png(_photo(1, 40)))
+    with pytest.raises(sources.DataError, match=r"big\.png' is 40x40 but .*cat/0000\.jpg' is 32x32"):
+        sources.load_image_folder(str(root))
+    os.remove(root / "train" / "dog" / "big.png")
+    (root / "train" / "emu" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    with pytest.raises(sources.DataError, match=r"broken\.jpg' is corrupt or not an image"):
+        sources.load_image_folder(str(root))
+    with pytest.raises(sources.DataError, match=r"or train/<class>/"):
+        sources.load_image_folder(str(tmp_path))
+
+
+def test_labelled_fraction_and_balanced_selection_apply_to_the_folder_source(tmp_path):
+    root = str(tmp_path / "c")
+    make_tree(root, per_class=4)
+    src = sources.load_image_folder(root)
+    cfg = C.ExperimentConfig(run_dir=str(tmp_path / "run"))
+    latent = C.LatentConfig(noise_dim=4, codes=C.parse_codes("object:cat:3:label,c1:cont:1"))
+    data = dataclasses.replace(cfg.data, source="image_folder", image_dir=root, labelled_fraction=0.5,
+                               labelled_selection="balanced")
+    sources.check_source_matches(src, latent, (32, 32, 3))
+    stream = D.TrainStream(src, latent, data, 4, (-1.0, 1.0))
+    assert stream.num_labelled == 6
+    assert np.bincount(src.train_labels["label"][stream.labelled_idx]).tolist() == [2, 2, 2]
+    facts = model_card.data_facts(dataclasses.replace(cfg, latent=latent, data=data), src, stream.num_labelled)
+    assert facts["class_names"]["label"]["names"] == list(CLASSES)
+    assert facts["location"] == root and facts["train_images"] == 12
+
+
+def test_cifar_folder_config_is_cifar_with_the_folder_source():
+    from test_datasets import _flat, config_from_flagfile
+
+    cifar, folder = _flat(config_from_flagfile("cifar")), _flat(config_from_flagfile("cifar_folder"))
+    changed = {k: folder[k] for k in cifar if cifar[k] != folder[k]}
+    assert changed == {"data.source": "image_folder", "data.image_dir": "data/cifar10_jpeg"}, changed
+    assert config_from_flagfile("cifar_folder").run_dir == "runs/cifar_folder"
+    assert config_from_flagfile("cifar_folder").data.channels == 3
+
+
+# ------------------------------------------------------------------------------------------ offline TFDS
+def _no_network(monkeypatch):
+    """Every connection attempt fails as it does without a network (the name does not resolve)."""
+    calls = []
+
+    def refuse(address, *args, **kwargs):
+        calls.append(address)
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    return calls
+
+
+def test_tfds_without_network_fails_fast_naming_both_ways_on(tmp_path, monkeypatch):
+    calls = _no_network(monkeypatch)
+    from test_datasets import config_from_flagfile
+
+    cfg = config_from_flagfile("cifar", f"--run_dir={tmp_path / 'run'}", f"--tfds_data_dir={tmp_path / 'tfds'}")
+    t0 = time.perf_counter()
+    with pytest.raises(sources.DataError) as e:
+        training.train(cfg)
+    seconds = time.perf_counter() - t0
+    assert seconds < 10, seconds
+    assert calls and calls[0][0] == "www.cs.toronto.edu"
+    msg = str(e.value)
+    assert "TFDS dataset 'cifar10' is not prepared in" in msg and "cannot be downloaded" in msg
+    assert "Name or service not known" in msg
+    assert f"cifar-10-binary.tar.gz (https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz) into " \
+           f"{tmp_path / 'tfds' / 'downloads' / 'manual'}{os.sep}" in msg
+    assert "add --source=image_folder --image_dir=ROOT to the same command" in msg
+    assert "ROOT/train/<class>/*.jpg" in msg and "--flagfile=configs/cifar_folder.flags" in msg
+    assert not os.path.exists(cfg.run_dir)  # no half-written run folder
+    assert not os.path.exists(tmp_path / "tfds" / "cifar10")
+
+
+def test_tfds_offline_check_passes_a_manual_copy_and_bounds_a_silent_resolver(tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder("cifar10", data_dir=str(tmp_path / "tfds"))
+    manual = tmp_path / "tfds" / "downloads" / "manual"
+    manual.mkdir(parents=True)
+    (manual / "cifar-10-binary.tar.gz").write_bytes(b"")
+
+    def never(hosts):
+        raise AssertionError("no network check when the manual copy is there")
+
+    assert sources.tfds_unavailable(builder, True, probe=never) is None
+    assert "--nodownload forbids" in sources.tfds_unavailable(builder, False, probe=never)
+    assert "rerun without --nodownload" in sources.tfds_unavailable(builder, False, probe=never)
+
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(5))
+    t0 = time.perf_counter()
+    problem = sources.network_problem([("www.cs.toronto.edu", 443)], timeout=0.3)
+    assert time.perf_counter() - t0 < 2 and "no answer within 0.3 s" in problem
+
+
+@pytest.mark.slow
+def test_the_users_command_offline_exits_2_within_seconds(tmp_path):
+    """`python -m tf_ssinfogan.train --flagfile=configs/cifar.flags` with every connection refused."""
+    code = ("import socket, sys\n"
+            "def refuse(*a, **k): raise socket.gaierror(-2, 'Name or service not known')\n"
+            "socket.create_connection = socket.getaddrinfo = refuse\n"
+            "from tf_ssinfogan import train\n"
+            "sys.argv = ['train'] + sys.argv[1:]\n"
+            "train.run()\n")
+    run_dir = tmp_path / "run"
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code, "--flagfile=configs/cifar.flags", f"--run_dir={run_dir}",
+                          f"--tfds_data_dir={tmp_path / 'tfds'}"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    seconds = time.perf_counter() - t0
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "error: TFDS dataset 'cifar10' is not prepared" in out.stderr
+    assert "--source=image_folder --image_dir=ROOT" in out.stderr and "downloads/manual/" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not run_dir.exists()
+    assert seconds < 120, seconds  # TensorFlow's import included; TFDS alone retries for minutes
