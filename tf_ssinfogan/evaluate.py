@@ -94,7 +94,7 @@ def main(argv):
 
 def run():
     """Console script `tf-ssinfogan-evaluate` (same flags as `python -m tf_ssinfogan.evaluate`)."""
-    cli.run(main)
+    cli.run(main, section="evaluation")
 
 
 if __name__ == "__main__":

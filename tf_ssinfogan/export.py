@@ -94,7 +94,7 @@ def main(argv):
 
 def run():
     """Console script `tf-ssinfogan-export` (same flags as `python -m tf_ssinfogan.export`)."""
-    cli.run(main)
+    cli.run(main, section="export")
 
 
 if __name__ == "__main__":

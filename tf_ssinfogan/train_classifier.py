@@ -101,7 +101,7 @@ def main(argv):
 
 def run():
     """Console script `tf-ssinfogan-train-classifier` (same flags as `python -m tf_ssinfogan.train_classifier`)."""
-    cli.run(main)
+    cli.run(main, section="judge")
 
 
 if __name__ == "__main__":
