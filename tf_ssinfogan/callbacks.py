@@ -28,7 +28,11 @@ class CheckpointCallback(keras.callbacks.Callback):
 
 
 class NaNGuard(keras.callbacks.Callback):
-    """Stops training at the first non-finite loss, naming the step and the term (no checkpoint is written)."""
+    """Stops training at the first non-finite loss, naming the step and the term (no checkpoint is written).
+
+    A NaN of a metric that is measured on labelled rows only (`SSInfoGAN.UNMEASURED_NAN`) means "no labelled
+    row yet", not a failure: the losses that contain those terms (`d_loss`) are still checked.
+    """
 
     def __init__(self):
         super().__init__()
@@ -37,6 +41,8 @@ class NaNGuard(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         for name, value in (logs or {}).items():
             v = float(np.asarray(value))
+            if math.isnan(v) and name in getattr(self.model, "UNMEASURED_NAN", ()):
+                continue
             if not math.isfinite(v):
                 self.failure = f"non-finite {name} ({v}) at step {self.model.current_step()}"
                 self.model.stop_training = True
@@ -61,6 +67,8 @@ class ScalarLogger(keras.callbacks.Callback):
         elapsed = time.perf_counter() - self._t0
         with self.writer.as_default(step=step):
             for name, value in (logs or {}).items():
+                if name in getattr(self.model, "UNMEASURED_NAN", ()) and math.isnan(float(np.asarray(value))):
+                    continue  # an epoch without labelled rows: nothing measured, nothing logged
                 group = "Loss" if name.endswith(("loss", "adv")) or name.startswith("q_") else "Info"
                 if name.endswith("acc"):
                     group = "Accuracy"

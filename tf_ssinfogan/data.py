@@ -69,12 +69,13 @@ def select_labelled(labels: np.ndarray, config: DataConfig, num_classes: Optiona
 
 
 def labelled_probability(step, config: DataConfig, labelled_ratio: float):
-    """p(t): probability that step t draws a labelled batch (reference annealing). Works on ints or tensors."""
+    """p(t): probability that step t draws a labelled batch (reference annealing, floored at the labelled ratio or
+    at `anneal_floor` when that is higher). Works on ints or tensors."""
     if labelled_ratio <= 0:
         return tf.zeros_like(tf.cast(step, tf.float32))
     t = tf.cast(step, tf.float32)
     p = config.anneal_start - config.anneal_decrement * tf.floor(t / float(config.anneal_every))
-    return tf.clip_by_value(p, labelled_ratio, 1.0)
+    return tf.clip_by_value(p, max(labelled_ratio, config.anneal_floor), 1.0)
 
 
 def _where_rows(rows, a, b):

@@ -76,14 +76,25 @@ def _real_subset(source: ArraySource, num: int, seed: int) -> np.ndarray:
     return source.test_images[idx]
 
 
-def q_on_real(model, source: ArraySource, batch_size: int = 500) -> Dict[str, dict]:
-    """Q's score on the labelled real test images, per semi-supervised code (`code_kinds.KINDS[kind].q_on_real`)."""
+def _batch_statistics_q(model, images):
+    """Q's outputs (as `classify` gives them) with every BatchNorm normalising by this batch's own statistics,
+    the moving ones left unchanged: the reading that inference mode should match when D's moving statistics are
+    those of real images."""
+    q = model.discriminator(images, training=True, update_statistics=False)["q"]
+    return {c.name: kind_of(c).probabilities(q[c.name]) for c in model.latent_config.codes}
+
+
+def q_on_real(model, source: ArraySource, batch_size: int = 500, batch_statistics: bool = False) -> Dict[str, dict]:
+    """Q's score on the labelled real test images, per semi-supervised code (`code_kinds.KINDS[kind].q_on_real`):
+    in inference mode (as `classify` and the export read), or with `batch_statistics` normalising each batch of
+    `batch_size` real images by its own statistics (a check of the moving statistics)."""
     codes = list(model.ss_codes)
     if not codes:
         return {}
     outs = {c.name: [] for c in codes}
+    read = (lambda x: _batch_statistics_q(model, x)) if batch_statistics else model.classify
     for images, _ in test_dataset(source, batch_size, model.network_config.data_range):
-        q = model.classify(images)
+        q = read(images)
         for c in codes:
             outs[c.name].append(np.asarray(q[c.name]))
     result = {}
@@ -182,6 +193,7 @@ def evaluate(model, source: ArraySource, cfg: EvalConfig = EvalConfig(), judges:
     if "codes" in cfg.metrics:
         result["codes"] = code_metrics(model, judges, cfg, category_judge)
         result["q_real"] = q_on_real(model, source)
+        result["q_real_batch_statistics"] = q_on_real(model, source, batch_statistics=True)
         # the figures of earlier versions, under their old names
         result["q_ss_test_accuracy"] = {k: v["value"] for k, v in result["q_real"].items()
                                         if v.get("metric") == "accuracy"}
@@ -227,6 +239,9 @@ def scalars(result: dict) -> Dict[str, float]:
         if "value" in r:
             name = "q_ss_test_accuracy" if r["metric"] == "accuracy" else f"q_ss_test_{r['metric']}"
             out[f"Eval/{name}/{code}"] = r["value"]
+    for code, r in result.get("q_real_batch_statistics", {}).items():
+        if "value" in r:
+            out[f"Eval/q_ss_test_{r['metric']}_batch_statistics/{code}"] = r["value"]
     for code, r in result.get("codes", {}).items():
         s = r.get("samples")
         if not s:
@@ -315,7 +330,9 @@ def markdown_report(result: dict, title: str = "") -> str:
         what = {"accuracy": "Q accuracy on real test images", "r2": "Q R^2 on real test images"}[r.get("metric",
                                                                                                      "accuracy")]
         value = _fmt(r["value"], r["metric"] == "accuracy") if "value" in r else f"n/a ({r.get('unavailable')})"
-        lines.append(f"| {what} | {code} | {value} | - |")
+        batch = result.get("q_real_batch_statistics", {}).get(code, {})
+        note = (f"batch statistics: {_fmt(batch['value'], r['metric'] == 'accuracy')}" if "value" in batch else "-")
+        lines.append(f"| {what} | {code} | {value} | {note} |")
     fd = result.get("judge_frechet_distance")
     if fd:
         lines.append(f"| Frechet distance in the judge's 128-d features ({fd.get('samples', 0)} real vs generated; "

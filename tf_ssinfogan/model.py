@@ -4,6 +4,12 @@ Phase 1, D and Q (Eqs. 1, 3, 2): D learns real vs fake; Q_ss learns the labels f
 Q_us (and, with no labels at all, Q_ss too, as plain InfoGAN does) learns to recover the codes of fakes.
 Phase 2, G (Eqs. 1, 4, 2): G fools D and makes its codes recoverable by Q (Q is not updated here).
 
+D's (and Q's) BatchNorm moving statistics come from the real images of phase 1 only: every pass over fakes or
+augmented views normalises with its own batch statistics and leaves the moving ones alone
+(`update_statistics=False`), so inference mode (`classify`, evaluation, export) reads real images with real
+images' statistics. (Until this was fixed, two of D's three training-mode passes per step were over fakes, and
+the moving statistics were about two thirds fake.)
+
 Instance noise (Sonderby et al. 2016, used by ss-InfoGAN on CIFAR-10), when enabled: every image D sees
 gets N(0, std_t^2) noise, with std_t from `instance_noise_stddev` at the model's step t: the real and the
 fake images of phase 1, and the fakes of phase 2 (so that G is judged by the D that was trained on noisy
@@ -65,6 +71,14 @@ def _scaled(optimizer, loss):
     return loss
 
 
+class MeasuredMean(keras.metrics.Mean):
+    """A weighted mean that is NaN, not 0, while nothing has been measured (total weight 0): Q_ss's loss and
+    accuracy on labelled reals in an epoch that drew no labelled image."""
+
+    def result(self):
+        return tf.where(self.count > 0, super().result(), tf.constant(float("nan"), self.dtype))
+
+
 class SSInfoGAN(keras.Model):
     """Generator + discriminator with Q heads, trained by `fit` (or any loop calling `train_step`).
 
@@ -100,6 +114,9 @@ class SSInfoGAN(keras.Model):
         Torch DCGAN code that the ss-InfoGAN reference builds on does) instead of drawing fresh fakes; this
         saves one generator forward pass per step (about 8% of the FLOPs on MNIST).
     """
+
+    # Metrics over the labelled rows of a batch only (MeasuredMean): NaN, never 0, in an epoch that had none
+    UNMEASURED_NAN = ("q_ss_real", "q_guide_real", "q_ss_acc")
 
     def __init__(self, latent: LatentConfig, network: NetworkConfig, global_batch_size: int,
                  ss_weight: float = 2.0, us_weight: float = 0.8, q_ss_on_fakes: bool = False,
@@ -157,7 +174,7 @@ class SSInfoGAN(keras.Model):
             names.append("pseudo_used")
         if self.skip_nonfinite:
             names.append("skipped")
-        self.tracked = {n: keras.metrics.Mean(name=n) for n in names}
+        self.tracked = {n: (MeasuredMean if n in self.UNMEASURED_NAN else keras.metrics.Mean)(name=n) for n in names}
 
     @property
     def metrics(self):
@@ -295,7 +312,7 @@ class SSInfoGAN(keras.Model):
         images, fakes = self.add_instance_noise(images), self.add_instance_noise(fakes)
         with tf.GradientTape() as tape:
             real = self.discriminator(images, training=True)
-            fake = self.discriminator(fakes, training=True)
+            fake = self.discriminator(fakes, training=True, update_statistics=False)
             real_weight = None if self.unlabelled_real_scale is None else (1.0 - mask) * self.unlabelled_real_scale
             adv = losses.discriminator_loss(real["logits"], fake["logits"], real_weight)
             ss_real, _ = self._code_terms(self.ss_codes, real["q"], targets)
@@ -308,7 +325,8 @@ class SSInfoGAN(keras.Model):
             if self.pseudo_label_weight and self.ss_codes:
                 student = real["q"]
                 if self.pseudo_label_shift or self.pseudo_label_rotation:  # the loss on another view
-                    student = self.discriminator(self.augmented_view(images), training=True)["q"]
+                    student = self.discriminator(self.augmented_view(images), training=True,
+                                                 update_statistics=False)["q"]
                 pseudo = self._pseudo_label_terms(real["q"], student, 1.0 - mask)
                 total += self.pseudo_label_weight * pseudo
             if self.q_ss_fake_weight and self.ss_codes:
@@ -344,7 +362,7 @@ class SSInfoGAN(keras.Model):
         else:
             latents, images = fakes
         with tape:
-            out = self.discriminator(self.add_instance_noise(images), training=True)
+            out = self.discriminator(self.add_instance_noise(images), training=True, update_statistics=False)
             adv = losses.generator_loss(out["logits"])
             ss_fake, li_ss = self._code_terms(self.ss_codes, out["q_guide" if self.guide_head else "q"], latents)
             us_fake, li_us = self._code_terms(self.us_codes, out["q"], latents)

@@ -7,6 +7,11 @@ The discriminator trunk is shared by three heads, and one call returns all of th
 Head outputs are split per code: `{"logits": [B], "q": {code_name: [B, code.dim]}}`; with a guide head (an
 option) also `"q_guide"`: a second Q_ss layer, the semi-supervised codes only.
 
+Normalisation statistics: in training mode every BatchNormalization layer normalises with the statistics of the
+batch it is given, but only `update_statistics=True` calls move its moving mean and variance. SSInfoGAN calls D
+with `update_statistics=False` on fakes (and on augmented views), so D's (and Q's) moving statistics, which
+inference mode (`classify`, the evaluation, the export) normalises real images with, come from real images only.
+
 Reference MNIST architecture and init (spurra/ss-infogan, its Torch7 model definition):
   G: FC 1024 +BN+ReLU -> FC 7*7*128 +BN+ReLU -> deconv 4x4 s2 64 +BN+ReLU -> deconv 4x4 s2 1 -> sigmoid
   D: conv 4x4 s2 64 +LReLU -> conv 4x4 s2 128 +BN+LReLU -> FC 1024 +BN+LReLU
@@ -21,7 +26,7 @@ from __future__ import annotations
 from typing import Dict, Sequence
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 from tf_ssinfogan.config import CodeSpec, LatentConfig, NetworkConfig
 
@@ -32,8 +37,30 @@ def _dense(units, cfg: NetworkConfig, name=None):
     )
 
 
+class BatchNorm(layers.BatchNormalization):
+    """BatchNormalization whose training-mode call can leave the moving statistics alone.
+
+    `call(x, training=True, update_statistics=False)` normalises x with its own batch statistics (synchronised
+    over replicas when `synchronized`), exactly as a training-mode call does, without moving `moving_mean` /
+    `moving_variance`; every other call is Keras's.
+    """
+
+    def call(self, inputs, training=None, mask=None, update_statistics=True):
+        if update_statistics or not (training and self.trainable) or mask is not None or self.renorm:
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, "float32")  # as Keras: statistics in float32 under mixed precision
+        axes = [i for i in range(len(x.shape)) if i != self.axis % len(x.shape)]
+        mean, variance = ops.moments(x, axes=axes, synchronized=self.synchronized)
+        out = ops.batch_normalization(
+            x, mean, variance, axis=self.axis, epsilon=self.epsilon,
+            offset=ops.cast(self.beta, "float32") if self.center else None,
+            scale=ops.cast(self.gamma, "float32") if self.scale else None,
+        )
+        return ops.cast(out, self.compute_dtype)
+
+
 def _bn(cfg: NetworkConfig, name=None):
-    return layers.BatchNormalization(
+    return BatchNorm(
         momentum=0.9,  # Torch's BN momentum 0.1
         epsilon=1e-5,
         gamma_initializer=keras.initializers.RandomNormal(1.0, cfg.init_stddev),
@@ -209,9 +236,12 @@ class Discriminator(keras.Model):
             self.q_us_hidden, self.q_us_head = [], None
 
     @staticmethod
-    def _run(stack, x, training):
+    def _run(stack, x, training, update_statistics):
         for layer in stack:
-            x = layer(x, training=training) if isinstance(layer, layers.BatchNormalization) else layer(x)
+            if isinstance(layer, BatchNorm):
+                x = layer(x, training=training, update_statistics=update_statistics)
+            else:
+                x = layer(x, training=training) if isinstance(layer, layers.BatchNormalization) else layer(x)
         return x
 
     @staticmethod
@@ -222,13 +252,14 @@ class Discriminator(keras.Model):
             start += c.output_dim
         return res
 
-    def call(self, images, training=False):
-        features = self._run(self.trunk, images, training)
+    def call(self, images, training=False, update_statistics=True):
+        """Every head on `images`; `update_statistics=False` (fakes) leaves BN's moving statistics unchanged."""
+        features = self._run(self.trunk, images, training, update_statistics)
         q = {}
         if self.q_ss_head is not None:
             q.update(self._split(self.q_ss_head(features), self.ss_codes))
         if self.q_us_head is not None:
-            hidden = self._run(self.q_us_hidden, features, training)
+            hidden = self._run(self.q_us_hidden, features, training, update_statistics)
             q.update(self._split(self.q_us_head(hidden), self.us_codes))
         logits = keras.ops.cast(keras.ops.squeeze(self.d_head(features), -1), "float32")
         out = {"logits": logits, "q": q}
