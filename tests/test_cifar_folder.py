@@ -209,3 +209,105 @@ def test_the_users_command_offline_exits_2_within_seconds(tmp_path):
     assert "Traceback" not in out.stderr
     assert not run_dir.exists()
     assert seconds < 120, seconds  # TensorFlow's import included; TFDS alone retries for minutes
+
+
+# ------------------------------------------------------------------------------------------ the CIFAR judge
+def _big(n_train, names=CLASSES, test_is_train=False):
+    """Zero images and cycling labels: enough for `judges.resolve`, which reads only shapes and labels."""
+    x = np.zeros((n_train, 32, 32, 3), np.uint8)
+    y = (np.arange(n_train) % len(names)).astype(np.int64)
+    test_x, test_y = (x, y) if test_is_train else (x[:30], y[:30])
+    return sources.ArraySource("big", x, {"label": y}, test_x, {"label": test_y},
+                               {"label": sources.LabelColumn("categorical", len(names), tuple(names))})
+
+
+def test_auto_recipe_takes_the_train_split_for_cifar_like_data_only():
+    from tf_ssinfogan import judges
+
+    code = C.CodeSpec("object", "categorical", 3, "label")
+    auto = judges.JudgeConfig()
+    assert judges.resolve(_big(20000), code, auto) == ("train_split", "resnet9")
+    assert judges.resolve(_big(19999), code, auto) == ("paper", "resnet")  # too few training images
+    assert judges.resolve(_big(20000, ("0", "1", "2")), code, auto) == ("paper", "resnet")  # digits: no flips
+    assert judges.resolve(_big(20000, test_is_train=True), code, auto) == ("paper", "resnet")  # no own test split
+    assert judges.resolve(_big(20000), code, judges.JudgeConfig(recipe="paper")) == ("paper", "resnet")
+    assert judges.resolve(_big(20000), code, judges.JudgeConfig(architecture="resnet")) == ("train_split", "resnet")
+    assert judges.resolve(_big(30), code, judges.JudgeConfig(recipe="train_split")) == ("train_split", "resnet9")
+    with pytest.raises(C.ConfigError, match="judge recipe 'best' is not one of"):
+        judges.JudgeConfig(recipe="best").validate()
+
+
+@pytest.mark.slow
+def test_train_split_judge_recipe_splits_tag_and_cache(tmp_path, monkeypatch):
+    """The 'train_split' recipe trains on the train split and measures on the test split; its file name carries
+    its tag (and a digest of the train split); a second call loads it from the cache; the paper's recipe on the
+    same data is another file, trained on the test split."""
+    from tf_ssinfogan import judges
+
+    monkeypatch.setenv("TF_SSINFOGAN_CACHE", str(tmp_path / "cache"))
+    root = str(tmp_path / "tree")
+    make_tree(root, per_class=4, test_per_class=2)
+    src = sources.load_image_folder(root)
+    code = C.CodeSpec("object", "categorical", 3, "label")
+    cfg = judges.JudgeConfig(recipe="train_split", epochs=1, batch_size=4)
+    path = judges.judge_path(src, code, "resnet", cfg)  # 'auto' architecture: the recipe's (resnet9) wins
+    assert os.path.basename(path).startswith("tree_label_categorical3_resnet9_")
+    assert path.endswith("_trainsplit_e1.keras")
+    judge = judges.get_judge(src, code, cfg)
+    assert judge.path == path and os.path.isfile(path) and os.path.isfile(path + ".json")
+    m = judge.meta
+    assert (m["recipe"], m["trained_on"], m["trained_examples"]) == ("train_split", "train split", 12)
+    assert (m["held_out_split"], m["held_out_examples"]) == ("test", 6)
+    assert m["held_out"]["metric"] == "accuracy" and 0.0 <= m["held_out"]["value"] <= 1.0
+    assert m["architecture"] == "resnet9" and m["epochs"] == 1 and "measured on the test split" in m["recipe_text"]
+    assert judge.model.get_layer("features").output.shape[-1] == 128
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached judge is not trained again")
+
+    monkeypatch.setattr(judges, "train_judge_on_train_split", no_training)
+    again = judges.get_judge(src, code, cfg)
+    assert again.path == path and again.meta == m
+
+    paper = judges.get_judge(src, code, judges.JudgeConfig(recipe="paper", epochs=1, batch_size=4))
+    assert paper.path != path and "trainsplit" not in paper.path
+    assert (paper.meta["recipe"], paper.meta["trained_examples"], paper.meta["held_out_split"]) == ("paper", 6, "train")
+
+
+# ------------------------------------------------------------------------------------------ the export
+@pytest.mark.slow
+def test_a_folder_trained_model_exports_class_names_and_classifies_32x32_photos(tmp_path, monkeypatch):
+    """configs/cifar_folder.flags on a tree made here, 2 steps of batch 8: data_info.json, model_info.json and the
+    model card name the folder classes; serving_default takes the class by index; classify and classify_uint8
+    answer for real 32x32x3 photos (uint8 and float in the data range) with the same classes."""
+    from test_datasets import config_from_flagfile
+
+    monkeypatch.setenv("TF_SSINFOGAN_CACHE", str(tmp_path / "cache"))
+    root = str(tmp_path / "photos")
+    written = make_tree(root, per_class=4, test_per_class=2)
+    cfg = config_from_flagfile(
+        "cifar_folder", f"--run_dir={tmp_path / 'run'}", f"--image_dir={root}", "--codes=object:cat:3:label,c1:cont:1",
+        "--labelled_fraction=0.5", "--batch_size=8", "--steps=2", "--steps_per_epoch=1", "--checkpoint_every_epochs=1",
+        "--grid_every_epochs=1", "--verbose=0")
+    result = training.train(cfg)
+    assert result.step == 2 and result.export_path
+    facts = json.load(open(tmp_path / "run" / "data_info.json"))
+    assert facts["class_names"]["label"]["names"] == list(CLASSES) and facts["labelled_images"] == 6
+    info = json.load(open(os.path.join(result.export_path, "assets.extra", "model_info.json")))
+    assert info["class_names"] == {"object": list(CLASSES)}
+    card = json.load(open(os.path.join(result.export_path, "assets.extra", "model_card.json")))
+    assert {c["name"]: c.get("class_names") for c in card["codes"]}["object"] == list(CLASSES)
+    assert "0 = 'cat', 1 = 'dog', 2 = 'emu'" in open(
+        os.path.join(result.export_path, "assets.extra", "model_card.md")).read()
+
+    loaded = tf.saved_model.load(result.export_path)
+    photos = np.stack([written[p] for p in sorted(written) if "/test/" in p])  # 6 real 32x32x3 uint8 photos
+    out_u8 = loaded.signatures["classify_uint8"](images=tf.constant(photos))
+    out_f = loaded.signatures["classify"](images=tf.constant(photos.astype(np.float32) / 127.5 - 1.0))
+    assert out_u8["object"].dtype == tf.int32 and out_u8["object"].shape == (6,)
+    assert out_u8["object_probs"].shape == (6, 3)
+    np.testing.assert_allclose(out_u8["object_probs"].numpy(), out_f["object_probs"].numpy(), atol=1e-5)
+    assert set(out_u8["object"].numpy().tolist()) <= {0, 1, 2}
+    images = loaded.signatures["serving_default"](
+        noise=tf.zeros([3, 100]), object=tf.constant([0, 1, 2], tf.int32), c1=tf.zeros([3, 1]))
+    assert images["images_uint8"].shape == (3, 32, 32, 3) and images["images_uint8"].dtype == tf.uint8

@@ -5,10 +5,21 @@ measured on the *train* split (images it never saw; the GAN trained on them), so
 learnt from. What a judge predicts follows the code kind (`code_kinds.KINDS`): classes (categorical codes),
 independent 0/1 attributes (binary codes, multi-label) or values (continuous codes, a regressor).
 
+Recipes (`JudgeConfig.recipe`): 'paper' is the protocol above. 'train_split' trains on the *train* split (random
+4-pixel crops and horizontal flips, SGD with a warm-up and cosine decay, label smoothing) and measures on the
+*test* split: CIFAR-10's 10,000 test images are a small training set for a judge that should recognise 85% or
+more of real photos, its 50,000 training images are not. The judge then learnt from the images the GAN imitates;
+its held-out figure is on test images that neither saw. 'auto' (the default) takes 'train_split'
+for categorical codes on 32x32 colour images with named classes (not digits: flips keep an object's class, not a
+digit's), at least 20,000 labelled training images and a separate test split (CIFAR-10, TFDS or class folders),
+and 'paper' otherwise. Every judge's metadata names its recipe, training split and held-out split.
+
 Architectures: 'mnist_cnn' (the paper's two-convolution CNN, `evaluation.build_classifier`, 5 epochs) for
 28x28 grey images; 'resnet' (a small residual CNN, He et al. 2016: 3 stages of one residual block each,
-32/64/128 channels, BatchNorm, global average pool) for other images, e.g. 32x32 colour. Every judge has a
-128-d layer named 'features' (the offline Frechet distance uses it) and one named 'logits'.
+32/64/128 channels, BatchNorm, global average pool) for other images, e.g. 32x32 colour; 'resnet9' (the
+ResNet-9 of Page's DAWNBench CIFAR-10 runs at 3/8 of its width, 24/48/96/192 channels) for the 'train_split'
+recipe. Every judge has a 128-d layer named 'features' (the offline Frechet distance uses it) and one named
+'logits'.
 
 Cache: `$TF_SSINFOGAN_CACHE/classifiers/` (default `~/.cache/tf_ssinfogan/`), a `.keras` file per judge and
 its metadata (`.keras.json`: the held-out figure, epochs, data fingerprint). The MNIST digit judge keeps the
@@ -26,13 +37,18 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ssinfogan import code_kinds, evaluation
-from tf_ssinfogan.images import affine_images, random_affine_params
+from tf_ssinfogan.images import affine_images, random_affine_params, random_shift
 from tf_ssinfogan.latents import kind_of
 from tf_ssinfogan.config import CodeSpec, ConfigError
 from tf_ssinfogan.sources import ArraySource
 
-ARCHITECTURES = ("auto", "mnist_cnn", "resnet")
-DEFAULT_EPOCHS = {"mnist_cnn": 5, "resnet": 10}
+ARCHITECTURES = ("auto", "mnist_cnn", "resnet", "resnet9")
+DEFAULT_EPOCHS = {"mnist_cnn": 5, "resnet": 10, "resnet9": 12}
+RECIPES = ("auto", "paper", "train_split")
+TRAIN_SPLIT_MIN_IMAGES = 20000  # 'auto' takes 'train_split' from this many labelled training images
+RECIPE_TEXT = {"paper": "trained on the test split, measured on the train split (Spurr et al. 2017)",
+               "train_split": "trained on the train split (random 4-pixel crops, horizontal flips), measured on the "
+                              "test split"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,20 +63,24 @@ class JudgeConfig:
     seed: int = 0
     learning_rate: float = 1e-3
     augment: bool = False
+    recipe: str = "auto"  # RECIPES: 'paper', 'train_split' or 'auto' (see the module docstring)
 
-    def tag(self, architecture: str) -> str:
-        """'' for the default recipe, else a suffix naming what differs ('_e30_aug'): judges trained differently
-        are cached apart."""
-        parts = []
+    def tag(self, architecture: str, recipe: str = "paper") -> str:
+        """'' for the paper's recipe with its default epochs, else a suffix naming what differs ('_e30_aug',
+        '_trainsplit'): judges trained differently are cached apart. `augment` (shifts and rotations of the test
+        split) belongs to the paper's recipe; 'train_split' has its own crops and flips."""
+        parts = ["trainsplit"] if recipe == "train_split" else []
         if self.epochs and self.epochs != DEFAULT_EPOCHS[architecture]:
             parts.append(f"e{self.epochs}")
-        if self.augment:
+        if self.augment and recipe != "train_split":
             parts.append("aug")
         return "".join("_" + p for p in parts)
 
     def validate(self) -> None:
         if self.architecture not in ARCHITECTURES:
             raise ConfigError(f"judge architecture {self.architecture!r} is not one of {ARCHITECTURES}")
+        if self.recipe not in RECIPES:
+            raise ConfigError(f"judge recipe {self.recipe!r} is not one of {RECIPES}")
         if self.epochs < 0 or self.batch_size < 1:
             raise ConfigError(f"judge epochs must be >= 0 and batch_size >= 1, got {self.epochs}, {self.batch_size}")
 
@@ -111,10 +131,74 @@ def build_resnet(image_shape, width: int, seed: int = 0) -> keras.Model:
     return keras.Model(inputs, logits, name="independent_judge")
 
 
+def build_resnet9(image_shape, width: int, seed: int = 0, widths=(24, 48, 96, 192)) -> keras.Model:
+    """ResNet-9 (Page 2018, "How to train your ResNet", the DAWNBench CIFAR-10 network) at 3/8 of its width:
+    conv 24; conv 48 + pool, residual block 48; conv 96 + pool; conv 192 + pool, residual block 192 (3x3 conv ->
+    [max-pool] -> BatchNorm -> ReLU; a residual block is two of them plus the identity); global max pool, FC 128
+    'features', FC 'logits'. About 50 MMAC per 32x32 image."""
+    init = keras.initializers.HeNormal(seed=seed)
+
+    def conv(x, filters, pool=False):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer=init)(x)
+        if pool:
+            x = keras.layers.MaxPooling2D()(x)
+        return keras.layers.ReLU()(keras.layers.BatchNormalization(momentum=0.9)(x))
+
+    inputs = keras.Input(tuple(image_shape), name="images")
+    x = conv(inputs, widths[0])
+    x = conv(x, widths[1], pool=True)
+    x = keras.layers.Add()([x, conv(conv(x, widths[1]), widths[1])])
+    x = conv(x, widths[2], pool=True)
+    x = conv(x, widths[3], pool=True)
+    x = keras.layers.Add()([x, conv(conv(x, widths[3]), widths[3])])
+    x = keras.layers.GlobalMaxPooling2D()(x)
+    x = keras.layers.Dense(128, activation="relu", kernel_initializer=init, name="features")(x)
+    logits = keras.layers.Dense(width, kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
+                                name="logits")(x)
+    return keras.Model(inputs, logits, name="independent_judge")
+
+
 def build_judge(architecture: str, image_shape, width: int, seed: int = 0) -> keras.Model:
     if architecture == "mnist_cnn":
         return evaluation.build_classifier(image_shape, width, seed)
+    if architecture == "resnet9":
+        return build_resnet9(image_shape, width, seed)
     return build_resnet(image_shape, width, seed)
+
+
+def resolve(source: ArraySource, code: CodeSpec, config: JudgeConfig = JudgeConfig()) -> Tuple[str, str]:
+    """(recipe, architecture) that `config` means for `code`'s judge on `source` ('auto' resolved: see the module
+    docstring)."""
+    recipe = config.recipe
+    if recipe == "auto":
+        column = source.column(code.label) if code.label in source.train_labels else None
+        names = column.class_names if column is not None else ()
+        known = (int(np.count_nonzero(code_kinds.known_rows(source.train_labels[code.label], code.kind)))
+                 if column is not None else 0)
+        natural = code.kind == "categorical" and bool(names) and not all(str(n).isdigit() for n in names)
+        recipe = "train_split" if (natural and tuple(source.image_shape) == (32, 32, 3)
+                                   and known >= TRAIN_SPLIT_MIN_IMAGES
+                                   and source.test_images is not source.train_images) else "paper"
+    arch = config.architecture
+    if arch == "auto":
+        arch = "resnet9" if recipe == "train_split" else choose_architecture(source.image_shape)
+    return recipe, arch
+
+
+def _fingerprint(source: ArraySource, recipe: str) -> str:
+    """The cache key's data digest: the test split (`evaluation.data_fingerprint`), and for 'train_split' the
+    train split too (what that judge learns from)."""
+    digest = evaluation.data_fingerprint(source)
+    if recipe != "train_split":
+        return digest
+    import hashlib
+
+    h = hashlib.sha1(digest.encode())
+    h.update(np.ascontiguousarray(source.train_images).tobytes())
+    for k in sorted(source.train_labels):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(source.train_labels[k]).tobytes())
+    return h.hexdigest()[:12]
 
 
 def _cache_dir() -> str:
@@ -123,12 +207,16 @@ def _cache_dir() -> str:
 
 def judge_path(source: ArraySource, code: CodeSpec, architecture: str, config: JudgeConfig = JudgeConfig()) -> str:
     """The cache file of the judge for `code`'s label column and training recipe (the MNIST digit judge of the
-    default recipe keeps its old name)."""
-    tag = config.tag(architecture)
-    if kind_of(code).enumerable and architecture == "mnist_cnn":
+    default recipe keeps its old name). With `config.architecture` 'auto', the architecture is the one the
+    recipe resolves to (`resolve`)."""
+    recipe, resolved = resolve(source, code, config)
+    if config.architecture == "auto":
+        architecture = resolved
+    tag = config.tag(architecture, recipe)
+    if kind_of(code).enumerable and architecture == "mnist_cnn" and recipe == "paper":
         return os.path.splitext(evaluation.default_classifier_path(source, code.label))[0] + tag + ".keras"
     return os.path.join(_cache_dir(), "classifiers", f"{os.path.splitext(source.name)[0]}_{code.label}_"
-                        f"{code.kind}{code.dim}_{architecture}_{evaluation.data_fingerprint(source)}{tag}.keras")
+                        f"{code.kind}{code.dim}_{architecture}_{_fingerprint(source, recipe)}{tag}.keras")
 
 
 def _split(source: ArraySource, code: CodeSpec, split: str) -> Tuple[np.ndarray, np.ndarray]:
@@ -151,12 +239,61 @@ def _predict(model, images_uint8, batch_size: int = 500) -> np.ndarray:
     return model.predict(tf.cast(images_uint8, tf.float32) / 255.0, batch_size=batch_size, verbose=0)
 
 
-def train_judge(source: ArraySource, code: CodeSpec, config: JudgeConfig = JudgeConfig(), verbose: int = 0):
-    """Trains the judge for `code`'s label column on the test split, measures it on the train split.
-    Returns (model, meta). Raises JudgeUnavailable when the test split has no known labels for it."""
-    config.validate()
+def _crop_flip(images, step, seed: int):
+    """A training batch (uint8), each image shifted by up to 4 pixels per axis (reflected border: a random
+    crop of the padded image) and mirrored left-right with probability 1/2; a stateless draw per batch."""
+    s = tf.stack([tf.cast(step, tf.int32), seed])
+    images = random_shift(images, 4, s)
+    flip = tf.random.stateless_uniform([tf.shape(images)[0], 1, 1, 1], s + [0, 1 << 20]) < 0.5
+    return tf.where(flip, tf.reverse(images, axis=[2]), images)
+
+
+def train_judge_on_train_split(source: ArraySource, code: CodeSpec, config: JudgeConfig = JudgeConfig(),
+                               verbose: int = 0, architecture: str = "resnet9"):
+    """The 'train_split' recipe for a categorical code: trains on the train split's known labels (random crops and
+    flips, SGD with Nesterov momentum 0.9, weight decay 5e-4, learning rate warmed up linearly to 0.1 over the
+    first epoch and cosine-decayed to 0, label smoothing 0.1, batch `config.batch_size`), measures accuracy on the
+    test split. Returns (model, meta)."""
+    if code.kind != "categorical":
+        raise ConfigError(f"the 'train_split' judge recipe is for categorical codes; {code.name!r} is {code.kind}")
+    epochs = config.epochs or DEFAULT_EPOCHS.get(architecture, 12)
+    x_fit, y_fit = _split(source, code, "train")
+    if len(x_fit) < 2:
+        raise JudgeUnavailable(f"label {code.label!r} of {source.name!r} has {len(x_fit)} known value(s) in the "
+                               "train split (the 'train_split' recipe trains on it and needs at least 2)")
+    keras.utils.set_random_seed(config.seed)
+    model = build_judge(architecture, source.image_shape, code.dim, config.seed)
+    batch = min(config.batch_size, len(x_fit))
+    steps = len(x_fit) // batch
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=max(steps * (epochs - 1), 1), warmup_target=0.1, warmup_steps=steps)
+    model.compile(optimizer=keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=5e-4),
+                  loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1))
+    fit = tf.data.Dataset.from_tensor_slices((x_fit, np.asarray(y_fit, np.int64).reshape(-1))).shuffle(
+        len(x_fit), seed=config.seed, reshuffle_each_iteration=True).batch(batch, drop_remainder=True).repeat(
+        epochs).enumerate().map(lambda i, xy: (tf.cast(_crop_flip(xy[0], i, config.seed), tf.float32) / 255.0,
+                                               tf.one_hot(xy[1], code.dim)), num_parallel_calls=2).prefetch(2)
+    model.fit(fit, epochs=epochs, steps_per_epoch=steps, verbose=verbose, shuffle=False)
+    x_val, y_val = _split(source, code, "test")
     kind = code_kinds.KINDS[code.kind]
-    arch = choose_architecture(source.image_shape, config.architecture)
+    held_out = kind.judge_held_out(_predict(model, x_val), y_val, code) if len(x_val) else {}
+    meta = {"label": code.label, "kind": code.kind, "dim": code.dim, "architecture": architecture, "epochs": epochs,
+            "augment": False, "recipe": "train_split", "recipe_text": RECIPE_TEXT["train_split"],
+            "trained_on": "train split", "trained_examples": int(len(x_fit)),
+            "held_out_split": "test", "held_out_examples": int(len(x_val)), "held_out": held_out,
+            "source": source.name, "fingerprint": _fingerprint(source, "train_split")}
+    return model, meta
+
+
+def train_judge(source: ArraySource, code: CodeSpec, config: JudgeConfig = JudgeConfig(), verbose: int = 0):
+    """Trains the judge for `code`'s label column by its recipe (`resolve`): by the paper's, on the test split,
+    measured on the train split; by 'train_split', `train_judge_on_train_split`. Returns (model, meta). Raises
+    JudgeUnavailable when the training split has no known labels for it."""
+    config.validate()
+    recipe, arch = resolve(source, code, config)
+    if recipe == "train_split":
+        return train_judge_on_train_split(source, code, config, verbose, arch)
+    kind = code_kinds.KINDS[code.kind]
     epochs = config.epochs or DEFAULT_EPOCHS[arch]
     x_fit, y_fit = _split(source, code, "test")
     if len(x_fit) < 2:
@@ -176,7 +313,7 @@ def train_judge(source: ArraySource, code: CodeSpec, config: JudgeConfig = Judge
     x_val, y_val = _split(source, code, "train")
     held_out = kind.judge_held_out(_predict(model, x_val), y_val, code) if len(x_val) else {}
     meta = {"label": code.label, "kind": code.kind, "dim": code.dim, "architecture": arch, "epochs": epochs,
-            "augment": bool(config.augment),
+            "augment": bool(config.augment), "recipe": "paper", "recipe_text": RECIPE_TEXT["paper"],
             "trained_on": "test split", "trained_examples": int(len(x_fit)),
             "held_out_split": "train", "held_out_examples": int(len(x_val)), "held_out": held_out,
             "source": source.name, "fingerprint": evaluation.data_fingerprint(source)}
@@ -187,7 +324,7 @@ def train_judge(source: ArraySource, code: CodeSpec, config: JudgeConfig = Judge
 
 def get_judge(source: ArraySource, code: CodeSpec, config: JudgeConfig = JudgeConfig(), path: str = "") -> Judge:
     """The cached judge for `code`'s label column, trained and cached on first use."""
-    arch = choose_architecture(source.image_shape, config.architecture)
+    arch = resolve(source, code, config)[1]
     path = path or judge_path(source, code, arch, config)
     if os.path.isfile(path):
         model, meta = evaluation.load_classifier(path)
