@@ -118,7 +118,11 @@ def card_data(cfg, step: int, run_dir: str, evaluation: Optional[dict] = None) -
             metrics.setdefault("classifier_accuracy_on_class_conditioned_samples", {})[name] = {
                 k: r.get(k) for k in ("accuracy", "mapped_accuracy", "samples")}
         if "classifier" in evaluation:
-            metrics["classifier_own_accuracy"] = evaluation["classifier"].get("validation_accuracy_on_train_split")
+            judge = evaluation["classifier"]
+            metrics["classifier_own_accuracy"] = judge.get("validation_accuracy_on_train_split",
+                                                           judge.get("held_out", {}).get("value"))
+            metrics["classifier_trained_on"] = judge.get("trained_on", "test split")
+            metrics["classifier_held_out_split"] = judge.get("held_out_split", "train")
         if "frechet_distance" in evaluation:
             metrics["frechet_distance"] = evaluation["frechet_distance"]
     return {
@@ -166,14 +170,15 @@ def render_markdown(card: dict) -> str:
     if m:
         lines.append(f"Evaluation of step {m.get('step')}:")
         for name, r in m.get("classifier_accuracy_on_class_conditioned_samples", {}).items():
-            lines.append(f"- `{name}`: an independent classifier (trained on the test split) recognises the "
+            lines.append(f"- `{name}`: an independent classifier (trained on the "
+                         f"{m.get('classifier_trained_on', 'test split')}) recognises the "
                          f"intended class in {_pct(r.get('accuracy'))} of {r.get('samples')} class-conditioned "
                          f"samples (best code-to-class match: {_pct(r.get('mapped_accuracy'))})")
         for name, acc in m.get("q_ss_test_accuracy", {}).items():
             lines.append(f"- `classify` (Q) accuracy for `{name}` on the real test split: {_pct(acc)}")
         if m.get("classifier_own_accuracy") is not None:
-            lines.append(f"- the independent classifier's own accuracy on the train split: "
-                         f"{_pct(m['classifier_own_accuracy'])}")
+            lines.append(f"- the independent classifier's own accuracy on the "
+                         f"{m.get('classifier_held_out_split', 'train')} split: {_pct(m['classifier_own_accuracy'])}")
         if m.get("frechet_distance") is not None:
             lines.append(f"- Frechet distance to real test images (classifier features): {m['frechet_distance']:.2f}")
     else:

@@ -5,11 +5,15 @@
   python -m tf_ssinfogan.train_classifier --source=tfds --tfds_name=celeb_a --label=Smiling --kind=binary
   python -m tf_ssinfogan.train_classifier --source=tfds --tfds_name=mnist --out=classifiers/mnist.keras
   python -m tf_ssinfogan.train_classifier --source=image_folder --image_dir=my_images --image_shape=32,32,3
+  python -m tf_ssinfogan.train_classifier --source=image_folder --image_dir=data/cifar10_jpeg --image_shape=32,32,3
 
 A judge is trained on the *test* split and measured on the *train* split, so that it never saw the images the
 GAN trained on; its held-out figure (accuracy, balanced accuracy or R^2 by kind) is printed and stored beside
-it (.keras.json). One judge per (dataset, label column, code kind); see tf_ssinfogan/judges.py. The data flags
-are the train CLI's (the same names, generated from `config.DataConfig`).
+it (.keras.json). For CIFAR-10-like data (a categorical code, 32x32 colour images with named classes, at least
+20,000 labelled training images; e.g. data/cifar10_jpeg above) the judge is trained on the *train* split with
+crops and flips and measured on the *test* split instead (judges.py, recipe 'train_split'). One judge per
+(dataset, label column, code kind); see tf_ssinfogan/judges.py. The data flags are the train CLI's (the same
+names, generated from `config.DataConfig`).
 """
 
 from __future__ import annotations
@@ -95,7 +99,8 @@ def main(argv):
             continue
         h = judge.held_out
         print(f"judge for {code.label!r} ({code.kind}, {judge.meta.get('architecture')}): {path}")
-        print(f"  {h.get('metric')} on the train split (never seen): {h.get('value', float('nan')):.4f}")
+        print(f"  {h.get('metric')} on the {judge.meta.get('held_out_split', 'train')} split (never seen): "
+              f"{h.get('value', float('nan')):.4f}")
     return status
 
 
