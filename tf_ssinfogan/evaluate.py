@@ -78,7 +78,7 @@ def main(argv):
     out_dir = rd.evaluation
     result = evaluator.evaluate(model, source, cfg_eval, found, category, extractor, grids_dir=out_dir,
                                 extractor_info=extractor_info)
-    result.update(factor_eval.built_data_scores(model, cfg.data.source))  # judge-free, on built data only
+    result.update(factor_eval.built_data_scores(model, cfg.data.source, source))  # judge-free, on built data only
     title = os.path.basename(os.path.normpath(FLAGS.run_dir))
     json_path, md_path = evaluator.write_report(result, out_dir, title)
     values = evaluator.scalars(result)

@@ -274,6 +274,8 @@ def scalars(result: dict) -> Dict[str, float]:
                                                                                            r.get("accuracy"))
     if "mig" in sprites:
         out["Eval/mig"] = sprites["mig"]
+    for code, r in result.get("measured_factors", {}).get("codes", {}).items():
+        out[f"Eval/pixel_factor_pearson/{code}"] = r["pearson"]
     return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
 
 
@@ -364,6 +366,10 @@ def markdown_report(result: dict, title: str = "") -> str:
             lines.append(f"| code vs {r['factor']} measured on {sprites['samples']} samples ({what}) | {code} | "
                          f"{value} | no judge (pixels) |")
         lines.append(f"| mutual information gap (every code vs the measured factors) | | {_fmt(sprites['mig'])} | |")
+    measured = result.get("measured_factors")
+    for code, r in (measured or {}).get("codes", {}).items():
+        lines.append(f"| code vs {r['factor']} measured on {measured['samples']} samples (Pearson / Spearman) | "
+                     f"{code} | {_fmt(r['pearson'])} / {_fmt(r['spearman'])} | no judge (pixels) |")
     grids = result.get("traversal_grids", [])
     if grids:
         lines += ["", "Traversal grids:", ""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in grids]
@@ -395,8 +401,10 @@ class EvaluationCallback(keras.callbacks.Callback):
 
     def __init__(self, source: ArraySource, judges: dict, category_judge, log_dir: str, every_epochs: int,
                  cfg: EvalConfig = EvalConfig(per_class=64, judge_fd_samples=1000), history_path: str = "",
-                 extractor=None):
+                 extractor=None, extra_scores: Optional[Callable[[object], dict]] = None):
+        """`extra_scores(model)`: judge-free scores merged into each result (`factor_eval.built_data_scores`)."""
         super().__init__()
+        self.extra_scores = extra_scores
         self.source, self.judges, self.category_judge, self.cfg = source, judges, category_judge, cfg
         self.every, self.extractor = every_epochs, extractor
         self.writer = tf.summary.create_file_writer(log_dir)
@@ -407,6 +415,8 @@ class EvaluationCallback(keras.callbacks.Callback):
             return
         with self.model.averaged_weights():  # the moving averages, where the run keeps them
             result = evaluate(self.model, self.source, self.cfg, self.judges, self.category_judge, self.extractor)
+            if self.extra_scores is not None:
+                result.update(self.extra_scores(self.model))
         values = scalars(result)
         with self.writer.as_default(step=result["step"]):
             for tag, value in values.items():

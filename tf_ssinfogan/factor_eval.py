@@ -6,6 +6,9 @@ Sprites: samples drawn from the priors are measured (`synthetic.measure_sprites`
 scale, given the shape code; mean intensity -> bright); for each code tied to a factor, Pearson and Spearman
 correlation (continuous) or accuracy (binary) between the code fed to G and the measured factor; and the
 mutual information gap (Chen et al. 2018) between every code and the measured factors.
+Digits with measured slant / thickness columns (`--measured_labels`, `moments.py`): samples drawn from the priors
+are measured with the same pixel formulas and mapped to [-1, 1] with the training split's scale; for each code
+tied to one of those columns, the Pearson and Spearman correlation between the code fed to G and the measurement.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Dict
 import numpy as np
 import tensorflow as tf
 
-from tf_ssinfogan import evaluation, metrics, synthetic, visualize
+from tf_ssinfogan import evaluation, metrics, moments, synthetic, visualize
 from tf_ssinfogan.latents import kind_of
 
 
@@ -58,10 +61,30 @@ def sprite_scores(model, num: int = 2000, seed=(0, 7)) -> dict:
             "measured_from": "pixels (synthetic.measure_sprites)"}
 
 
-def built_data_scores(model, source_kind: str) -> dict:
-    """The judge-free scores of a run on built data ({} for other sources)."""
+def moment_scores(model, source, num: int = 2000, seed=(0, 8)) -> dict:
+    """Per code tied to a measured column (slant, thickness): Pearson and Spearman correlation between the code
+    fed to G and the samples' measurement; {} when no code is."""
+    codes = [c for c in model.latent_config.codes
+             if c.label in moments.MEASURES and c.label in getattr(source, "train_labels", {})]
+    if not codes:
+        return {}
+    latents = model.latent_space.sample(num, tf.constant(seed))
+    images = evaluation.generate_uint8(model, latents)
+    scales = moments.fit_scales(source.train_images, sorted({c.label for c in codes}))
+    measured = moments.scaled_columns(images, scales)
+    out = {}
+    for code in codes:
+        value = latents[code.name].numpy()[:, 0]
+        out[code.name] = {"factor": code.label, "pearson": metrics.pearson(value, measured[code.label]),
+                          "spearman": metrics.spearman(value, measured[code.label])}
+    return {"codes": out, "samples": num, "measured_from": "pixels (moments.measure_digits)"}
+
+
+def built_data_scores(model, source_kind: str, source=None) -> dict:
+    """The judge-free scores of a run on built data or measured columns ({} for other sources)."""
     if source_kind == "colour_digits":
         return {"colour_codes": colour_digit_scores(model)}
     if source_kind == "sprites":
         return {"sprite_factors": sprite_scores(model)}
-    return {}
+    scores = moment_scores(model, source) if source is not None else {}
+    return {"measured_factors": scores} if scores else {}

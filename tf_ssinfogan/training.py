@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from tf_ssinfogan import callbacks as cb
 from tf_ssinfogan import data as data_lib
-from tf_ssinfogan import evaluation, evaluator, judges, model_card, preemption, rundir, serving, sources
+from tf_ssinfogan import evaluation, evaluator, factor_eval, judges, model_card, preemption, rundir, serving, sources
 from tf_ssinfogan.config import CodeSpec, ConfigError, ExperimentConfig
 
 log = logging.getLogger("tf_ssinfogan")
@@ -127,7 +127,8 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
             found = judges.judges_for(cfg.latent.codes, source, periodic, t.classifier_path)
             callbacks.insert(4, evaluator.EvaluationCallback(
                 source, found, judges.category_judge(cfg.latent.codes, found, source, periodic), rd.eval_logs,
-                t.eval_every_epochs, history_path=rd.eval_history))
+                t.eval_every_epochs, history_path=rd.eval_history,
+                extra_scores=lambda m: factor_eval.built_data_scores(m, cfg.data.source, source)))
         with guard.signals:  # SIGTERM/SIGINT: finish the step, checkpoint it, raise preemption.Preempted
             if t.loop == "custom" or t.strategy == "multi_worker":  # Keras 3 fit fails under multi-worker
                 from tf_ssinfogan.loop import run_custom_loop
