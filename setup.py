@@ -25,7 +25,8 @@ EXTRAS = {
     "serving": ["tensorflow-serving-api>=2.20,<2.22"],  # export/grpc_request.py (the gRPC client)
 }
 EXTRAS["all"] = sorted({r for reqs in EXTRAS.values() for r in reqs})
-EXTRAS["test"] = EXTRAS["litert"] + EXTRAS["serving"] + ["pytest>=8,<10"]
+EXTRAS["test"] = EXTRAS["litert"] + EXTRAS["serving"] + ["pytest>=8,<10",
+                                                       "selenium>=4.20,<5"]  # the explorer's browser test
 
 CONSOLE_SCRIPTS = [
     "tf-ssinfogan-train = tf_ssinfogan.train:run",
@@ -33,6 +34,7 @@ CONSOLE_SCRIPTS = [
     "tf-ssinfogan-export = tf_ssinfogan.export:run",
     "tf-ssinfogan-sample = tf_ssinfogan.sample:run",
     "tf-ssinfogan-train-classifier = tf_ssinfogan.train_classifier:run",
+    "tf-ssinfogan-explore = tf_ssinfogan.explore:run",
 ]
 
 setup(
@@ -42,7 +44,7 @@ setup(
     long_description=open("README.md").read() if os.path.exists("README.md") else __doc__,
     long_description_content_type="text/markdown",
     packages=find_packages(include=["tf_ssinfogan", "tf_ssinfogan.*"]),
-    package_data={"tf_ssinfogan": ["data_files/*.npz", "data_files/*.md"]},
+    package_data={"tf_ssinfogan": ["data_files/*.npz", "data_files/*.md", "explore_files/*.html"]},
     include_package_data=True,
     python_requires=">=3.11,<3.14",
     install_requires=INSTALL_REQUIRES,

@@ -46,10 +46,10 @@ def test_metadata_has_ranges_and_the_lock_pins_a_version_inside_each():
     assert "tf-keras" in pins  # brought by tensorflow-probability[tf], locked with the rest
 
 
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("index", range(6))
 def test_console_scripts_point_at_a_run_function(index):
     _, _, scripts = _setup_lists()
-    assert len(scripts) == 5
+    assert len(scripts) == 6
     name, target = (p.strip() for p in scripts[index].split("="))
     module, function = target.split(":")
     assert name == "tf-ssinfogan-" + module.rsplit(".", 1)[1].replace("_", "-")

@@ -11,6 +11,10 @@ unseeded builtin random ops whose stream a fresh interpreter restarts, so there 
 (each seed gives its own reproducible grid). The latent spec is read from `model_info.json` (in the SavedModel's
 `assets.extra/`, or next to the .tflite file). Bad input: a message naming it on stderr, exit status 2, and
 no output file.
+
+`--traverse CODE --steps N` (SavedModel only) writes instead the grid of its `traverse` signature: CODE swept
+across N columns, one row of other latents per sample (`--num` rows), drawn from `--seed`; the latent explorer's
+grid mode (`tf_ssinfogan.explore`) shows the same grid.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ flags.DEFINE_integer("seed", 0, "Seed: the stateless seed of a SavedModel; for a
                      "draws to skip in the interpreter's random stream (0 <= seed <= 1000).")
 flags.DEFINE_integer("cols", 0, "Grid columns; 0 = ceil(sqrt(num)).")
 flags.DEFINE_string("out", "samples.png", "Output PNG.")
+flags.DEFINE_string("traverse", None, "Instead of samples, sweep this code (name, or name:d for dimension d of a "
+                    "wider code) across --steps columns, --num rows of other latents (SavedModel only).")
+flags.DEFINE_integer("steps", 10, "With --traverse: the number of values of the code (columns).")
 
 
 def read_model_info(model: str) -> dict:
@@ -99,6 +106,20 @@ def sample_images(model: str, num: int, fixed: dict, seed: int = 0):
     return np.asarray(tflite.run_signature(interp, serving.SAMPLE, request)["images_uint8"])
 
 
+def traverse_grid(model: str, code: str, steps: int, rows: int, seed: int = 0):
+    """uint8 [rows * H, steps * W, C]: the `traverse` signature's grid of a SavedModel folder."""
+    import tensorflow as tf
+
+    from tf_ssinfogan import serving
+
+    choices = [c[0] for c in serving.traverse_choices(latent_space_from_info(read_model_info(model)))]
+    if code not in choices:
+        raise ValueError(f"--traverse {code!r}: not a code of this model; expected one of {choices}")
+    fn = tf.saved_model.load(model).signatures[serving.TRAVERSE]
+    return fn(code=tf.constant(code), steps=tf.constant(steps), rows=tf.constant(rows),
+              seed=tf.constant(seed))["grid_uint8"].numpy()
+
+
 def write_grid(images, path: str, cols: int = 0) -> str:
     import numpy as np
 
@@ -123,7 +144,19 @@ def main(argv):
                 f"--model {FLAGS.model!r} is a file but not a .tflite model")
     cli.require(FLAGS.seed >= 0 and not (FLAGS.seed > 1000 and FLAGS.model.endswith(".tflite")),
                 f"--seed must be >= 0 (<= 1000 for a .tflite model), got {FLAGS.seed}")
+    if FLAGS.traverse is not None:
+        cli.require(os.path.isdir(FLAGS.model), "--traverse needs a SavedModel folder (a .tflite generator has no "
+                    "traverse signature)")
+        cli.require(not FLAGS.code and not FLAGS.cols, "--traverse draws every other code per row: it takes no "
+                    "--code and no --cols (the columns are --steps)")
+        cli.require(2 <= FLAGS.steps <= 4096, f"--steps must be in [2, 4096], got {FLAGS.steps}")
     try:
+        if FLAGS.traverse is not None:
+            from tf_ssinfogan import visualize
+
+            grid = traverse_grid(FLAGS.model, FLAGS.traverse, FLAGS.steps, FLAGS.num, FLAGS.seed)
+            print(visualize.write_png(FLAGS.out, grid))
+            return 0
         fixed = parse_fixed(FLAGS.code, read_model_info(FLAGS.model))
         images = sample_images(FLAGS.model, FLAGS.num, fixed, FLAGS.seed)
     except (ValueError, KeyError) as e:
