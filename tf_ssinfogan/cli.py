@@ -120,6 +120,8 @@ def _value(cls, field: dataclasses.Field, flag_values):
     if field.name == "codes":
         return C.parse_codes(raw)
     if kind is tuple:
+        if typing.get_args(typing.get_type_hints(cls)[field.name])[:1] == (str,):  # Tuple[str, ...]
+            return tuple(str(v).strip() for v in raw if str(v).strip())
         try:
             return tuple(int(v) for v in raw)
         except ValueError:

@@ -222,6 +222,10 @@ class DataConfig:
     labelled_selection: str = _field("random", "How the labelled subset is chosen: 'random' (reference) or "
                                      "'balanced' (equal count per class).", choices=("random", "balanced"))
     label_seed: int = _field(1234, "Seed of the labelled-subset choice.")
+    measured_labels: Tuple[str, ...] = _field(
+        (), "Label columns measured from the pixels of 28x28 grey digits and added to the data (any source): slant, "
+        "thickness (tf_ssinfogan/moments.py; each on the training split's [-1, 1] rank scale), for continuous "
+        "semi-supervised codes such as slant:cont:1:slant.")
     synthetic_seed: int = _field(2017, "Seed of a built data set (colour_digits, sprites): same seed, same bytes.")
     synthetic_size: int = _field(32, "Image size of the sprites (32 or 64).")
     synthetic_count: int = _field(30000, "Training images of the sprites (test: a tenth as many).")
@@ -255,6 +259,9 @@ class DataConfig:
             v = getattr(self, name)
             if v and (len(v) != 2 or min(v) < 1):
                 raise ConfigError(f"{name} must be empty or (height, width) with positive sizes, got {v}")
+        unknown = sorted(set(self.measured_labels) - {"slant", "thickness"})
+        if unknown:
+            raise ConfigError(f"measured_labels {unknown} are not among the measured columns ('slant', 'thickness')")
         if self.channels not in (0, 1, 3):
             raise ConfigError(f"channels must be 0 (as stored), 1 or 3, got {self.channels}")
         if not 0.0 <= self.labelled_fraction <= 1.0:
@@ -503,7 +510,7 @@ class ExperimentConfig:
         net = dict(d["network"])
         net["image_shape"] = tuple(net["image_shape"])
         data = dict(d["data"])
-        for key in ("center_crop", "resize_to"):
+        for key in ("center_crop", "resize_to", "measured_labels"):
             if key in data:
                 data[key] = tuple(data[key] or ())
         return cls(

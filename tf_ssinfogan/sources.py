@@ -687,7 +687,29 @@ def load_sprites(count: int, size: int, seed: int = 2017) -> ArraySource:
     return ArraySource(f"sprites{size}_{seed}", splits[0][0], splits[0][1], splits[1][0], splits[1][1], columns)
 
 
+def with_measured_labels(source: ArraySource, names) -> ArraySource:
+    """`source` with the label columns `names` (slant, thickness) measured from its pixels (`moments.py`): float32
+    in [-1, 1] on the training split's rank scale, for both splits; needs 28x28 grey images."""
+    if not names:
+        return source
+    if tuple(source.image_shape) != (28, 28, 1):
+        raise DataError(f"measured labels {list(names)} are measured on 28x28 grey digits; {source.name!r} has images "
+                        f"of shape {source.image_shape}")
+    from tf_ssinfogan import moments
+
+    scales = moments.fit_scales(source.train_images, tuple(names))
+    train = {**source.train_labels, **moments.scaled_columns(source.train_images, scales)}
+    test = {**source.test_labels, **moments.scaled_columns(source.test_images, scales)}
+    columns = {**source.label_columns, **{n: LabelColumn("continuous") for n in names}}
+    return ArraySource(source.name, source.train_images, train, source.test_images, test, columns)
+
+
 def load_source(config: DataConfig) -> ArraySource:
+    """The configured data, with any `measured_labels` columns added."""
+    return with_measured_labels(_load_source(config), tuple(config.measured_labels))
+
+
+def _load_source(config: DataConfig) -> ArraySource:
     if config.source == "npz":
         return load_npz(config.npz_path)
     if config.source == "colour_digits":
