@@ -311,3 +311,13 @@ def test_a_folder_trained_model_exports_class_names_and_classifies_32x32_photos(
     images = loaded.signatures["serving_default"](
         noise=tf.zeros([3, 100]), object=tf.constant([0, 1, 2], tf.int32), c1=tf.zeros([3, 1]))
     assert images["images_uint8"].shape == (3, 32, 32, 3) and images["images_uint8"].dtype == tf.uint8
+
+
+def test_the_report_names_the_judges_recipe_and_held_out_split():
+    from tf_ssinfogan import evaluator
+
+    text = evaluator._judge_text({"label": "label", "architecture": "resnet9", "epochs": 12, "recipe": "train_split",
+                                  "held_out": {"metric": "accuracy", "value": 0.8734}, "held_out_split": "test",
+                                  "held_out_examples": 10000})
+    assert text == ("`label` judge (resnet9, trained on the train split, crops and flips): accuracy 87.34% on 10000 "
+                    "held-out test images")

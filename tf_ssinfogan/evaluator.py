@@ -112,6 +112,7 @@ def q_on_real(model, source: ArraySource, batch_size: int = 500, batch_statistic
 def _judge_summary(judge) -> dict:
     return {"path": judge.path, "label": judge.meta.get("label"), "architecture": judge.meta.get("architecture"),
             "epochs": judge.meta.get("epochs"), "augment": bool(judge.meta.get("augment", False)),
+            "recipe": judge.meta.get("recipe", "paper"), "trained_on": judge.meta.get("trained_on", "test split"),
             "held_out": judge.held_out, "held_out_split": judge.meta.get("held_out_split", "train"),
             "held_out_examples": judge.meta.get("held_out_examples")}
 
@@ -294,6 +295,7 @@ def _judge_text(j: dict) -> str:
     recipe = [f"{epochs} epoch{'s' * (epochs != 1)}"] if epochs and epochs != judges.DEFAULT_EPOCHS.get(
         j.get("architecture")) else []  # a judge trained otherwise than by default says how
     recipe += ["augmented"] if j.get("augment") else []
+    recipe += ["trained on the train split, crops and flips"] if j.get("recipe") == "train_split" else []
     recipe = "".join(", " + r for r in recipe)
     return (f"`{j.get('label')}` judge ({j.get('architecture')}{recipe}): {h.get('metric', '?')} "
             f"{_fmt(h.get('value'), pct)} on {j.get('held_out_examples')} held-out {j.get('held_out_split')} images")

@@ -96,12 +96,17 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
     if chief and t.final_classifier_eval and final_eval_due:
         label, classes = evaluation.classifier_target(cfg.latent) or ("label", 10)
         t_classifier = time.perf_counter()
-        # the paper's CNN (by default its 5-epoch recipe, at evaluation.default_classifier_path)
-        judge = judges.get_judge(source, CodeSpec(label, "categorical", classes, label), judges.JudgeConfig(
-            architecture="mnist_cnn", epochs=t.judge_epochs, augment=t.judge_augment), t.classifier_path)
+        code = CodeSpec(label, "categorical", classes, label)
+        # the paper's CNN (by default its 5-epoch recipe, at evaluation.default_classifier_path), or for CIFAR-10-
+        # like data the judge of the 'train_split' recipe (judges.resolve), as the evaluation's
+        recipe = judges.resolve(source, code, judges.JudgeConfig())[0]
+        judge = judges.get_judge(source, code, judges.JudgeConfig(
+            architecture="mnist_cnn" if recipe == "paper" else "auto", epochs=t.judge_epochs,
+            augment=t.judge_augment, recipe=recipe), t.classifier_path)
         classifier, classifier_meta = judge.model, judge.meta
-        log.info("independent classifier ready in %.1f s (accuracy on the train split: %.4f)",
-                 time.perf_counter() - t_classifier, classifier_meta.get("validation_accuracy_on_train_split", -1))
+        log.info("independent classifier ready in %.1f s (accuracy on the %s split: %.4f)",
+                 time.perf_counter() - t_classifier, judge.meta.get("held_out_split", "train"),
+                 judge.held_out.get("value", -1))
     initial_epoch = start // t.steps_per_epoch
     t0 = time.perf_counter()
     if start < t.steps:
