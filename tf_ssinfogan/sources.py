@@ -325,7 +325,15 @@ def load_tfds(name: str, data_dir: Optional[str] = None, download: bool = True,
             builder = tfds.builder(name, data_dir=data_dir)
         except Exception as e:  # e.g. an unknown name
             raise DataError(f"TFDS dataset {name!r} could not be loaded: {e}") from e
-        if not builder.is_prepared():
+        from absl import logging as absl_logging
+
+        verbosity = absl_logging.get_verbosity()
+        absl_logging.set_verbosity(absl_logging.ERROR)  # TFDS warns that an absent folder has no dataset_info.json
+        try:
+            prepared = builder.is_prepared()
+        finally:
+            absl_logging.set_verbosity(verbosity)
+        if not prepared:
             problem = tfds_unavailable(builder, download)
             if problem:
                 raise DataError(problem)
