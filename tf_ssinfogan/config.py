@@ -202,7 +202,8 @@ class DataConfig:
     npz_path: str = _field("", "npz with x_train,y_train,x_test,y_test (label -1 = unlabelled; extra columns "
                            "y_train_<name>/y_test_<name>); empty = the MNIST shipped with the package.")
     image_dir: str = _field("", "Image folder root (with --source=image_folder): labelled/<class>/*.png, "
-                            "unlabelled/*.png, optional test/<class>/*.png.")
+                            "unlabelled/*.png, optional test/<class>/*.png; or train/<class>/*.jpg (all labelled) "
+                            "and test/<class>/*.jpg, the layout of CIFAR-10's JPEG copy.")
     tfds_name: str = _field("mnist", "TFDS dataset name (with --source=tfds).")
     tfds_data_dir: Optional[str] = _field(None, "TFDS data_dir.")
     tfds_download: bool = _field(True, "Let TFDS download the dataset if it is not in tfds_data_dir.", flag="download")
