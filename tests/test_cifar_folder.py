@@ -321,3 +321,15 @@ def test_the_report_names_the_judges_recipe_and_held_out_split():
                                   "held_out_examples": 10000})
     assert text == ("`label` judge (resnet9, trained on the train split, crops and flips): accuracy 87.34% on 10000 "
                     "held-out test images")
+
+
+@pytest.mark.slow
+def test_folder_loader_benchmark_reports_time_memory_and_shapes(tmp_path):
+    root = str(tmp_path / "tree")
+    make_tree(root, per_class=2, test_per_class=1)
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "folder_loaders.py"), f"--root={root}",
+                          "--loaders=package"], cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    assert row["loader"] == "package" and row["train"] == [6, 32, 32, 3] and row["test"] == [3, 32, 32, 3]
+    assert row["seconds"] > 0 and row["peak_rss_mb"] >= row["rss_after_imports_mb"] > 0
