@@ -77,6 +77,20 @@ def test_labelled_probability_follows_reference_annealing():
     p = [float(data.labelled_probability(t, cfg, 0.01)) for t in (0, 99, 100, 250, 899, 900, 999, 1000, 4999)]
     np.testing.assert_allclose(p, [1.0, 1.0, 0.9, 0.8, 0.2, 0.1, 0.1, 0.01, 0.01], rtol=1e-6)
     assert float(data.labelled_probability(0, cfg, 0.0)) == 0.0  # no labels: plain InfoGAN
+    floored = C.DataConfig(anneal_floor=0.25)
+    p = [float(data.labelled_probability(t, floored, 0.01)) for t in (0, 700, 800, 900, 4999)]
+    np.testing.assert_allclose(p, [1.0, 0.3, 0.25, 0.25, 0.25], rtol=1e-6)
+    assert float(data.labelled_probability(4999, floored, 0.5)) == 0.5  # the true ratio when it is higher
+    assert float(data.labelled_probability(0, floored, 0.0)) == 0.0
+
+
+def test_supervision_warning_for_continuous_and_binary_codes_only():
+    sprites = C.ExperimentConfig(run_dir="r", latent=C.LatentConfig(
+        codes=C.parse_codes("shape:cat:3:shape,x:cont:1:x,bright:bin:1:bright")))
+    assert "x, bright" in sprites.supervision_warning() and "--labelled_per_batch" in sprites.supervision_warning()
+    assert dataclasses.replace(sprites, data=C.DataConfig(labelled_per_batch=16)).supervision_warning() is None
+    assert dataclasses.replace(sprites, data=C.DataConfig(anneal_floor=0.25)).supervision_warning() is None
+    assert C.ExperimentConfig(run_dir="r").supervision_warning() is None  # the reference: categorical only
 
 
 def _stream(n_train=64, batch=8, fraction=0.25, **kw):

@@ -185,6 +185,9 @@ def test_every_metric_on_npz_with_unknown_labels_and_image_folders(kind, npz_wit
                              grids_dir=str(tmp_path / "eval"))
     known = int((src.test_labels["label"] >= 0).sum())
     assert res["q_real"]["digit"]["examples"] == known < len(src.test_images) or kind == "image_folder"
+    batch = res["q_real_batch_statistics"]["digit"]  # Q with each test batch's own BN statistics
+    assert batch["examples"] == res["q_real"]["digit"]["examples"] and 0.0 <= batch["value"] <= 1.0
+    assert evaluator.scalars(res)["Eval/q_ss_test_accuracy_batch_statistics/digit"] == batch["value"]
     assert found["digit"].meta["trained_examples"] == known
     assert res["codes"]["digit"]["samples"]["samples"] == 30 and res["codes"]["u"]["samples"]["samples"] == 12
     assert res["codes"]["u"]["judge"]["label"] == "label" and "c1" not in res["codes"]

@@ -287,3 +287,25 @@ def test_guide_head_model_copies_to_float32_and_needs_labels():
     ExperimentConfig(run_dir="r", data=C.DataConfig(labelled_count=10), train=TrainConfig(guide_head=True)).validate()
     assert rundir.build_model(ExperimentConfig(train=TrainConfig(guide_head=True, precision="mixed_bfloat16")),
                               0.01).float32_copy().guide_head
+
+
+def test_labelled_row_metrics_are_nan_not_zero_without_labelled_rows():
+    m = _model()
+    images, labels, _ = _batch()
+    logs = m.train_step((images, labels, tf.zeros([BATCH])))
+    assert np.isnan(float(logs["q_ss_real"])) and np.isnan(float(logs["q_ss_acc"]))  # nothing was measured
+    assert np.isfinite(float(logs["d_loss"])) and np.isfinite(float(logs["q_ss_fake"]))
+    logs = m.train_step((images, labels, tf.ones([BATCH])))
+    assert np.isfinite(float(logs["q_ss_real"])) and 0.0 <= float(logs["q_ss_acc"]) <= 1.0
+    assert float(logs["q_ss_real"]) > 0.0
+
+
+def test_nan_guard_accepts_unmeasured_metrics_but_not_nan_losses():
+    from tf_ssinfogan.callbacks import NaNGuard
+
+    guard = NaNGuard()
+    guard.set_model(_model())
+    guard.on_train_batch_end(0, {"q_ss_real": float("nan"), "q_ss_acc": float("nan"), "d_loss": 1.0})
+    with pytest.raises(FloatingPointError, match="d_loss"):
+        guard.on_train_batch_end(1, {"q_ss_real": 1.0, "d_loss": float("nan")})
+
