@@ -50,3 +50,13 @@ def test_export_latency_times_the_saved_model_and_every_tflite_model(tmp_path):
     rows = [line.split() for line in lines if line.startswith(("SavedModel", "TFLite"))]
     assert [r[0] if r[0] == "SavedModel" else r[1] for r in rows] == ["SavedModel", "float32", "float16", "int8"]
     assert all(float(r[-3]) > 0 and float(r[-2]) >= float(r[-3]) for r in rows)  # p99 >= p50
+
+
+def test_explore_latency_times_image_grid_and_burst_requests(tmp_path):
+    lines = _bench("explore_latency.py", ["--untrained=mnist", "--iters=3", "--grid_iters=1", "--grid=3,2",
+                                          "--burst=3", "--bursts=1"], tmp_path)
+    assert lines[0].startswith("# machine:") and "CPU family" in lines[0]
+    (case,) = [json.loads(line) for line in lines if line.startswith("{")]
+    assert case["model"] == "mnist (untrained)" and case["image_shape"] == [28, 28, 1]
+    assert 0 < case["image_ms"]["p50"] <= case["image_ms"]["p95"] and case["grid_3x2_ms"]["p50"] > 0
+    assert 1 <= case["burst"]["computed_max"] <= 3  # a superseded request is answered without a model call

@@ -339,6 +339,7 @@ class Explorer:
 # ------------------------------------------------------------------------------------------ HTTP
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the page's requests reuse one connection
+    disable_nagle_algorithm = True  # headers and body leave at once (Nagle + delayed ACK cost 40 ms per answer)
     server_version = "tf-ssinfogan-explore"
     explorer: Explorer = None  # set by make_server
     page: bytes = b""
@@ -387,6 +388,7 @@ class Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # listen backlog (socketserver's 5 drops a burst of new connections: 1 s retries)
 
 
 class _Server6(_Server):
