@@ -31,8 +31,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("model", [], "Exports to time (version folder, its parent or a run folder).")
-flags.DEFINE_list("untrained", ["mnist", "infogan32", "dcgan32"], "Untrained networks to export and time: mnist "
-                  "(configs/mnist.flags' spec), infogan32 (configs/colour_digits.flags'), dcgan32 (configs/cifar.flags').")
+flags.DEFINE_list("untrained", ["mnist", "infogan32", "dcgan32"], "Untrained networks to export and time: "
+                  "mnist (configs/mnist.flags' spec), infogan32 (configs/colour_digits.flags'), dcgan32 "
+                  "(configs/cifar.flags').")
 flags.DEFINE_integer("iters", 200, "Timed image requests per model (after 10 warm-up requests).")
 flags.DEFINE_list("grid", ["7", "4"], "Grid steps,rows.")
 flags.DEFINE_integer("grid_iters", 20, "Timed grid requests per model.")
