@@ -180,6 +180,8 @@ class Explorer:
         self._latest = collections.OrderedDict()  # client -> highest seq seen
         self.computed = 0  # model calls made (superseded requests are not computed)
         self.superseded = 0
+        self.image(0, {})  # the first call of each signature costs 0.1-0.2 s more: not the user's first move
+        self.grid(self.traverse_choices[0], 7, 4, 0)
 
     # -- what the page needs
     def spec(self) -> dict:
