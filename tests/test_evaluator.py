@@ -278,3 +278,22 @@ def test_judges_trained_otherwise_are_cached_apart_and_augmentation_is_a_functio
     assert judge.path == aug and os.path.isfile(aug) and not os.path.exists(default)
     assert judge.meta["augment"] is True and judge.meta["epochs"] == 2
     assert "(mnist_cnn, 2 epochs, augmented)" in evaluator._judge_text(evaluator._judge_summary(judge))
+
+
+def test_eval_table_script_reads_history_and_reports(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("eval_table", os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "eval_table.py"))
+    eval_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(eval_table)
+    run = tmp_path / "run_a"
+    (run / "evaluation").mkdir(parents=True)
+    (run / "eval_history.jsonl").write_text(
+        json.dumps({"step": 1000, "Eval/q_ss_test_r2/x": 0.5}) + "\n" + json.dumps({"step": 2000, "Eval/mig": 0.25})
+        + "\n")
+    report = {"q_real": {"x": {"metric": "r2", "value": 0.91}}}  # an evaluate report of step 2000
+    (run / "evaluation" / "eval_2000.json").write_text(json.dumps(report))
+    text = eval_table.table([str(run)], [("R2 x", "Eval/q_ss_test_r2/x"), ("MIG", "Eval/mig")])
+    assert text.splitlines()[2:] == ["| run_a | 1,000 | 0.50 | - |", "| run_a | 2,000 | 0.91 | 0.25 |"]
+    assert eval_table.table([str(run)], [("MIG", "Eval/mig")], steps={2000}).count("run_a") == 1
