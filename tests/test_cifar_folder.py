@@ -149,13 +149,18 @@ def test_tfds_without_network_fails_fast_naming_both_ways_on(tmp_path, monkeypat
     calls = _no_network(monkeypatch)
     from test_datasets import config_from_flagfile
 
+    import tensorflow_datasets as tfds
+
+    def no_download(*args, **kwargs):  # what retried for minutes before: never reached now
+        raise AssertionError("download_and_prepare was called")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", no_download)
     cfg = config_from_flagfile("cifar", f"--run_dir={tmp_path / 'run'}", f"--tfds_data_dir={tmp_path / 'tfds'}")
-    t0 = time.perf_counter()
     with pytest.raises(sources.DataError) as e:
         training.train(cfg)
-    seconds = time.perf_counter() - t0
-    assert seconds < 10, seconds
-    assert calls and calls[0][0] == "www.cs.toronto.edu"
+    # fast by construction (wall time is measured outside the tests): one bounded probe of the download host, no
+    # download attempt, so no retries
+    assert [c[0] for c in calls] == ["www.cs.toronto.edu"]
     msg = str(e.value)
     assert "TFDS dataset 'cifar10' is not prepared in" in msg and "cannot be downloaded" in msg
     assert "Name or service not known" in msg
@@ -185,7 +190,7 @@ def test_tfds_offline_check_passes_a_manual_copy_and_bounds_a_silent_resolver(tm
     monkeypatch.setattr(socket, "create_connection", lambda *a, **k: time.sleep(5))
     t0 = time.perf_counter()
     problem = sources.network_problem([("www.cs.toronto.edu", 443)], timeout=0.3)
-    assert time.perf_counter() - t0 < 2 and "no answer within 0.3 s" in problem
+    assert time.perf_counter() - t0 < 4 and "no answer within 0.3 s" in problem  # the connect would take 5 s
 
 
 @pytest.mark.slow
