@@ -484,8 +484,8 @@ class _Spy:
     def __init__(self, net):
         self.net, self.inputs, self.outputs = net, [], []
 
-    def __call__(self, x, training=False):
-        out = self.net(x, training=training)
+    def __call__(self, x, training=False, **kwargs):
+        out = self.net(x, training=training, **kwargs)
         self.inputs.append(np.asarray(x))
         self.outputs.append(out)
         return out
