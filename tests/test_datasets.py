@@ -140,7 +140,8 @@ def test_config_trains_20_steps_on_mock_tfds(name, tmp_path, inception75, monkey
     cfg = config_from_flagfile(name, f"--run_dir={tmp_path / 'run'}", "--nodownload")
     cfg = dataclasses.replace(
         cfg,
-        data=dataclasses.replace(cfg.data, labelled_count=10, labelled_selection="random", anneal_every=5),
+        data=dataclasses.replace(cfg.data, labelled_count=10, labelled_selection="random", anneal_every=5,
+                                 labelled_per_batch=min(cfg.data.labelled_per_batch, 2)),  # 16 of 64 -> 2 of 8
         train=dataclasses.replace(cfg.train, batch_size=8, steps=20, steps_per_epoch=10,
                                   checkpoint_every_epochs=2, grid_every_epochs=2, export_at_end=False,
                                   verbose=0, instance_noise_anneal_steps=min(cfg.train.instance_noise_anneal_steps, 40),
@@ -598,7 +599,8 @@ def test_celeba64_trains_a_few_steps_on_mock_tfds(tmp_path):
     assert cfg.network.architecture == "dcgan64" and cfg.network.image_shape == (64, 64, 3)
     assert cfg.data.resize_to == (64, 64) and cfg.data.center_crop == (108, 108)
     cfg = dataclasses.replace(
-        cfg, data=dataclasses.replace(cfg.data, labelled_count=8, anneal_every=2),
+        cfg, data=dataclasses.replace(cfg.data, labelled_count=8, anneal_every=2,
+                                      labelled_per_batch=min(cfg.data.labelled_per_batch, 2)),
         train=dataclasses.replace(cfg.train, batch_size=8, steps=2, steps_per_epoch=1, export_at_end=False, verbose=0))
     capture = _Capture()
     with mock_tfds(16):
