@@ -248,6 +248,17 @@ def _crop_flip(images, step, seed: int):
     return tf.where(flip, tf.reverse(images, axis=[2]), images)
 
 
+def _start(source: ArraySource, code: CodeSpec, config: JudgeConfig, split: str, architecture: str, need: str):
+    """(images, labels, untrained judge) for training on `split`'s known labels; JudgeUnavailable (saying `need`)
+    when there are fewer than 2."""
+    x_fit, y_fit = _split(source, code, split)
+    if len(x_fit) < 2:
+        raise JudgeUnavailable(f"label {code.label!r} of {source.name!r} has {len(x_fit)} known value(s) in the "
+                               f"{split} split ({need})")
+    keras.utils.set_random_seed(config.seed)
+    return x_fit, y_fit, build_judge(architecture, source.image_shape, code.dim, config.seed)
+
+
 def train_judge_on_train_split(source: ArraySource, code: CodeSpec, config: JudgeConfig = JudgeConfig(),
                                verbose: int = 0, architecture: str = "resnet9"):
     """The 'train_split' recipe for a categorical code: trains on the train split's known labels (random crops and
@@ -257,12 +268,8 @@ def train_judge_on_train_split(source: ArraySource, code: CodeSpec, config: Judg
     if code.kind != "categorical":
         raise ConfigError(f"the 'train_split' judge recipe is for categorical codes; {code.name!r} is {code.kind}")
     epochs = config.epochs or DEFAULT_EPOCHS.get(architecture, 12)
-    x_fit, y_fit = _split(source, code, "train")
-    if len(x_fit) < 2:
-        raise JudgeUnavailable(f"label {code.label!r} of {source.name!r} has {len(x_fit)} known value(s) in the "
-                               "train split (the 'train_split' recipe trains on it and needs at least 2)")
-    keras.utils.set_random_seed(config.seed)
-    model = build_judge(architecture, source.image_shape, code.dim, config.seed)
+    x_fit, y_fit, model = _start(source, code, config, "train", architecture,
+                                 "the 'train_split' recipe trains on it and needs at least 2")
     batch = min(config.batch_size, len(x_fit))
     steps = len(x_fit) // batch
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -295,12 +302,8 @@ def train_judge(source: ArraySource, code: CodeSpec, config: JudgeConfig = Judge
         return train_judge_on_train_split(source, code, config, verbose, arch)
     kind = code_kinds.KINDS[code.kind]
     epochs = config.epochs or DEFAULT_EPOCHS[arch]
-    x_fit, y_fit = _split(source, code, "test")
-    if len(x_fit) < 2:
-        raise JudgeUnavailable(f"label {code.label!r} of {source.name!r} has {len(x_fit)} known value(s) in the "
-                               "test split (a judge trains on the test split and needs at least 2)")
-    keras.utils.set_random_seed(config.seed)
-    model = build_judge(arch, source.image_shape, code.dim, config.seed)
+    x_fit, y_fit, model = _start(source, code, config, "test", arch,
+                                 "a judge trains on the test split and needs at least 2")
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=kind.judge_loss())
     fit = tf.data.Dataset.from_tensor_slices((x_fit, kind.judge_targets(y_fit, code))).shuffle(
         len(x_fit), seed=config.seed).batch(config.batch_size).map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y))
