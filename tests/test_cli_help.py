@@ -14,7 +14,7 @@ import pytest
 from tf_ssinfogan import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMMANDS = ("train", "evaluate", "export", "sample", "train_classifier")
+COMMANDS = ("train", "evaluate", "export", "sample", "train_classifier", "explore")
 
 
 def _script(module: str) -> str:

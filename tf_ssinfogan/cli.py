@@ -200,7 +200,7 @@ def run(main: Callable[[list], Optional[int]], extra_errors: tuple = (), section
 
 # ------------------------------------------------------------------------------------------ --help
 HELP_SECTIONS = ("run folder", "data", "codes", "networks", "objective", "schedule", "evaluation", "export",
-                 "sampling", "judge", "execution", "options")
+                 "sampling", "judge", "explorer", "execution", "options")
 _CONFIG_SECTION = {"latent": "codes", "network": "networks", "data": "data", "train": "schedule"}
 _COMMAND_FLAG_SECTION = {"run_dir": "run folder", "checkpoint": "run folder", "dry_run": "run folder",
                          "resize_images": "data", "cpu_devices": "execution"}

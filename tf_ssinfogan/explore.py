@@ -50,7 +50,7 @@ def main(argv):
 
 def run():
     """Console script `tf-ssinfogan-explore` (same flags as `python -m tf_ssinfogan.explore`)."""
-    cli.run(main)
+    cli.run(main, section="explorer")
 
 
 if __name__ == "__main__":
