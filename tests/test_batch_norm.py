@@ -12,7 +12,6 @@ from conftest import mirrored_strategy, tiny_config, tiny_source
 from tf_ssinfogan import config as C
 from tf_ssinfogan import data, serving, training
 from tf_ssinfogan.images import images_to_float
-from tf_ssinfogan.latents import kind_of
 from tf_ssinfogan.model import SSInfoGAN, precision_policy
 from tf_ssinfogan.networks import BatchNorm
 from tf_ssinfogan.sources import DEFAULT_NPZ, ArraySource
@@ -131,8 +130,7 @@ def _readings(served_model, model, source, data_range):
     """(exported classify_uint8's digit probabilities, the batch-statistics reading of the same real images)."""
     served = served_model.signatures["classify_uint8"](images=tf.constant(source.test_images))["digit_probs"].numpy()
     x = images_to_float(tf.constant(source.test_images), data_range)
-    q = model.discriminator(x, training=True, update_statistics=False)["q"]["digit"]
-    return served, kind_of(model.latent_config.codes[0]).probabilities(q).numpy()
+    return served, model.classify(x, batch_statistics=True)["digit"].numpy()
 
 
 @pytest.mark.slow

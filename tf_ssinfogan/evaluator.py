@@ -76,14 +76,6 @@ def _real_subset(source: ArraySource, num: int, seed: int) -> np.ndarray:
     return source.test_images[idx]
 
 
-def _batch_statistics_q(model, images):
-    """Q's outputs (as `classify` gives them) with every BatchNorm normalising by this batch's own statistics,
-    the moving ones left unchanged: the reading that inference mode should match when D's moving statistics are
-    those of real images."""
-    q = model.discriminator(images, training=True, update_statistics=False)["q"]
-    return {c.name: kind_of(c).probabilities(q[c.name]) for c in model.latent_config.codes}
-
-
 def q_on_real(model, source: ArraySource, batch_size: int = 500, batch_statistics: bool = False) -> Dict[str, dict]:
     """Q's score on the labelled real test images, per semi-supervised code (`code_kinds.KINDS[kind].q_on_real`):
     in inference mode (as `classify` and the export read), or with `batch_statistics` normalising each batch of
@@ -92,7 +84,7 @@ def q_on_real(model, source: ArraySource, batch_size: int = 500, batch_statistic
     if not codes:
         return {}
     outs = {c.name: [] for c in codes}
-    read = (lambda x: _batch_statistics_q(model, x)) if batch_statistics else model.classify
+    read = (lambda x: model.classify(x, batch_statistics=True)) if batch_statistics else model.classify
     for images, _ in test_dataset(source, batch_size, model.network_config.data_range):
         q = read(images)
         for c in codes:

@@ -449,7 +449,11 @@ class SSInfoGAN(keras.Model):
         """Images from a latents dict (see latents.LatentSpace)."""
         return self.generator(self.latent_space.to_generator_input(latents), training=training)
 
-    def classify(self, images):
-        """Q on images (inference mode): class probabilities, attribute probabilities, continuous estimates."""
-        q = self.discriminator(images, training=False)["q"]
+    def classify(self, images, batch_statistics: bool = False):
+        """Q on images (inference mode): class probabilities, attribute probabilities, continuous estimates.
+
+        `batch_statistics`: every BatchNorm normalises by this batch's own statistics instead (its moving ones left
+        unchanged): the reading that inference mode should match when D's moving statistics are real images'.
+        """
+        q = self.discriminator(images, training=batch_statistics, update_statistics=False)["q"]
         return {code.name: kind_of(code).probabilities(q[code.name]) for code in self.latent_config.codes}

@@ -237,11 +237,9 @@ class Discriminator(keras.Model):
 
     @staticmethod
     def _run(stack, x, training, update_statistics):
-        for layer in stack:
-            if isinstance(layer, BatchNorm):
-                x = layer(x, training=training, update_statistics=update_statistics)
-            else:
-                x = layer(x, training=training) if isinstance(layer, layers.BatchNormalization) else layer(x)
+        for layer in stack:  # every normalisation layer of D is a BatchNorm (`_bn`)
+            x = layer(x, training=training, update_statistics=update_statistics) if isinstance(layer, BatchNorm) \
+                else layer(x)
         return x
 
     @staticmethod

@@ -71,8 +71,9 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
     stream = data_lib.TrainStream(source, cfg.latent, cfg.data, t.batch_size, cfg.network.data_range)
     log.info("data %s: %d train images, %d labelled (%.3f%%)", source.name, stream.num_train,
              stream.num_labelled, 100 * stream.labelled_ratio)
-    if stream.num_labelled and cfg.supervision_warning():
-        log.warning(cfg.supervision_warning())
+    warning = cfg.supervision_warning() if stream.num_labelled else None
+    if warning:
+        log.warning(warning)
 
     chief = is_chief(strategy)
     if chief:
