@@ -94,9 +94,15 @@ class MomentScale:
         return (lo + hi - 1.0).astype(np.float32)
 
 
-def fit_scales(train_images: np.ndarray, measures: Sequence[str] = MEASURES) -> Dict[str, MomentScale]:
+def fit_columns(train_images: np.ndarray, measures: Sequence[str] = MEASURES):
+    """(the training split's scales, its measurements on them): each image is measured once."""
     raw = measure_digits(train_images)
-    return {m: MomentScale(raw[m]) for m in measures}
+    scales = {m: MomentScale(raw[m]) for m in measures}
+    return scales, {m: scale(raw[m]) for m, scale in scales.items()}
+
+
+def fit_scales(train_images: np.ndarray, measures: Sequence[str] = MEASURES) -> Dict[str, MomentScale]:
+    return fit_columns(train_images, measures)[0]
 
 
 def scaled_columns(images: np.ndarray, scales: Dict[str, MomentScale]) -> Dict[str, np.ndarray]:

@@ -434,18 +434,8 @@ def _folder_split(folder: str, labelled: bool, size, channels: int, resize: bool
     if not paths:
         raise DataError(f"image folder {folder!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
     color = {1: "grayscale", 3: "rgb"}[channels]
-    class_names = None
-    if labelled:
-        dirs = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
-        stray = [p for p in paths if os.path.dirname(p) == os.path.normpath(folder)]
-        if stray:
-            raise DataError(f"image {stray[0]!r} lies directly in {folder!r}: labelled images go in "
-                            f"{folder}/<class>/")
-        for d in dirs:
-            if not _list_images(os.path.join(folder, d)):
-                raise DataError(f"class folder {os.path.join(folder, d)!r} holds no images")
-        # numeric class folders ('0'..'9') keep their number as the label; others are numbered alphabetically
-        class_names = sorted(dirs, key=int) if all(d.isdigit() for d in dirs) else dirs
+    # numeric class folders ('0'..'9') keep their number as the label; others are numbered alphabetically
+    class_names = list(_class_folders(folder)[0]) if labelled else None
     size = _check_image_files(paths, size, same_size=not resize)
     ds = keras.utils.image_dataset_from_directory(
         folder, labels="inferred" if labelled else None, label_mode="int" if labelled else None,
@@ -705,8 +695,8 @@ def with_measured_labels(source: ArraySource, names) -> ArraySource:
                         f"of shape {source.image_shape}")
     from tf_ssinfogan import moments
 
-    scales = moments.fit_scales(source.train_images, tuple(names))
-    train = {**source.train_labels, **moments.scaled_columns(source.train_images, scales)}
+    scales, measured = moments.fit_columns(source.train_images, tuple(names))
+    train = {**source.train_labels, **measured}
     test = {**source.test_labels, **moments.scaled_columns(source.test_images, scales)}
     columns = {**source.label_columns, **{n: LabelColumn("continuous") for n in names}}
     return ArraySource(source.name, source.train_images, train, source.test_images, test, columns)
