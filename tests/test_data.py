@@ -263,3 +263,29 @@ def test_labelled_rotation_turns_labelled_images_only_and_resumes_exactly():
     np.testing.assert_array_equal(batches[2][0], list(stream.dataset(2, 3))[0][0])  # a function of the step
     with pytest.raises(C.ConfigError, match="labelled_rotation must be in"):
         C.DataConfig(labelled_rotation=200.0).validate()
+
+
+def test_random_flip_mirrors_about_half_and_is_a_function_of_the_seed():
+    from tf_ssinfogan.images import random_flip
+
+    x = np.arange(64 * 3 * 4, dtype=np.float32).reshape([64, 3, 4, 1])
+    y = random_flip(tf.constant(x), tf.constant([3, 4], tf.int64)).numpy()
+    np.testing.assert_array_equal(y, random_flip(tf.constant(x), tf.constant([3, 4], tf.int64)).numpy())
+    mirrored = [np.array_equal(b, a[:, ::-1]) for a, b in zip(x, y)]
+    kept = [np.array_equal(b, a) for a, b in zip(x, y)]
+    assert all(m != k for m, k in zip(mirrored, kept))  # each image is either mirrored left-right or as it was
+    assert 20 <= sum(mirrored) <= 44  # about half (binomial 64, 1/2: 32 +- 12 is beyond 3 sigma)
+
+
+def test_labelled_flip_mirrors_labelled_images_only_and_resumes_exactly():
+    plain, _ = _stream(labelled_per_batch=3)
+    flipped, _ = _stream(labelled_per_batch=3, labelled_flip=True)
+    mirrored = 0
+    for (a, _, _), (b, _, _) in zip(plain.dataset(0, 8), flipped.dataset(0, 8)):
+        a, b = a.numpy(), b.numpy()
+        np.testing.assert_array_equal(a[3:], b[3:])  # unlabelled images untouched
+        for i in range(3):
+            assert np.array_equal(b[i], a[i]) or np.array_equal(b[i], a[i][:, ::-1])
+            mirrored += not np.array_equal(b[i], a[i])
+    assert 4 <= mirrored <= 20  # of 24 labelled draws, about half
+    np.testing.assert_array_equal(list(flipped.dataset(0, 6))[5][0], list(flipped.dataset(5, 6))[0][0])

@@ -309,3 +309,19 @@ def test_nan_guard_accepts_unmeasured_metrics_but_not_nan_losses():
     with pytest.raises(FloatingPointError, match="d_loss"):
         guard.on_train_batch_end(1, {"q_ss_real": 1.0, "d_loss": float("nan")})
 
+
+
+def test_augmented_view_with_flip_only_mirrors_images_and_trains():
+    m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH, labelled_per_batch=4, pseudo_label_weight=1.0,
+                  pseudo_label_threshold=0.5, pseudo_label_flip=True)
+    m.compile()
+    images = tf.random.stateless_uniform([BATCH, 28, 28, 1], [1, 2])
+    view = m.augmented_view(images).numpy()
+    mirrored = [np.array_equal(v, x[:, ::-1]) for x, v in zip(images.numpy(), view)]
+    assert all(m_ or np.array_equal(v, x) for m_, x, v in zip(mirrored, images.numpy(), view))
+    assert 0 < sum(mirrored) < BATCH  # some mirrored, some kept (a fresh draw per call)
+    cfg = C.DataConfig(labelled_fraction=0.25, labelled_per_batch=4, labelled_flip=True)
+    stream = data.TrainStream(tiny_source(), C.LatentConfig(), cfg, BATCH, (0.0, 1.0))
+    for batch in stream.dataset(0, 2):
+        logs = m.train_step(batch)
+    assert np.isfinite(float(logs["d_loss"])) and 0.0 <= float(logs["pseudo_used"]) <= 1.0

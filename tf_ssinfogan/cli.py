@@ -208,7 +208,7 @@ _FIELD_SECTION = {  # the fields of TrainConfig (and any other field whose class
     **dict.fromkeys(("run_dir", "checkpoint_every_epochs", "checkpoint_every_minutes", "max_checkpoints",
                      "grid_every_epochs"), "run folder"),
     **dict.fromkeys(("ss_weight", "us_weight", "q_ss_fake_weight", "adversarial_labelled", "guide_head",
-                     "pseudo_label_weight", "pseudo_label_threshold", "pseudo_label_shift", "pseudo_label_rotation",
+                     "pseudo_label_weight", "pseudo_label_threshold", "pseudo_label_shift", "pseudo_label_rotation", "pseudo_label_flip",
                      "instance_noise_std", "instance_noise_schedule", "instance_noise_anneal_steps",
                      "instance_noise_decay"), "objective"),
     **dict.fromkeys(("batch_size", "steps", "steps_per_epoch", "d_learning_rate", "g_learning_rate", "beta_1",

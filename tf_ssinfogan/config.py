@@ -245,6 +245,8 @@ class DataConfig:
                                  "pixels per axis (reflected border); 0 = none (reference).")
     labelled_rotation: float = _field(0.0, "Augmentation of labelled images: also a random rotation of up to this "
                                       "many degrees (bilinear, reflected border); 0 = none (reference).")
+    labelled_flip: bool = _field(False, "Augmentation of labelled images: also mirror each left-right with "
+                                 "probability 1/2 (natural photos such as CIFAR-10; not for digits).")
     shuffle_seed: int = _field(1, "Seed of the data order.")
 
     def validate(self) -> None:
@@ -322,6 +324,8 @@ class TrainConfig:
         "no rotation = the loss on the image itself.")
     pseudo_label_rotation: float = _field(0.0, "With pseudo-labels: the copy is also rotated by up to this many "
                                           "degrees (0 = not rotated).")
+    pseudo_label_flip: bool = _field(False, "With pseudo-labels: the copy is also mirrored left-right with "
+                                     "probability 1/2 (a consistency loss on its own when shift and rotation are 0).")
     d_average: float = _field(
         0.0, "Momentum of an exponential moving average of D/Q's weights (e.g. 0.999), kept by the D optimiser: "
         "the final evaluation, `evaluate`, `export` and the `classify` signature use the averaged weights, training "

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ssinfogan.config import ConfigError, DataConfig, LatentConfig
-from tf_ssinfogan.images import affine_images, images_to_float, random_affine_params, random_shift
+from tf_ssinfogan.images import affine_images, images_to_float, random_affine_params, random_flip, random_shift
 from tf_ssinfogan.latents import kind_of
 from tf_ssinfogan.sources import ArraySource, labelled_candidates
 
@@ -161,6 +161,8 @@ class TrainStream:
                 images = _where_rows(labelled, turned, images)
             elif self.config.labelled_shift:  # augmentation of the labelled images only: integer shifts
                 images = _where_rows(labelled, random_shift(images, self.config.labelled_shift, aug_seed), images)
+            if self.config.labelled_flip:  # and mirroring, from its own draw
+                images = _where_rows(labelled, random_flip(images, aug_seed + tf.constant([1, 0], tf.int64)), images)
             return images, labels, mask
         idx = self._positions(step, n_all, size, start, gb, seed)
         labels = {k: tf.zeros(tf.concat([[size], tf.shape(v)[1:]], 0), v.dtype) for k, v in self._lab_targets.items()}

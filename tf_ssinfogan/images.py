@@ -31,6 +31,13 @@ def random_shift(images, max_shift: int, seed):
     return shift_images(images, offsets, max_shift)
 
 
+def random_flip(images, seed):
+    """Each image mirrored left-right with probability 1/2 (a stateless draw from `seed`, shape [2] int), the
+    augmentation of natural photos (CIFAR-10); `images` [B, H, W, C] of any dtype."""
+    flip = tf.random.stateless_uniform([tf.shape(images)[0]], seed) < 0.5
+    return tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
+
+
 def shift_images(images, offsets, max_shift: int):
     """images [B, H, W, C] translated by offsets [B, 2] - max_shift (offsets in [0, 2 * max_shift]), the border
     filled by reflection (MNIST's black margin stays black)."""

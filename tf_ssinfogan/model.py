@@ -32,7 +32,7 @@ import keras
 import tensorflow as tf
 
 from tf_ssinfogan import losses
-from tf_ssinfogan.images import affine_images, random_affine_params
+from tf_ssinfogan.images import affine_images, random_affine_params, random_flip
 from tf_ssinfogan.config import InstanceNoiseConfig, LatentConfig, NetworkConfig
 from tf_ssinfogan.latents import LatentSpace, kind_of
 from tf_ssinfogan.networks import build_networks
@@ -123,7 +123,7 @@ class SSInfoGAN(keras.Model):
                  q_ss_fake_weight: float = 0.0, labelled_per_batch: int = 0,
                  pseudo_label_weight: float = 0.0, pseudo_label_threshold: float = 0.95,
                  pseudo_label_shift: float = 0.0, pseudo_label_rotation: float = 0.0,
-                 adversarial_labelled: bool = True, guide_head: bool = False,
+                 pseudo_label_flip: bool = False, adversarial_labelled: bool = True, guide_head: bool = False,
                  seed: int = 1, instance_noise: InstanceNoiseConfig = None, skip_nonfinite: bool = False,
                  reuse_fakes: bool = False, **kwargs):
         super().__init__(name=kwargs.pop("name", "ss_infogan"), **kwargs)
@@ -145,6 +145,7 @@ class SSInfoGAN(keras.Model):
         self.pseudo_label_threshold = float(pseudo_label_threshold)
         self.pseudo_label_shift = float(pseudo_label_shift)
         self.pseudo_label_rotation = float(pseudo_label_rotation)
+        self.pseudo_label_flip = bool(pseudo_label_flip)
         self.instance_noise = instance_noise or InstanceNoiseConfig()
         self.skip_nonfinite = bool(skip_nonfinite)
         self.reuse_fakes = bool(reuse_fakes)
@@ -240,10 +241,16 @@ class SSInfoGAN(keras.Model):
 
     def augmented_view(self, images):
         """This replica's images, each translated by up to `pseudo_label_shift` pixels per axis and rotated by up
-        to `pseudo_label_rotation` degrees (its slice of one draw for the global batch, like the latents)."""
-        angles, shifts = self._replica_draw(tf.shape(images)[0], lambda n, seed: random_affine_params(
-            n, seed, self.pseudo_label_rotation, self.pseudo_label_shift))
-        return affine_images(images, angles, shifts)
+        to `pseudo_label_rotation` degrees, and mirrored left-right with probability 1/2 with `pseudo_label_flip`
+        (its slice of one draw for the global batch, like the latents)."""
+        if self.pseudo_label_shift or self.pseudo_label_rotation:
+            angles, shifts = self._replica_draw(tf.shape(images)[0], lambda n, seed: random_affine_params(
+                n, seed, self.pseudo_label_rotation, self.pseudo_label_shift))
+            images = affine_images(images, angles, shifts)
+        if self.pseudo_label_flip:
+            flips = self._replica_draw(tf.shape(images)[0], lambda n, seed: tf.random.stateless_uniform([n], seed) < 0.5)
+            images = tf.where(flips[:, None, None, None], tf.reverse(images, axis=[2]), images)
+        return images
 
     def _pseudo_label_terms(self, teacher, student, unlabelled):
         """Sum over the semi-supervised codes with a discrete prediction of the per-example loss of Q's output
@@ -324,7 +331,7 @@ class SSInfoGAN(keras.Model):
                 total += self.ss_weight * self.labelled_scale * guide_real
             if self.pseudo_label_weight and self.ss_codes:
                 student = real["q"]
-                if self.pseudo_label_shift or self.pseudo_label_rotation:  # the loss on another view
+                if self.pseudo_label_shift or self.pseudo_label_rotation or self.pseudo_label_flip:  # another view
                     student = self.discriminator(self.augmented_view(images), training=True,
                                                  update_statistics=False)["q"]
                 pseudo = self._pseudo_label_terms(real["q"], student, 1.0 - mask)

@@ -175,6 +175,7 @@ def build_model(cfg: ExperimentConfig, labelled_ratio: float):
                           q_ss_fake_weight=t.q_ss_fake_weight, labelled_per_batch=cfg.data.labelled_per_batch,
                           pseudo_label_weight=t.pseudo_label_weight, pseudo_label_threshold=t.pseudo_label_threshold,
                           pseudo_label_shift=t.pseudo_label_shift, pseudo_label_rotation=t.pseudo_label_rotation,
+                          pseudo_label_flip=t.pseudo_label_flip,
                           adversarial_labelled=t.adversarial_labelled, guide_head=t.guide_head,
                           skip_nonfinite=t.nan_policy == "skip", seed=t.seed,
                           instance_noise=t.instance_noise, reuse_fakes=t.reuse_fakes)
