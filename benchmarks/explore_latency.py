@@ -3,7 +3,7 @@
   python benchmarks/explore_latency.py                                  # untrained mnist, infogan32, dcgan32
   python benchmarks/explore_latency.py --model=runs/quickstart --untrained=infogan32,dcgan32
 
-Each model is served by the explorer (`tf_ssinfogan.explorer`, in this process, on 127.0.0.1) and asked from a
+Each model is served by the explorer (`tf_ssinfogan.serving.explorer`, in this process, on 127.0.0.1) and asked from a
 keep-alive HTTP connection, as the page does: `--iters` image requests with a continuous code moving over the
 slider's range (the time to the complete JSON answer with the PNG: parsing, the `sample` signature, PNG encoding,
 base64), then grids of `--grid` (steps x rows). "burst": `--burst` requests of one client sent at once, with
@@ -66,13 +66,13 @@ def machine() -> str:
 
 def export_untrained(name: str, base: str) -> str:
     from tf_ssinfogan import config as C
-    from tf_ssinfogan import serving
+    from tf_ssinfogan.serving import saved_model
     from tf_ssinfogan.model import SSInfoGAN
 
     arch, shape, activation, noise_dim, noise, codes = SPECS[name]
     latent = C.LatentConfig(noise_dim=noise_dim, noise_distribution=noise, codes=C.parse_codes(codes))
     network = C.NetworkConfig(architecture=arch, image_shape=shape, output_activation=activation)
-    return serving.export_saved_model(SSInfoGAN(latent, network, 8), os.path.join(base, name))
+    return saved_model.export_saved_model(SSInfoGAN(latent, network, 8), os.path.join(base, name))
 
 
 def percentiles(times_ms):
@@ -83,7 +83,7 @@ def percentiles(times_ms):
 
 
 def time_model(label: str, folder: str) -> dict:
-    from tf_ssinfogan import explorer
+    from tf_ssinfogan.serving import explorer
 
     ex = explorer.Explorer(folder)
     server = explorer.make_server(ex, "127.0.0.1", 0)
@@ -159,7 +159,7 @@ def main(argv):
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)
-    from tf_ssinfogan import explorer
+    from tf_ssinfogan.serving import explorer
 
     print("# machine:", machine(), flush=True)
     cases = [(m, explorer.resolve_export(m)) for m in FLAGS.model]

@@ -63,14 +63,15 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
 
     from tf_ssinfogan import config as C
-    from tf_ssinfogan import serving, tflite
+    from tf_ssinfogan import tflite
+    from tf_ssinfogan.serving import saved_model
     from tf_ssinfogan.model import SSInfoGAN
 
     print("hardware:", hardware())
-    model = serving.restore_run(FLAGS.run_dir) if FLAGS.run_dir else SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), 8)
+    model = saved_model.restore_run(FLAGS.run_dir) if FLAGS.run_dir else SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), 8)
     with tempfile.TemporaryDirectory() as tmp:
-        path = serving.export_saved_model(model, tmp)
-        fn = tf.saved_model.load(path).signatures[serving.SERVING_DEFAULT]
+        path = saved_model.export_saved_model(model, tmp)
+        fn = tf.saved_model.load(path).signatures[saved_model.SERVING_DEFAULT]
         src = tflite.write_tflite_saved_model(model, os.path.join(tmp, "tflite_src"))
         interps = {}
         for q in tflite.QUANTIZATIONS:
@@ -85,7 +86,7 @@ def main(argv):
             p50, p99 = percentiles(lambda: fn(**feed)["images"].numpy(), FLAGS.iters)
             print(f"{'SavedModel':<28}{b:>6}{p50:>10.2f}{p99:>10.2f}{b / p50 * 1e3:>16.0f}")
             for q, (interp, size) in interps.items():
-                runner = interp.get_signature_runner(serving.SERVING_DEFAULT)
+                runner = interp.get_signature_runner(saved_model.SERVING_DEFAULT)
                 p50, p99 = percentiles(lambda: runner(**latents)["images"], FLAGS.iters)
                 name = f"TFLite {q} ({size / 1e6:.1f} MB)"
                 print(f"{name:<28}{b:>6}{p50:>10.2f}{p99:>10.2f}{b / p50 * 1e3:>16.0f}")

@@ -41,7 +41,7 @@ def _child(loader: str, root: str) -> dict:
     import numpy as np
     import tensorflow as tf  # noqa: F401  (every loader runs in a TensorFlow process, as training does)
 
-    from tf_ssinfogan import sources
+    from tf_ssinfogan.data import sources
 
     if loader == "tfds_image_folder":
         import tensorflow_datasets as tfds

@@ -17,9 +17,9 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tf_ssinfogan import sources
+from tf_ssinfogan.data import sources
 from tf_ssinfogan import config as C  # noqa: E402
-from tf_ssinfogan import data  # noqa: E402
+from tf_ssinfogan.data import stream as data  # noqa: E402
 
 
 def main():

@@ -121,7 +121,7 @@ def run_case(arch, batch, xla, precision, steps, warmup, variant="default", repl
     with strategy.scope():
         with precision_policy(precision):
             model = SSInfoGAN(latent, network, batch, reuse_fakes=reuse_fakes)
-        # as rundir.build_model: FusedAdam or keras Adam, dynamic loss scaling for float16
+        # as rundir.checkpoints.build_model: FusedAdam or keras Adam, dynamic loss scaling for float16
         model.compile(d_optimizer=make_adam(1e-4, 0.5, 0.999, "d_adam", fused=fused_adam, precision=precision),
                       g_optimizer=make_adam(1e-3, 0.5, 0.999, "g_adam", fused=fused_adam, precision=precision))
     h, w, c = network.image_shape

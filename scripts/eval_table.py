@@ -30,12 +30,12 @@ def run_scalars(run_dir: str) -> dict:
                     out.setdefault(int(row.pop("step")), {}).update(row)
     reports = glob.glob(os.path.join(run_dir, "evaluation", "eval_*.json"))
     if reports:
-        from tf_ssinfogan import evaluator
+        from tf_ssinfogan.evaluation import report
 
         for path in reports:
             step = int(re.search(r"eval_(\d+)\.json$", path).group(1))
             with open(path) as f:
-                out.setdefault(step, {}).update(evaluator.scalars(json.load(f)))
+                out.setdefault(step, {}).update(report.scalars(json.load(f)))
     return out
 
 

@@ -31,7 +31,7 @@ def main():
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from tf_ssinfogan import explorer
+    from tf_ssinfogan.serving import explorer
 
     ex = explorer.Explorer(explorer.resolve_export(args.model))
     server = explorer.make_server(ex, "127.0.0.1", 0)

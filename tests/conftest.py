@@ -19,7 +19,7 @@ except RuntimeError:  # already initialised by another import
     pass
 
 from tf_ssinfogan import config as C  # noqa: E402
-from tf_ssinfogan.sources import ArraySource  # noqa: E402
+from tf_ssinfogan.data.sources import ArraySource  # noqa: E402
 
 
 _MIRRORED = []
@@ -77,7 +77,7 @@ def inception75():
     FID/KID/IS code paths without ImageNet weights (nothing is downloaded). Shared by every test."""
     import keras
 
-    from tf_ssinfogan import inception
+    from tf_ssinfogan.evaluation import inception
 
     keras.utils.set_random_seed(0)
     return inception.InceptionExtractor(inception.build_inception(None, include_top=True, input_size=75), 75)

@@ -15,8 +15,10 @@ import pytest
 import tensorflow as tf
 
 from tf_ssinfogan import config as C
-from tf_ssinfogan import data as D
-from tf_ssinfogan import model_card, sources, training
+from tf_ssinfogan.data import stream as D
+from tf_ssinfogan.data import sources
+from tf_ssinfogan.serving import model_card
+from tf_ssinfogan.training import trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ("cat", "dog", "emu")
@@ -157,7 +159,7 @@ def test_tfds_without_network_fails_fast_naming_both_ways_on(tmp_path, monkeypat
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", no_download)
     cfg = config_from_flagfile("cifar", f"--run_dir={tmp_path / 'run'}", f"--tfds_data_dir={tmp_path / 'tfds'}")
     with pytest.raises(sources.DataError) as e:
-        training.train(cfg)
+        trainer.train(cfg)
     # fast by construction (wall time is measured outside the tests): one bounded probe of the download host, no
     # download attempt, so no retries
     assert [c[0] for c in calls] == ["www.cs.toronto.edu"]
@@ -227,7 +229,7 @@ def _big(n_train, names=CLASSES, test_is_train=False):
 
 
 def test_auto_recipe_takes_the_train_split_for_cifar_like_data_only():
-    from tf_ssinfogan import judges
+    from tf_ssinfogan.evaluation import judges
 
     code = C.CodeSpec("object", "categorical", 3, "label")
     auto = judges.JudgeConfig()
@@ -247,7 +249,7 @@ def test_train_split_judge_recipe_splits_tag_and_cache(tmp_path, monkeypatch):
     """The 'train_split' recipe trains on the train split and measures on the test split; its file name carries
     its tag (and a digest of the train split); a second call loads it from the cache; the paper's recipe on the
     same data is another file, trained on the test split."""
-    from tf_ssinfogan import judges
+    from tf_ssinfogan.evaluation import judges
 
     monkeypatch.setenv("TF_SSINFOGAN_CACHE", str(tmp_path / "cache"))
     root = str(tmp_path / "tree")
@@ -294,7 +296,7 @@ def test_a_folder_trained_model_exports_class_names_and_classifies_32x32_photos(
         "cifar_folder", f"--run_dir={tmp_path / 'run'}", f"--image_dir={root}", "--codes=object:cat:3:label,c1:cont:1",
         "--labelled_fraction=0.5", "--batch_size=8", "--steps=2", "--steps_per_epoch=1", "--checkpoint_every_epochs=1",
         "--grid_every_epochs=1", "--verbose=0")
-    result = training.train(cfg)
+    result = trainer.train(cfg)
     assert result.step == 2 and result.export_path
     facts = json.load(open(tmp_path / "run" / "data_info.json"))
     assert facts["class_names"]["label"]["names"] == list(CLASSES) and facts["labelled_images"] == 6
@@ -319,9 +321,9 @@ def test_a_folder_trained_model_exports_class_names_and_classifies_32x32_photos(
 
 
 def test_the_report_names_the_judges_recipe_and_held_out_split():
-    from tf_ssinfogan import evaluator
+    from tf_ssinfogan.evaluation import report
 
-    text = evaluator._judge_text({"label": "label", "architecture": "resnet9", "epochs": 12, "recipe": "train_split",
+    text = report._judge_text({"label": "label", "architecture": "resnet9", "epochs": 12, "recipe": "train_split",
                                   "held_out": {"metric": "accuracy", "value": 0.8734}, "held_out_split": "test",
                                   "held_out_examples": 10000})
     assert text == ("`label` judge (resnet9, trained on the train split, crops and flips): accuracy 87.34% on 10000 "

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_ssinfogan import sources
+from tf_ssinfogan.data import sources
 from tf_ssinfogan import config as C
-from tf_ssinfogan import data
+from tf_ssinfogan.data import stream as data
 from conftest import tiny_source
 
 

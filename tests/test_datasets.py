@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_ssinfogan import sources
+from tf_ssinfogan.data import sources
 from tf_ssinfogan import config as C
-from tf_ssinfogan import data as D
-from tf_ssinfogan import judges, training
+from tf_ssinfogan.data import stream as D
+from tf_ssinfogan.evaluation import judges
+from tf_ssinfogan.training import trainer as training
 from tf_ssinfogan.model import SSInfoGAN, instance_noise_stddev
 from conftest import mirrored_strategy, tiny_config, tiny_source
 
@@ -182,12 +183,12 @@ def test_config_trains_20_steps_on_mock_tfds(name, tmp_path, inception75, monkey
 def _evaluate_every_metric(name, cfg, model, source, found, category, extractor, tmp_path):
     """The run's data (mock) through every metric that applies: judges per code, Q on real images, the
     judge-feature distance, information bounds, FID/KID/IS (random InceptionV3 at 75x75), and the report."""
-    from tf_ssinfogan import evaluator
+    from tf_ssinfogan.evaluation import report
 
-    ecfg = evaluator.EvalConfig(metrics=evaluator.METRICS, per_class=2, continuous_samples=16, judge_fd_samples=16,
+    ecfg = report.EvalConfig(metrics=report.METRICS, per_class=2, continuous_samples=16, judge_fd_samples=16,
                                 num_samples=16, kid_subsets=2, kid_subset_size=8, is_splits=2)
-    res = evaluator.evaluate(model, source, ecfg, found, category, extractor, grids_dir=str(tmp_path / "eval"))
-    evaluator.write_report(res, str(tmp_path / "eval"), name)
+    res = report.evaluate(model, source, ecfg, found, category, extractor, grids_dir=str(tmp_path / "eval"))
+    report.write_report(res, str(tmp_path / "eval"), name)
     ss = cfg.latent.semi_supervised_codes
     assert set(res["q_real"]) == {c.name for c in ss}
     for c in ss:

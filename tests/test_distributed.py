@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tf_ssinfogan import config as C
-from tf_ssinfogan import data
+from tf_ssinfogan.data import stream as data
 from tf_ssinfogan.model import SSInfoGAN
 from conftest import mirrored_strategy, tiny_source
 
@@ -63,7 +63,7 @@ def test_plain_batch_norm_differs_across_replicas():
 
 @pytest.mark.slow
 def test_custom_loop_and_fit_make_the_same_step():
-    from tf_ssinfogan.loop import run_custom_loop
+    from tf_ssinfogan.training.loop import run_custom_loop
 
     network = dataclasses.replace(C.NetworkConfig(), sync_batch_norm=True)
     stream = data.TrainStream(tiny_source(), C.LatentConfig(), C.DataConfig(labelled_fraction=0.25), BATCH,

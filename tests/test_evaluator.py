@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 
 from tf_ssinfogan import config as C
-from tf_ssinfogan import evaluation, evaluator, judges
-from tf_ssinfogan.sources import ArraySource, load_npz
+from tf_ssinfogan.evaluation import final, judges, report as evaluator
+from tf_ssinfogan.data.sources import ArraySource, load_npz
 from tf_ssinfogan.latents import LatentSpace
 from tf_ssinfogan.model import SSInfoGAN
 from conftest import tiny_config, tiny_source
@@ -165,7 +165,7 @@ def _sources(kind, npz_path, tmp_path):
     full = load_npz("")
     root = _build_folder(str(tmp_path / "digits"), (full.train_images[:40], full.train_labels["label"][:40]),
                          n_labelled=20, n_unlabelled=10, n_test=10)
-    from tf_ssinfogan.sources import load_image_folder
+    from tf_ssinfogan.data.sources import load_image_folder
 
     return load_image_folder(root, channels=1)
 
@@ -245,13 +245,13 @@ def test_train_classifier_cli_trains_a_judge_per_column_kind(tmp_path):
 
 
 def test_a_judge_cached_by_an_older_version_reports_its_architecture_and_held_out_set(tmp_path):
-    from tf_ssinfogan import evaluation
+    from tf_ssinfogan.evaluation import final
 
     src = tiny_source()
     code = C.CodeSpec("digit", "categorical", 10, "label")
     model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
     path = str(tmp_path / "old.keras")
-    evaluation.save_classifier(model, path, {"validation_accuracy_on_train_split": 0.972, "epochs": 5,
+    final.save_classifier(model, path, {"validation_accuracy_on_train_split": 0.972, "epochs": 5,
                                              "trained_on": "test split", "label": "label"})
     judge = judges.get_judge(src, code, judges.JudgeConfig(), path)
     text = evaluator._judge_text(judge.meta)
@@ -267,7 +267,7 @@ def test_judges_trained_otherwise_are_cached_apart_and_augmentation_is_a_functio
     assert judges.JudgeConfig(epochs=30, augment=True).tag("mnist_cnn") == "_e30_aug"
     assert judges.JudgeConfig(augment=True).tag("resnet") == "_aug"
     default = judges.judge_path(src, code, "mnist_cnn")
-    assert default == evaluation.default_classifier_path(src, "label")  # the paper's judge keeps its file name
+    assert default == final.default_classifier_path(src, "label")  # the paper's judge keeps its file name
     aug = judges.judge_path(src, code, "mnist_cnn", judges.JudgeConfig(epochs=2, augment=True))
     assert aug == default[:-len(".keras")] + "_e2_aug.keras"
     x = tf.constant(src.test_images[:16], tf.float32) / 255.0

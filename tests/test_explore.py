@@ -28,8 +28,9 @@ import tensorflow as tf
 
 from conftest import tiny_config, tiny_source
 from tf_ssinfogan import config as C
-from tf_ssinfogan import explorer, training
-from tf_ssinfogan.sources import LabelColumn
+from tf_ssinfogan.serving import explorer
+from tf_ssinfogan.training import trainer
+from tf_ssinfogan.data.sources import LabelColumn
 
 NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 CODES = "digit:cat:10:label,c1:cont:1,c2:cont:2,flag:bin:1"
@@ -47,7 +48,7 @@ def run_dir(tmp_path_factory):
     src.label_columns = {"label": LabelColumn("categorical", 10, NAMES)}
     cfg = tiny_config(tmp_path_factory.mktemp("explore"))
     cfg = dataclasses.replace(cfg, latent=dataclasses.replace(cfg.latent, codes=C.parse_codes(CODES)))
-    result = training.train(cfg, source=src)
+    result = trainer.train(cfg, source=src)
     assert result.export_path == os.path.join(cfg.run_dir, "export", "ssinfogan", "1")
     return cfg.run_dir
 

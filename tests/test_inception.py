@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from tf_ssinfogan import inception, metrics
-from tf_ssinfogan.sources import load_npz
+from tf_ssinfogan.evaluation import inception, metrics
+from tf_ssinfogan.data.sources import load_npz
 
 
 @pytest.fixture(scope="module")

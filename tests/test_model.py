@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tf_ssinfogan import config as C
-from tf_ssinfogan import data
+from tf_ssinfogan.data import stream as data
 from tf_ssinfogan.model import SSInfoGAN
 from conftest import mirrored_strategy, tiny_source
 
@@ -274,18 +274,18 @@ def test_guide_head_learns_only_from_labelled_reals_q_ss_head_also_from_pseudo_l
 
 
 def test_guide_head_model_copies_to_float32_and_needs_labels():
-    from tf_ssinfogan import rundir
+    from tf_ssinfogan.rundir import checkpoints
     from tf_ssinfogan.config import ConfigError, ExperimentConfig, TrainConfig
 
     m = _guided()
     assert m.float32_copy() is m
     with pytest.raises(ConfigError, match="guide_head needs labelled images"):
-        rundir.build_model(ExperimentConfig(train=TrainConfig(guide_head=True)), 0.0)  # none found in the data
+        checkpoints.build_model(ExperimentConfig(train=TrainConfig(guide_head=True)), 0.0)  # none found in the data
     for data in (C.DataConfig(labelled_fraction=0.0), C.DataConfig(labelled_count=0)):  # none asked for: refused
         with pytest.raises(ConfigError, match="guide_head needs labelled images"):  # before anything is written
             ExperimentConfig(run_dir="r", data=data, train=TrainConfig(guide_head=True)).validate()
     ExperimentConfig(run_dir="r", data=C.DataConfig(labelled_count=10), train=TrainConfig(guide_head=True)).validate()
-    assert rundir.build_model(ExperimentConfig(train=TrainConfig(guide_head=True, precision="mixed_bfloat16")),
+    assert checkpoints.build_model(ExperimentConfig(train=TrainConfig(guide_head=True, precision="mixed_bfloat16")),
                               0.01).float32_copy().guide_head
 
 
@@ -301,7 +301,7 @@ def test_labelled_row_metrics_are_nan_not_zero_without_labelled_rows():
 
 
 def test_nan_guard_accepts_unmeasured_metrics_but_not_nan_losses():
-    from tf_ssinfogan.callbacks import NaNGuard
+    from tf_ssinfogan.training.callbacks import NaNGuard
 
     guard = NaNGuard()
     guard.set_model(_model())

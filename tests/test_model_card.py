@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from tf_ssinfogan import config as C
-from tf_ssinfogan import evaluation, model_card, rundir
-from tf_ssinfogan.sources import ArraySource, LabelColumn
+from tf_ssinfogan.evaluation import final as evaluation
+from tf_ssinfogan.rundir import paths
+from tf_ssinfogan.serving import model_card
+from tf_ssinfogan.data.sources import ArraySource, LabelColumn
 from conftest import tiny_config, tiny_source
 
 
@@ -41,7 +43,7 @@ def _card_run(tmp_path, names, evaluation):
     src = ArraySource("pets", np.zeros((10, 28, 28, 1), np.uint8), {"label": np.arange(10) % 3},
                       np.zeros((4, 28, 28, 1), np.uint8), {"label": np.arange(4) % 3},
                       {"label": LabelColumn("categorical", 3, tuple(names))})
-    rundir.write_data_info(str(tmp_path), model_card.data_facts(cfg, src, num_labelled=2))
+    paths.write_data_info(str(tmp_path), model_card.data_facts(cfg, src, num_labelled=2))
     if evaluation:
         with open(tmp_path / "eval.json", "w") as f:
             json.dump(evaluation, f)
@@ -79,11 +81,11 @@ def test_card_of_an_unevaluated_step_says_so(tmp_path):
 
 @pytest.mark.slow
 def test_final_classifier_eval_goes_into_eval_json_and_the_export_card(tmp_path, monkeypatch):
-    from tf_ssinfogan import training
+    from tf_ssinfogan.training import trainer
 
     monkeypatch.setenv("TF_SSINFOGAN_CACHE", str(tmp_path / "cache"))
     cfg = tiny_config(tmp_path, final_classifier_eval=True)
-    result = training.train(cfg, source=tiny_source())
+    result = trainer.train(cfg, source=tiny_source())
     ev = json.load(open(os.path.join(cfg.run_dir, "eval.json")))
     digit = ev["class_conditioned"]["digit"]
     assert digit["samples"] == 1280 and 0.0 <= digit["accuracy"] <= 1.0 and digit["semi_supervised"]
@@ -96,12 +98,12 @@ def test_final_classifier_eval_goes_into_eval_json_and_the_export_card(tmp_path,
 
 @pytest.mark.slow
 def test_a_stronger_judge_for_the_final_and_periodic_evaluations_is_cached_apart(tmp_path, monkeypatch):
-    from tf_ssinfogan import training
+    from tf_ssinfogan.training import trainer
 
     monkeypatch.setenv("TF_SSINFOGAN_CACHE", str(tmp_path / "cache"))
     cfg = tiny_config(tmp_path, final_classifier_eval=True, judge_epochs=2, judge_augment=True, eval_every_epochs=2,
                       export_at_end=False)
-    training.train(cfg, source=tiny_source())
+    trainer.train(cfg, source=tiny_source())
     ev = json.load(open(os.path.join(cfg.run_dir, "eval.json")))
     assert ev["classifier"]["epochs"] == 2 and ev["classifier"]["augment"] is True
     assert ev["classifier"]["architecture"] == "mnist_cnn" and ev["class_conditioned"]["digit"]["samples"] == 1280

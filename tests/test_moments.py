@@ -1,4 +1,4 @@
-"""Slant and thickness measured from pixels (moments.py): known values on drawn strokes, the rank scale, the
+"""Slant and thickness measured from pixels (data/moments.py): known values on drawn strokes, the rank scale, the
 measured label columns of a source, and the judge-free correlation of a model's codes with them."""
 
 import dataclasses
@@ -8,7 +8,7 @@ import pytest
 
 from conftest import tiny_source
 from tf_ssinfogan import config as C
-from tf_ssinfogan import moments, sources
+from tf_ssinfogan.data import moments, sources
 
 
 def _bar(width=2, length=20, shear=0.0, size=28):

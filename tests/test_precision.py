@@ -9,8 +9,8 @@ import tensorflow as tf
 
 from conftest import tiny_config
 from tf_ssinfogan import config as C
-from tf_ssinfogan import rundir
-from tf_ssinfogan import training
+from tf_ssinfogan.rundir import checkpoints, paths
+from tf_ssinfogan.training import trainer
 from tf_ssinfogan.model import SSInfoGAN, _scaled, precision_policy
 from tf_ssinfogan.optimizers import FusedAdam, StepCountingLossScaleOptimizer
 
@@ -33,7 +33,7 @@ def test_precision_is_validated_and_restored():
 
 
 def test_mixed_bfloat16_step_keeps_variables_and_losses_float32(tmp_path):
-    model = rundir.build_model(tiny_config(tmp_path, precision="mixed_bfloat16"), 0.25)
+    model = checkpoints.build_model(tiny_config(tmp_path, precision="mixed_bfloat16"), 0.25)
     assert keras.config.dtype_policy().name == "float32"  # the policy does not leak out of build_model
     assert model.compute_dtype == "bfloat16"
     assert {v.dtype for v in model.generator.weights + model.discriminator.weights} == {"float32"}
@@ -47,7 +47,7 @@ def test_mixed_bfloat16_step_keeps_variables_and_losses_float32(tmp_path):
 
 
 def test_float32_copy_has_the_weights_and_close_outputs(tmp_path):
-    model = rundir.build_model(tiny_config(tmp_path, precision="mixed_bfloat16"), 0.25)
+    model = checkpoints.build_model(tiny_config(tmp_path, precision="mixed_bfloat16"), 0.25)
     model.train_step(_batch())
     copy = model.float32_copy()
     assert copy.compute_dtype == "float32" and copy is not model
@@ -60,7 +60,7 @@ def test_float32_copy_has_the_weights_and_close_outputs(tmp_path):
     assert np.abs(low - full).max() < 0.1  # bfloat16 keeps 8 bits of mantissa
     assert not np.array_equal(low, full)  # the copy really computes in float32
     # A float32 model is its own copy
-    plain = rundir.build_model(tiny_config(tmp_path), 0.25)
+    plain = checkpoints.build_model(tiny_config(tmp_path), 0.25)
     assert plain.float32_copy() is plain
 
 
@@ -126,7 +126,7 @@ def test_an_overflowing_float16_step_is_skipped_but_counted():
 
 def test_mixed_float16_build_model_wraps_the_optimisers_and_resume_refuses_a_switch(tmp_path):
     cfg = tiny_config(tmp_path, precision="mixed_float16", fused_adam=True)
-    model = rundir.build_model(cfg, 0.25)
+    model = checkpoints.build_model(cfg, 0.25)
     for opt in (model.d_optimizer, model.g_optimizer):
         assert isinstance(opt, StepCountingLossScaleOptimizer) and isinstance(opt.inner_optimizer, FusedAdam)
     assert model.compute_dtype == "float16"
@@ -135,16 +135,17 @@ def test_mixed_float16_build_model_wraps_the_optimisers_and_resume_refuses_a_swi
     (run / "config.json").write_text(cfg.to_json())
     other = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, precision="float32"))
     with pytest.raises(C.ConfigError, match="trained with precision 'mixed_float16'.*cannot be resumed"):
-        rundir.check_resume_compatible(str(run), other)
-    rundir.check_resume_compatible(str(run), cfg)  # the same precision resumes
+        paths.check_resume_compatible(str(run), other)
+    paths.check_resume_compatible(str(run), cfg)  # the same precision resumes
 
 
 def test_a_mixed_precision_model_exports_a_float32_saved_model(tmp_path):
-    from tf_ssinfogan import serving, tflite
+    from tf_ssinfogan import tflite
+    from tf_ssinfogan.serving import saved_model
 
-    model = rundir.build_model(tiny_config(tmp_path, precision="mixed_bfloat16"), 0.25)
+    model = checkpoints.build_model(tiny_config(tmp_path, precision="mixed_bfloat16"), 0.25)
     model.train_step(_batch())
-    path = serving.export_saved_model(model, str(tmp_path / "export"))
+    path = saved_model.export_saved_model(model, str(tmp_path / "export"))
     loaded = tf.saved_model.load(path)
     latents = tflite.fixed_latents(model.latent_space, 4)
     fn = loaded.signatures["serving_default"]
@@ -172,12 +173,12 @@ def test_a_mixed_float16_run_resumes_at_its_epoch_boundary_and_exports_float32(t
     src = tiny_source()
     cfg = tiny_config(tmp_path, precision="mixed_float16")
     first = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=2, export_at_end=False))
-    assert training.train(first, source=src).step == 2
+    assert trainer.train(first, source=src).step == 2
     ckpt = tf.train.latest_checkpoint(os.path.join(cfg.run_dir, "checkpoints"))
     assert ckpt.endswith("ckpt-2")
     saved_scale = [tf.train.load_variable(ckpt, n) for n, _ in tf.train.list_variables(ckpt) if "dynamic_scale" in n]
     assert len(saved_scale) == 2 and all(0 < s <= 2.0 ** 15 for s in saved_scale)
-    result = training.train(cfg, source=src)  # resumes (restore asserts every object matched) and finishes
+    result = trainer.train(cfg, source=src)  # resumes (restore asserts every object matched) and finishes
     assert result.step == 4 and result.eval is not None
     loaded = tf.saved_model.load(result.export_path)
     out = loaded.signatures["serving_default"](

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_ssinfogan import callbacks as cb
-from tf_ssinfogan import preemption, rundir, training
-from tf_ssinfogan.fileio import WriteError
+from tf_ssinfogan.evaluation.grids import write_code_grids
+from tf_ssinfogan.rundir import checkpoints
+from tf_ssinfogan.training import preemption, trainer
+from tf_ssinfogan.rundir.fileio import WriteError
 from conftest import tiny_config, tiny_source
 
 
@@ -61,7 +62,7 @@ class _SignalAt(keras.callbacks.Callback):
 def straight(tmp_path_factory):
     """An uninterrupted 8-step run (checkpoints at steps 4 and 8)."""
     cfg = _config(tmp_path_factory.mktemp("straight"), "run")
-    training.train(cfg, source=tiny_source())
+    trainer.train(cfg, source=tiny_source())
     return cfg.run_dir
 
 
@@ -73,7 +74,7 @@ def test_signal_checkpoints_the_current_step_and_the_resumed_run_matches(tmp_pat
     cfg = _config(tmp_path, "run", loop=loop)
     before = signal.getsignal(signum)
     with pytest.raises(preemption.Preempted, match=f"stopped by {signal.Signals(signum).name} at step {at}") as e:
-        training.train(cfg, source=tiny_source(), extra_callbacks=[_SignalAt(at, signum)])
+        trainer.train(cfg, source=tiny_source(), extra_callbacks=[_SignalAt(at, signum)])
     assert signal.getsignal(signum) is before  # the handlers are put back
     assert e.value.step == at and e.value.checkpoint.endswith(f"ckpt-{at}")
     ckpt, _ = _state(cfg.run_dir)
@@ -81,7 +82,7 @@ def test_signal_checkpoints_the_current_step_and_the_resumed_run_matches(tmp_pat
     assert not os.path.exists(os.path.join(cfg.run_dir, "eval.json"))
 
     rec = _SignalAt(-1, signum)  # only records the start
-    result = training.train(cfg, source=tiny_source(), extra_callbacks=[rec])
+    result = trainer.train(cfg, source=tiny_source(), extra_callbacks=[rec])
     assert rec.start == at and result.step == 8
     ckpt, resumed = _state(cfg.run_dir)
     assert ckpt.endswith("ckpt-8")
@@ -94,14 +95,14 @@ def _copy_checkpoints(src_run, dst):
 
 
 def _fresh_model(tmp_path):
-    return rundir.build_model(_config(tmp_path, "x"), 0.25)
+    return checkpoints.build_model(_config(tmp_path, "x"), 0.25)
 
 
 def test_damaged_newest_checkpoint_falls_back_to_the_previous_with_a_warning(tmp_path, straight, caplog):
     model = _fresh_model(tmp_path)
 
     def restore(d):
-        return preemption.restore_newest_readable(lambda m: rundir.make_checkpoint(model, m), d)
+        return checkpoints.restore_newest_readable(lambda m: checkpoints.make_checkpoint(model, m), d)
 
     truncated = _copy_checkpoints(straight, tmp_path / "truncated")
     data = os.path.join(truncated, "ckpt-8.data-00000-of-00001")
@@ -124,17 +125,17 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous_with_a_warning(tmp
     with open(os.path.join(lost_state, "checkpoint"), "w") as f:
         f.write("model_checkpoint_path: \"ckpt-")  # the state file cut short: the files are listed instead
     assert restore(lost_state).endswith("ckpt-8") and model.current_step() == 8
-    assert tf.train.CheckpointManager(rundir.make_checkpoint(model), lost_state, 3).latest_checkpoint is None  # no raise
+    assert tf.train.CheckpointManager(checkpoints.make_checkpoint(model), lost_state, 3).latest_checkpoint is None  # no raise
 
     legacy = str(tmp_path / "legacy")  # written before the metrics were saved: still resumes
-    tf.train.CheckpointManager(rundir.make_checkpoint(model, with_metrics=False), legacy, 3).save(checkpoint_number=8)
+    tf.train.CheckpointManager(checkpoints.make_checkpoint(model, with_metrics=False), legacy, 3).save(checkpoint_number=8)
     assert restore(legacy).endswith("ckpt-8")
 
     for name in os.listdir(truncated):  # every checkpoint damaged: a clear error, nothing deleted
         if ".data-" in name:
             os.truncate(os.path.join(truncated, name), 100)
     files = sorted(os.listdir(truncated))
-    with pytest.raises(preemption.CheckpointError, match=r"no checkpoint in .* can be read: .*ckpt-8 .*ckpt-4"):
+    with pytest.raises(checkpoints.CheckpointError, match=r"no checkpoint in .* can be read: .*ckpt-8 .*ckpt-4"):
         restore(truncated)
     assert sorted(os.listdir(truncated)) == files
 
@@ -199,15 +200,15 @@ def test_failed_writes_name_the_path(tmp_path, monkeypatch):
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("tf_ssinfogan.fileio.os.replace", no_space)
+    monkeypatch.setattr("tf_ssinfogan.rundir.fileio.os.replace", no_space)
     grids = tmp_path / "grids"
     with pytest.raises(WriteError, match=f"cannot write {grids}/grid_digit_000000.png: No space left on device"):
-        cb.write_code_grids(model, str(grids), 0)
+        write_code_grids(model, str(grids), 0)
     assert not [n for n in os.listdir(grids) if n.startswith(".tmp_")]  # no temporary left behind
     monkeypatch.undo()
 
-    manager = tf.train.CheckpointManager(rundir.make_checkpoint(model), str(tmp_path / "ckpt"), 3)
-    good = preemption.save_checkpoint(manager, 0)
+    manager = tf.train.CheckpointManager(checkpoints.make_checkpoint(model), str(tmp_path / "ckpt"), 3)
+    good = checkpoints.save_checkpoint(manager, 0)
 
     def disk_full(*args, **kwargs):
         raise tf.errors.ResourceExhaustedError(None, None, "ckpt-1_temp; No space left on device")
@@ -216,7 +217,7 @@ def test_failed_writes_name_the_path(tmp_path, monkeypatch):
     monkeypatch.setattr(manager._checkpoint, "_write", disk_full, raising=False)
     with pytest.raises(WriteError, match=rf"cannot write checkpoint {tmp_path}/ckpt/ckpt-1: .*No space left "
                                          rf"on device; the last good checkpoint {good} is intact"):
-        preemption.save_checkpoint(manager, 1)
+        checkpoints.save_checkpoint(manager, 1)
     assert tf.train.latest_checkpoint(str(tmp_path / "ckpt")) == good
 
 
@@ -237,30 +238,30 @@ def test_a_full_disk_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_
     cfg = dataclasses.replace(_config(tmp_path, "unused"), run_dir=str(small_tmpfs / "run"))
     with pytest.raises(WriteError, match=r"cannot write checkpoint .*/run/checkpoints/ckpt-8: .*; the last good "
                                          r"checkpoint .*/run/checkpoints/ckpt-4 is intact") as e:
-        training.train(cfg, source=tiny_source())
+        trainer.train(cfg, source=tiny_source())
     assert "No space left on device" in str(e.value) and "{{" not in str(e.value)
     assert sorted(os.listdir(os.path.join(cfg.run_dir, "checkpoints"))) == [  # partial files removed
         "checkpoint", "ckpt-4.data-00000-of-00001", "ckpt-4.index"]
     ckpt = tf.train.latest_checkpoint(os.path.join(cfg.run_dir, "checkpoints"))
     assert ckpt.endswith("ckpt-4")
-    preemption.verify_checkpoint(ckpt)  # complete and readable
+    checkpoints.verify_checkpoint(ckpt)  # complete and readable
 
     # an export to a full disk: the same kind of error, no half-written version left
     model = _fresh_model(tmp_path)
-    from tf_ssinfogan import serving
+    from tf_ssinfogan.serving import saved_model
 
     export = str(small_tmpfs / "run" / "export")
     with pytest.raises(WriteError, match=f"cannot write the export to {export}: "):
-        with preemption.writing(export, "the export to"):
-            serving.export_saved_model(model, export)
-    assert serving.existing_versions(os.path.join(export, serving.DEFAULT_MODEL_NAME)) == []
+        with checkpoints.writing(export, "the export to"):
+            saved_model.export_saved_model(model, export)
+    assert saved_model.existing_versions(os.path.join(export, saved_model.DEFAULT_MODEL_NAME)) == []
 
 
 @pytest.mark.parametrize("error, status, needle", [
     (preemption.Preempted("SIGTERM", 7, "run/checkpoints/ckpt-7"), 75, "preempted: stopped by SIGTERM at step 7"),
     (WriteError("cannot write checkpoint run/checkpoints/ckpt-8: No space left on device"), 74,
      "error: cannot write checkpoint run/checkpoints/ckpt-8: No space left on device"),
-    (preemption.CheckpointError("no checkpoint in run/checkpoints can be read"), 2,
+    (checkpoints.CheckpointError("no checkpoint in run/checkpoints can be read"), 2,
      "error: no checkpoint in run/checkpoints can be read"),
 ])
 def test_cli_exit_status(tmp_path, monkeypatch, capsys, error, status, needle):
@@ -271,7 +272,7 @@ def test_cli_exit_status(tmp_path, monkeypatch, capsys, error, status, needle):
     def fail(cfg, **kwargs):
         raise error
 
-    monkeypatch.setattr(training, "train", fail)
+    monkeypatch.setattr(trainer, "train", fail)
     flags.FLAGS.unparse_flags()
     flags.FLAGS(["train", f"--run_dir={tmp_path / 'run'}", "--verbose=0"])
     try:
@@ -283,7 +284,7 @@ def test_cli_exit_status(tmp_path, monkeypatch, capsys, error, status, needle):
 
 
 def test_evaluate_and_export_load_the_newest_readable_checkpoint(tmp_path, straight, caplog):
-    """`rundir.load_run` (evaluate, export, sample): a damaged newest checkpoint falls back to the previous one
+    """`checkpoints.load_run` (evaluate, export, sample): a damaged newest checkpoint falls back to the previous one
     with a warning; none readable is a clear ConfigError (exit status 2 in the CLIs), nothing deleted."""
     from tf_ssinfogan.config import ConfigError
 
@@ -292,12 +293,12 @@ def test_evaluate_and_export_load_the_newest_readable_checkpoint(tmp_path, strai
     data = os.path.join(run, "checkpoints", "ckpt-8.data-00000-of-00001")
     os.truncate(data, os.path.getsize(data) // 2)
     with caplog.at_level(logging.WARNING, logger="tf_ssinfogan"):
-        _, model = rundir.load_run(run)
+        _, model = checkpoints.load_run(run)
     assert model.current_step() == 4 and "ckpt-8 cannot be read" in caplog.text
     for name in os.listdir(os.path.join(run, "checkpoints")):
         if ".data-" in name:
             os.truncate(os.path.join(run, "checkpoints", name), 100)
     with pytest.raises(ConfigError, match="no checkpoint in .* can be read"):
-        rundir.load_run(run)
-    _, model = rundir.load_run(straight)
+        checkpoints.load_run(run)
+    _, model = checkpoints.load_run(straight)
     assert model.current_step() == 8  # an intact run: its newest

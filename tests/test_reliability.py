@@ -88,7 +88,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path, straight):
 def test_nan_guard_stops_naming_step_and_term_and_keeps_the_last_checkpoint(tmp_path):
     import dataclasses
 
-    from tf_ssinfogan import training
+    from tf_ssinfogan.training import trainer
     from conftest import tiny_config
 
     cfg = tiny_config(tmp_path)
@@ -96,7 +96,7 @@ def test_nan_guard_stops_naming_step_and_term_and_keeps_the_last_checkpoint(tmp_
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=40, d_learning_rate=1e30,
                                                              g_learning_rate=1e30, export_at_end=False))
     with pytest.raises(FloatingPointError, match=r"non-finite \w+ \(nan\) at step \d+; the last checkpoint is kept"):
-        training.train(cfg, source=tiny_source())
+        trainer.train(cfg, source=tiny_source())
     ckpt = tf.train.latest_checkpoint(os.path.join(cfg.run_dir, "checkpoints"))
     if ckpt is not None:  # every checkpoint left behind is complete and holds finite weights
         reader = tf.train.load_checkpoint(ckpt)
@@ -108,7 +108,7 @@ def test_nan_guard_stops_naming_step_and_term_and_keeps_the_last_checkpoint(tmp_
 
 def test_skip_policy_drops_a_non_finite_update_and_moves_on():
     from tf_ssinfogan import config as C
-    from tf_ssinfogan import data
+    from tf_ssinfogan.data import stream as data
     from tf_ssinfogan.model import SSInfoGAN
 
     m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), 8, skip_nonfinite=True)

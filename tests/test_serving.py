@@ -18,9 +18,12 @@ import pytest
 import tensorflow as tf
 
 from conftest import tiny_config, tiny_source
-from tf_ssinfogan import evaluation, serving, tflite, training
+from tf_ssinfogan import tflite
+from tf_ssinfogan.evaluation import final
+from tf_ssinfogan.serving import saved_model
+from tf_ssinfogan.training import trainer
 from tf_ssinfogan.images import images_to_float
-from tf_ssinfogan.sources import DEFAULT_NPZ, ArraySource
+from tf_ssinfogan.data.sources import DEFAULT_NPZ, ArraySource
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPORT_ASSETS = os.path.join(ROOT, "export")
@@ -76,7 +79,7 @@ def run(tmp_path_factory):
     tiny = tiny_source()
     source = ArraySource("mnist300", tiny.train_images, tiny.train_labels, x_test, {"label": y_test})
     cfg = tiny_config(tmp_path_factory.mktemp("serving"))
-    result = training.train(cfg, source=source)
+    result = trainer.train(cfg, source=source)
     return cfg, source, result
 
 
@@ -92,7 +95,7 @@ def loaded(export_dir):
 
 @pytest.fixture(scope="module")
 def model(run):
-    return serving.restore_run(run[0].run_dir)
+    return saved_model.restore_run(run[0].run_dir)
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +119,8 @@ def test_training_exports_every_signature_as_version_1(run, loaded, export_dir, 
     if any(item.get_closest_marker("slow") for item in request.session.items):
         request.getfixturevalue("cli_jobs")  # start the CLI subprocesses now, to overlap the in-process tests
     cfg = run[0]
-    assert export_dir == os.path.join(cfg.run_dir, "export", serving.DEFAULT_MODEL_NAME, "1")
-    assert set(loaded.signatures) == set(serving.SIGNATURES)
+    assert export_dir == os.path.join(cfg.run_dir, "export", saved_model.DEFAULT_MODEL_NAME, "1")
+    assert set(loaded.signatures) == set(saved_model.SIGNATURES)
     with open(os.path.join(export_dir, "assets.extra", "model_info.json")) as f:
         info = json.load(f)
     assert [c["name"] for c in info["codes"]] == ["digit", "c1", "c2"] and info["data_range"] == [0.0, 1.0]
@@ -137,21 +140,21 @@ def test_versions_are_never_overwritten(tmp_path):
         with open(os.path.join(tmp, "saved_model.pb"), "w") as f:
             f.write("v")
 
-    first, second = serving.write_versioned(model_dir, write), serving.write_versioned(model_dir, write)
+    first, second = saved_model.write_versioned(model_dir, write), saved_model.write_versioned(model_dir, write)
     assert [os.path.basename(first), os.path.basename(second)] == ["1", "2"]
     assert oct(os.stat(first).st_mode & 0o777) != oct(0o700)  # readable by a model server's user
     stamp = os.path.getmtime(os.path.join(first, "saved_model.pb"))
     with pytest.raises(FileExistsError, match="never overwritten"):
-        serving.write_versioned(model_dir, write, version=1)
+        saved_model.write_versioned(model_dir, write, version=1)
     os.mkdir(os.path.join(model_dir, "3"))  # e.g. another writer claimed 3 meanwhile: the next free one is 4
-    assert os.path.basename(serving.write_versioned(model_dir, write)) == "4"
+    assert os.path.basename(saved_model.write_versioned(model_dir, write)) == "4"
 
     def failing(tmp):
         open(os.path.join(tmp, "half"), "w").close()
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        serving.write_versioned(model_dir, failing)
+        saved_model.write_versioned(model_dir, failing)
     assert sorted(os.listdir(model_dir)) == ["1", "2", "3", "4"]  # no temp or partial folder
     assert os.path.getmtime(os.path.join(first, "saved_model.pb")) == stamp
 
@@ -217,7 +220,7 @@ def test_bad_inputs_fail_with_an_error_naming_the_input(model, loaded, signature
     }[signature]
     with pytest.raises(tf.errors.InvalidArgumentError) as err:
         _call(loaded, signature, {**good, **change})
-    message = serving.error_message(err.value)
+    message = saved_model.error_message(err.value)
     assert message.startswith(f"input '{name}':") and problem in message, message
 
 
@@ -225,7 +228,7 @@ def test_bad_inputs_fail_with_an_error_naming_the_input(model, loaded, signature
 def test_classify_accuracy_equals_q_ss_accuracy(run, model, loaded):
     _, source, result = run
     expected = result.eval["q_ss_test_accuracy"]["digit"]  # computed by training on the same weights
-    assert evaluation.q_ss_accuracy(model, source)["digit"] == expected
+    assert final.q_ss_accuracy(model, source)["digit"] == expected
     labels = source.test_labels["label"]
     for signature, images in (("classify", images_to_float(source.test_images, (0.0, 1.0))),
                               ("classify_uint8", source.test_images)):
@@ -304,7 +307,7 @@ def test_every_signature_loads_where_tf_ssinfogan_cannot_be_imported(cli_jobs):
     proc = cli_jobs.result("isolated")
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.split("REPORT", 1)[1])
-    assert report["signatures"] == sorted(serving.SIGNATURES)
+    assert report["signatures"] == sorted(saved_model.SIGNATURES)
     assert report["inputs"]["serving_default"] == ["c1", "c2", "digit", "noise"]
     assert report["serving_default"]["images_uint8"] == ["uint8", [2, 28, 28, 1]]
     assert report["sample"]["images"] == ["float32", [4, 28, 28, 1]]

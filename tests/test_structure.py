@@ -16,24 +16,64 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "tf_ssinfogan")
 
 
+COMMANDS = {"train", "evaluate", "export", "sample", "train_classifier", "explore"}
+
+
+def package_modules():
+    """{dotted module name relative to the package: file path}, subpackages included (`__init__` files left out)."""
+    found = {}
+    for folder, _, files in os.walk(PACKAGE):
+        rel = os.path.relpath(folder, PACKAGE)
+        prefix = "" if rel == "." else rel.replace(os.sep, ".") + "."
+        for name in files:
+            if name.endswith(".py") and name != "__init__.py":
+                found[prefix + name[:-3]] = os.path.join(folder, name)
+    return found
+
+
 def package_imports():
-    """{module: set of package modules it imports}, function-level imports included."""
+    """{module: set of package modules it imports}, function-level imports included; dotted names relative to
+    the package (`evaluation.report`)."""
+    modules = package_modules()
     graph = {}
-    for name in sorted(os.listdir(PACKAGE)):
-        if not name.endswith(".py"):
-            continue
-        module = name[:-3]
+    for module, path in sorted(modules.items()):
         deps = set()
-        for node in ast.walk(ast.parse(open(os.path.join(PACKAGE, name)).read())):
+        for node in ast.walk(ast.parse(open(path).read())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tf_ssinfogan"):
-                if node.module == "tf_ssinfogan":
-                    deps.update(a.name for a in node.names)
-                else:
-                    deps.add(node.module.split(".")[1])
+                base = node.module[len("tf_ssinfogan."):] if node.module != "tf_ssinfogan" else ""
+                for a in node.names:
+                    name = f"{base}.{a.name}" if base else a.name
+                    deps.add(name if name in modules else base)
             elif isinstance(node, ast.Import):
-                deps.update(a.name.split(".")[1] for a in node.names if a.name.startswith("tf_ssinfogan."))
-        graph[module] = deps - {module}
+                deps.update(a.name[len("tf_ssinfogan."):] for a in node.names if a.name.startswith("tf_ssinfogan."))
+        graph[module] = deps - {module, ""}
     return graph
+
+
+def unit_of(module):
+    """The unit an import-direction rule speaks of: a subpackage, a command, or a shared top-level module."""
+    top = module.split(".")[0]
+    return "commands" if top in COMMANDS else {"tflite": "serving"}.get(top, top)  # tflite: serving's, moving there
+
+
+# The allowed direction of imports between the units of the package (each may also import itself). A new arrow
+# fails `test_imports_between_packages_point_one_way`: move the code, or change this table on purpose.
+ALLOWED_IMPORTS = {
+    "config": set(),
+    "latents": {"config", "losses"},  # model/ (a package from the next stage on)
+    "losses": set(),
+    "images": set(),
+    "networks": {"config"},
+    "optimizers": set(),
+    "model": {"config", "images", "latents", "losses", "networks"},
+    "data": {"config", "images", "latents"},
+    "cli": {"config", "data"},
+    "rundir": {"config", "model", "optimizers"},
+    "evaluation": {"config", "data", "images", "latents", "losses", "rundir"},
+    "serving": {"cli", "config", "images", "latents", "rundir"},
+    "training": {"config", "data", "evaluation", "images", "rundir", "serving"},
+    "commands": {"cli", "config", "data", "evaluation", "latents", "rundir", "serving", "training"},
+}
 
 
 def find_cycle(graph):
@@ -69,16 +109,39 @@ def test_cycle_finder_finds_a_planted_cycle():
 
 def test_package_imports_have_no_cycle():
     graph = package_imports()
-    assert {"config", "latents", "sources", "data", "rundir", "cli", "training"} <= set(graph)
+    assert {"config", "latents", "data.sources", "data.stream", "rundir.paths", "cli", "training.trainer"} <= set(graph)
     assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph))}"
 
 
 def test_library_modules_never_import_a_cli():
-    clis = {"train", "evaluate", "export", "sample", "train_classifier", "explore"}
     graph = package_imports()
     for module, deps in graph.items():
-        if module not in clis:
-            assert not deps & clis, f"{module} imports the CLI module(s) {deps & clis}"
+        if module not in COMMANDS:
+            assert not deps & COMMANDS, f"{module} imports the CLI module(s) {deps & COMMANDS}"
+
+
+def test_imports_between_packages_point_one_way():
+    graph = package_imports()
+    assert set(map(unit_of, graph)) == set(ALLOWED_IMPORTS), "a unit without a rule (or a rule without a unit)"
+    arrows = {(unit_of(m), unit_of(d)) for m, deps in graph.items() for d in deps} - {(u, u) for u in ALLOWED_IMPORTS}
+    new = sorted((a, b) for a, b in arrows if b not in ALLOWED_IMPORTS[a])
+    assert not new, f"imports against the allowed direction (ALLOWED_IMPORTS): {new}"
+    assert find_cycle({u: deps for u, deps in ALLOWED_IMPORTS.items()}) is None  # the rules themselves point one way
+
+
+def test_the_direction_check_catches_a_new_arrow():
+    graph = package_imports()
+    graph["data.stream"] = graph["data.stream"] | {"training.trainer"}  # data reaching up into training
+    arrows = {(unit_of(m), unit_of(d)) for m, deps in graph.items() for d in deps}
+    assert ("data", "training") in arrows and "training" not in ALLOWED_IMPORTS["data"]
+
+
+def test_no_folder_holds_more_than_eight_modules():
+    by_folder = {}
+    for module in package_modules():
+        by_folder.setdefault(module.rpartition(".")[0], []).append(module)
+    by_folder.pop("")  # the top level: commands and shared files
+    assert max(map(len, by_folder.values())) <= 8, by_folder
 
 
 def test_config_validation_and_flags_load_no_tensorflow():
@@ -213,40 +276,41 @@ def test_train_dry_run_loads_no_tensorflow():
 
 # ------------------------------------------------------------------------------------------ run folder
 def test_run_folder_records_the_measured_labelled_ratio(tmp_path):
-    from tf_ssinfogan import rundir
+    from tf_ssinfogan.rundir import paths
 
     cfg = dataclasses.replace(C.ExperimentConfig(run_dir=str(tmp_path)),
                               data=C.DataConfig(labelled_fraction=0.01, labelled_count=0))
-    assert rundir.labelled_ratio(str(tmp_path), cfg) == 0.0  # no data_info.json: derived (labelled_count 0)
-    rundir.write_data_info(str(tmp_path), {"train_images": 200, "labelled_images": 3, "labelled_fraction": 0.015})
-    assert rundir.labelled_ratio(str(tmp_path), cfg) == pytest.approx(0.015)  # what training measured
+    assert paths.labelled_ratio(str(tmp_path), cfg) == 0.0  # no data_info.json: derived (labelled_count 0)
+    paths.write_data_info(str(tmp_path), {"train_images": 200, "labelled_images": 3, "labelled_fraction": 0.015})
+    assert paths.labelled_ratio(str(tmp_path), cfg) == pytest.approx(0.015)  # what training measured
     plain = C.ExperimentConfig(run_dir=str(tmp_path / "other"))
-    assert rundir.labelled_ratio(plain.run_dir, plain) == 0.01
+    assert paths.labelled_ratio(plain.run_dir, plain) == 0.01
 
 
 def test_run_folder_paths_are_named_in_one_place():
-    from tf_ssinfogan import rundir
+    from tf_ssinfogan.rundir import paths
 
-    rd = rundir.RunDir("r")
+    rd = paths.RunDir("r")
     assert rd.config == os.path.join("r", "config.json") and rd.checkpoints == os.path.join("r", "checkpoints")
     assert rd.export_base == os.path.join("r", "export") and rd.eval_logs == os.path.join("r", "logs", "eval")
-    for module in ("training", "evaluate", "export", "evaluation", "serving", "train"):
-        text = open(os.path.join(PACKAGE, module + ".py")).read()
+    modules = package_modules()
+    for module in ("training.trainer", "evaluate", "export", "evaluation.final", "serving.saved_model", "train"):
+        text = open(modules[module]).read()
         for name in ('"config.json"', '"checkpoints"', '"eval.json"', '"eval_history.jsonl"', '"flags.txt"'):
             assert name not in text, f"{module}.py spells the run-folder name {name}; use rundir"
 
 
 def test_stream_without_labels_keeps_continuous_and_binary_targets_shaped():
     """Plain InfoGAN (no labelled example) with continuous and binary codes tied to columns (a crash before)."""
-    from tf_ssinfogan import data
-    from tf_ssinfogan.sources import ArraySource
+    from tf_ssinfogan.data.sources import ArraySource
+    from tf_ssinfogan.data.stream import TrainStream
 
     rng = np.random.RandomState(0)
     labels = {"x": rng.uniform(-1, 1, 32).astype(np.float32), "b": rng.randint(0, 2, 32), "label": np.arange(32) % 3}
     src = ArraySource("t", rng.randint(0, 255, (32, 8, 8, 1)).astype(np.uint8), labels,
                       rng.randint(0, 255, (8, 8, 8, 1)).astype(np.uint8), {k: v[:8] for k, v in labels.items()})
     latent = C.LatentConfig(noise_dim=2, codes=C.parse_codes("x:cont:1:x,b:bin:1:b,k:cat:3:label"))
-    stream = data.TrainStream(src, latent, C.DataConfig(labelled_fraction=0.0), 4, (0.0, 1.0))
+    stream = TrainStream(src, latent, C.DataConfig(labelled_fraction=0.0), 4, (0.0, 1.0))
     assert stream.num_labelled == 0
     assert {k: v.shape for k, v in stream.labelled_targets.items()} == {"x": (0, 1), "b": (0, 1), "label": (0,)}
     images, targets, mask = next(iter(stream.dataset(0, 1)))
@@ -255,10 +319,10 @@ def test_stream_without_labels_keeps_continuous_and_binary_targets_shaped():
 
 
 def test_the_evaluation_table_covers_every_code_kind():
-    from tf_ssinfogan import code_kinds
+    from tf_ssinfogan.evaluation import scorers
 
-    assert set(code_kinds.KINDS) == set(C.CODE_KINDS)
-    from tf_ssinfogan.evaluator import EvalConfig
+    assert set(scorers.KINDS) == set(C.CODE_KINDS)
+    from tf_ssinfogan.evaluation.report import EvalConfig
 
     fields = {f.name for f in dataclasses.fields(EvalConfig)}
-    assert all(kind.samples_setting in fields for kind in code_kinds.KINDS.values())
+    assert all(kind.samples_setting in fields for kind in scorers.KINDS.values())

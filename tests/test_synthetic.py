@@ -1,13 +1,13 @@
-"""Data sets built offline (synthetic.py): deterministic, labels that match the pixels, measurable samples."""
+"""Data sets built offline (data/synthetic.py): deterministic, labels that match the pixels, measurable samples."""
 
 import hashlib
 
 import numpy as np
 import pytest
 
-from tf_ssinfogan import metrics
-from tf_ssinfogan import synthetic as S
-from tf_ssinfogan.sources import load_npz
+from tf_ssinfogan.evaluation import metrics
+from tf_ssinfogan.data import synthetic as S
+from tf_ssinfogan.data.sources import load_npz
 
 
 def _digest(*arrays):
@@ -79,7 +79,8 @@ def test_built_data_configs_train_a_few_steps(name, shape, tmp_path):
     import tensorflow as tf
 
     from test_datasets import config_from_flagfile
-    from tf_ssinfogan import rundir, training
+    from tf_ssinfogan.rundir import checkpoints
+    from tf_ssinfogan.training import trainer
 
     cfg = config_from_flagfile(name, f"--run_dir={tmp_path / 'run'}", "--synthetic_count=200")
     cfg = dataclasses.replace(
@@ -87,14 +88,14 @@ def test_built_data_configs_train_a_few_steps(name, shape, tmp_path):
                                       labelled_per_batch=min(cfg.data.labelled_per_batch, 2)),  # 16 of 64 -> 2 of 8
         train=dataclasses.replace(cfg.train, batch_size=8, steps=4, steps_per_epoch=2, checkpoint_every_epochs=1,
                                   grid_every_epochs=1, export_at_end=False, verbose=0, eval_every_epochs=0))
-    result = training.train(cfg)
+    result = trainer.train(cfg)
     assert result.step == 4
-    _, model = rundir.load_run(cfg.run_dir)
+    _, model = checkpoints.load_run(cfg.run_dir)
     images = model.generate(model.sample_latents(3))
     assert images.shape == (3,) + shape and float(tf.reduce_min(images)) >= cfg.network.data_range[0]
     probs = model.classify(images)
     assert {c.name: tuple(probs[c.name].shape) for c in cfg.latent.codes} == {c.name: (3, c.dim) for c in cfg.latent.codes}
-    from tf_ssinfogan import factor_eval  # the judge-free evaluation of built data
+    from tf_ssinfogan.evaluation import factors as factor_eval  # the judge-free evaluation of built data
 
     scores = factor_eval.built_data_scores(model, cfg.data.source)
     if name == "colour_digits":
@@ -126,7 +127,7 @@ class _StandIn:
 
 
 def test_sprite_scores_of_a_perfect_stand_in():
-    from tf_ssinfogan import factor_eval
+    from tf_ssinfogan.evaluation import factors as factor_eval
 
     def draw(v):
         n = len(v["x"])
@@ -144,7 +145,7 @@ def test_sprite_scores_of_a_perfect_stand_in():
 
 
 def test_colour_scores_of_a_perfect_and_of_a_colour_blind_stand_in(mnist_digits):
-    from tf_ssinfogan import factor_eval
+    from tf_ssinfogan.evaluation import factors as factor_eval
 
     def draw(v, blind=False):
         fg, bg = np.argmax(v["fg"], -1), np.argmax(v["bg"], -1)

@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 
 from tf_ssinfogan import config as C
-from tf_ssinfogan import rundir
-from tf_ssinfogan import training
+from tf_ssinfogan.rundir import checkpoints
+from tf_ssinfogan.training import trainer
 from conftest import tiny_config, tiny_npz, tiny_source
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,7 +37,7 @@ def test_run_folder_and_resume_continue_from_saved_step(tmp_path):
     src = tiny_source()
     cfg = tiny_config(tmp_path)
     first = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=2, export_at_end=False))
-    result = training.train(first, source=src)
+    result = trainer.train(first, source=src)
     assert result.step == 2
     run = cfg.run_dir
     assert json.load(open(os.path.join(run, "config.json")))["train"]["steps"] == 2
@@ -46,14 +46,14 @@ def test_run_folder_and_resume_continue_from_saved_step(tmp_path):
         "grid_c1_000002.png", "grid_c2_000002.png", "grid_digit_000002.png"]
 
     rec = _StepRecorder()
-    resumed = training.train(cfg, source=src, extra_callbacks=[rec])
+    resumed = trainer.train(cfg, source=src, extra_callbacks=[rec])
     assert rec.start == 2  # resumed from the checkpoint, not from scratch
     assert resumed.step == 4
     assert tf.train.latest_checkpoint(os.path.join(run, "checkpoints")).endswith("ckpt-4")
 
     # the interrupted-and-resumed run ends with the weights of an uninterrupted one
     straight_cfg = dataclasses.replace(cfg, run_dir=str(tmp_path / "straight"))
-    training.train(straight_cfg, source=src)
+    trainer.train(straight_cfg, source=src)
 
     def weights(run_dir):
         return {n: tf.train.load_variable(tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints")), n)
@@ -66,11 +66,11 @@ def test_run_folder_and_resume_continue_from_saved_step(tmp_path):
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
     # a finished run is not trained again; changing the model in the same folder is refused
-    again = training.train(cfg, source=src)
+    again = trainer.train(cfg, source=src)
     assert again.step == 4 and again.eval is None
     other = dataclasses.replace(cfg, latent=dataclasses.replace(cfg.latent, noise_dim=10))
     with pytest.raises(C.ConfigError, match="different latent configuration"):
-        training.train(other, source=src)
+        trainer.train(other, source=src)
 
 
 @pytest.mark.slow
@@ -78,9 +78,9 @@ def test_checkpoint_restores_every_variable(tmp_path):
     src = tiny_source()
     cfg = tiny_config(tmp_path)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=2, export_at_end=False))
-    training.train(cfg, source=src)
-    model = rundir.build_model(cfg, 0.25)
-    rundir.make_checkpoint(model).restore(
+    trainer.train(cfg, source=src)
+    model = checkpoints.build_model(cfg, 0.25)
+    checkpoints.make_checkpoint(model).restore(
         tf.train.latest_checkpoint(os.path.join(cfg.run_dir, "checkpoints"))).assert_consumed()
     assert model.current_step() == 2
     bn = model.generator.blocks[1]
@@ -110,9 +110,9 @@ def test_cli_dry_run_prints_resolved_reference_config():
 def test_build_model_takes_the_step_settings(tmp_path):
     from tf_ssinfogan.optimizers import FusedAdam
 
-    model = rundir.build_model(tiny_config(tmp_path), 0.1)  # the defaults: reused fakes, Keras's Adam
+    model = checkpoints.build_model(tiny_config(tmp_path), 0.1)  # the defaults: reused fakes, Keras's Adam
     assert model.reuse_fakes and not isinstance(model.d_optimizer, FusedAdam)
-    model = rundir.build_model(tiny_config(tmp_path, reuse_fakes=False, fused_adam=True), 0.1)
+    model = checkpoints.build_model(tiny_config(tmp_path, reuse_fakes=False, fused_adam=True), 0.1)
     assert not model.reuse_fakes and isinstance(model.d_optimizer, FusedAdam) and \
         isinstance(model.g_optimizer, FusedAdam)
 
@@ -206,7 +206,7 @@ def test_classifier_recipe_resumes_exactly_and_evaluates_with_the_averaged_weigh
     """Mixed labelled batches, shifts, consistency pseudo-labels and D/Q's moving average: stopped at step 2 and
     resumed equals straight through (the averages included), and the final evaluation, `load_run` (evaluate,
     export) and the checkpoint's averages agree."""
-    from tf_ssinfogan import evaluation
+    from tf_ssinfogan.evaluation import final
 
     src = tiny_source()
     recipe = dict(d_average=0.5, g_average=0.9, adversarial_labelled=False, pseudo_label_weight=1.0,
@@ -214,10 +214,10 @@ def test_classifier_recipe_resumes_exactly_and_evaluates_with_the_averaged_weigh
                   q_ss_fake_weight=1.0, export_at_end=False)
     cfg = tiny_config(tmp_path, **recipe)
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, labelled_per_batch=2, labelled_shift=1))
-    training.train(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=2)), source=src)
-    result = training.train(cfg, source=src)
+    trainer.train(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=2)), source=src)
+    result = trainer.train(cfg, source=src)
     straight = dataclasses.replace(cfg, run_dir=str(tmp_path / "straight"))
-    training.train(straight, source=src)
+    trainer.train(straight, source=src)
 
     def variables(run_dir):
         ckpt = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
@@ -225,20 +225,20 @@ def test_classifier_recipe_resumes_exactly_and_evaluates_with_the_averaged_weigh
                 if not n.startswith(("metrics", "_CHECKPOINTABLE", "save_counter"))}
 
     a, b = variables(cfg.run_dir), variables(straight.run_dir)
-    n_d = len(rundir.build_model(cfg, 0.25).discriminator.trainable_variables)
+    n_d = len(checkpoints.build_model(cfg, 0.25).discriminator.trainable_variables)
     slots = [n for n in a if n.startswith("d_optimizer/_variables/")]
     assert a.keys() == b.keys() and len(slots) == 3 * n_d  # first and second moments, and the average
-    n_g = len(rundir.build_model(cfg, 0.25).generator.trainable_variables)
+    n_g = len(checkpoints.build_model(cfg, 0.25).generator.trainable_variables)
     assert len([n for n in a if n.startswith("g_optimizer/_variables/")]) == 3 * n_g
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
-    _, model = rundir.load_run(cfg.run_dir)  # D/Q hold the averages, not the raw weights
+    _, model = checkpoints.load_run(cfg.run_dir)  # D/Q hold the averages, not the raw weights
     raw = {n: v for n, v in a.items() if n.startswith("discriminator/") and "OPTIMIZER" not in n}
     served = [v.numpy() for v in model.discriminator.trainable_variables]
     assert all(any(w.shape == a[n].shape and np.array_equal(w, a[n]) for n in slots) for w in served)
     assert not all(any(w.shape == r.shape and np.array_equal(w, r) for r in raw.values()) for w in served)
-    assert result.eval["q_ss_test_accuracy"] == evaluation.q_ss_accuracy(model, src)
+    assert result.eval["q_ss_test_accuracy"] == final.q_ss_accuracy(model, src)
     g_slots = [a[n] for n in a if n.startswith("g_optimizer/_variables/")]
     assert all(any(w.shape == v.shape and np.array_equal(w, v) for v in g_slots)
                for w in (x.numpy() for x in model.generator.trainable_variables))  # G generates from its average

@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 
-from tf_ssinfogan import training
+from tf_ssinfogan.training import trainer
 from conftest import tiny_config, tiny_source
 
 
@@ -45,7 +45,7 @@ def test_tiny_training_run_with_its_judge_emits_no_warning(tmp_path, monkeypatch
             warnings.simplefilter("ignore", DeprecationWarning)  # hidden from users by Python's defaults
             warnings.simplefilter("ignore", ResourceWarning)  # likewise (and raised from the GC at random points)
             warnings.showwarning = record
-            result = training.train(cfg, source=tiny_source())
+            result = trainer.train(cfg, source=tiny_source())
     finally:
         logging.getLogger("tensorflow").removeHandler(tf_log)
     assert result.step == 2 and result.eval["class_conditioned"]  # the judge was trained and used

@@ -158,7 +158,7 @@ def config_from_flags(flag_values=FLAGS) -> C.ExperimentConfig:
 # ------------------------------------------------------------------------------------------ one way to fail
 def bad_input_errors() -> tuple:
     """The exception types that mean bad input (not a bug): a message, exit status 2."""
-    from tf_ssinfogan.sources import DataError  # the data layer's error; importing it loads TensorFlow
+    from tf_ssinfogan.data.sources import DataError  # the data layer's error; importing it loads TensorFlow
 
     return (UsageError, C.ConfigError, DataError, FileNotFoundError, FileExistsError, FloatingPointError)
 

@@ -47,12 +47,13 @@ def main(argv):
     cli.require(bool(FLAGS.run_dir), "--run_dir is required")
     import tensorflow as tf
 
-    from tf_ssinfogan import evaluator, factor_eval, inception, judges, rundir
-    from tf_ssinfogan.sources import check_source_matches, load_source
+    from tf_ssinfogan.evaluation import factors, inception, judges, report
+    from tf_ssinfogan.rundir import checkpoints, paths
+    from tf_ssinfogan.data.sources import check_source_matches, load_source
 
-    names = evaluator.METRICS if FLAGS.metrics == ["all"] else tuple(FLAGS.metrics)
+    names = report.METRICS if FLAGS.metrics == ["all"] else tuple(FLAGS.metrics)
     try:
-        cfg_eval = evaluator.EvalConfig(
+        cfg_eval = report.EvalConfig(
             metrics=names, per_class=FLAGS.per_class, continuous_samples=FLAGS.continuous_samples,
             judge_fd_samples=FLAGS.fid_samples, num_samples=FLAGS.num_samples, kid_subsets=FLAGS.kid_subsets,
             kid_subset_size=FLAGS.kid_subset_size, is_splits=FLAGS.is_splits,
@@ -65,7 +66,7 @@ def main(argv):
             extractor = inception.imagenet_extractor(FLAGS.inception_weights, need_top="is" in names)
             extractor_info = {"weights": inception.resolve_weights(FLAGS.inception_weights, "is" in names),
                               "input_size": inception.INPUT_SIZE}
-        cfg, model = rundir.load_run(FLAGS.run_dir, FLAGS.checkpoint)
+        cfg, model = checkpoints.load_run(FLAGS.run_dir, FLAGS.checkpoint)
         source = load_source(cfg.data)
         check_source_matches(source, cfg.latent, cfg.network.image_shape)
         found, category = {}, None
@@ -74,20 +75,20 @@ def main(argv):
             category = judges.category_judge(cfg.latent.codes, found, source, judge_cfg)
     except ValueError as e:  # e.g. a judge file that is not a Keras model
         raise cli.UsageError(str(e)) from None
-    rd = rundir.RunDir(FLAGS.run_dir)
+    rd = paths.RunDir(FLAGS.run_dir)
     out_dir = rd.evaluation
-    result = evaluator.evaluate(model, source, cfg_eval, found, category, extractor, grids_dir=out_dir,
+    result = report.evaluate(model, source, cfg_eval, found, category, extractor, grids_dir=out_dir,
                                 extractor_info=extractor_info)
-    result.update(factor_eval.built_data_scores(model, cfg.data.source, source))  # judge-free, on built data only
+    result.update(factors.built_data_scores(model, cfg.data.source, source))  # judge-free, on built data only
     title = os.path.basename(os.path.normpath(FLAGS.run_dir))
-    json_path, md_path = evaluator.write_report(result, out_dir, title)
-    values = evaluator.scalars(result)
+    json_path, md_path = report.write_report(result, out_dir, title)
+    values = report.scalars(result)
     writer = tf.summary.create_file_writer(rd.eval_logs)
     with writer.as_default(step=result["step"]):
         for tag, value in values.items():
             tf.summary.scalar(tag, value)
     writer.flush()
-    print(evaluator.markdown_report(result, title))
+    print(report.markdown_report(result, title))
     print(f"written: {json_path}, {md_path}")
     return 0
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from absl import flags
 
-from tf_ssinfogan import cli, explorer
+from tf_ssinfogan import cli
+from tf_ssinfogan.serving import explorer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Exported SavedModel: a version folder (runs/x/export/ssinfogan/1), its parent "

@@ -4,7 +4,7 @@
   python -m tf_ssinfogan.export --run_dir=runs/mnist --export_base=/models --tflite
 
 Writes `<export_base>/<model_name>/<version>/` (SavedModel with the signatures serving_default, sample,
-traverse, classify, classify_uint8; see `tf_ssinfogan.serving`) with the next free version, and with --tflite
+traverse, classify, classify_uint8; see `tf_ssinfogan.serving.saved_model`) with the next free version, and with --tflite
 `<export_base>/<model_name>_tflite/<version>/` (generator_<q>.tflite, classifier_<q>.tflite and
 tflite_report.json with sizes and max abs differences against the SavedModel; see `tf_ssinfogan.tflite`).
 Prints a JSON summary. Exits 2 with a message on bad input; nothing is left half-written. Flags live here
@@ -18,7 +18,8 @@ import os
 
 from absl import flags
 
-from tf_ssinfogan import cli, rundir
+from tf_ssinfogan import cli
+from tf_ssinfogan.rundir import paths
 
 FLAGS = flags.FLAGS
 QUANTIZATIONS = ("float32", "float16", "int8")  # as tflite.QUANTIZATIONS (not imported: it loads TensorFlow)
@@ -48,9 +49,9 @@ def main(argv):
     cli.require(bool(FLAGS.run_dir), "--run_dir is required")
     bad_q = [q for q in FLAGS.quantizations if q not in QUANTIZATIONS]
     cli.require(not (FLAGS.tflite and bad_q), f"--quantizations {bad_q} not in {list(QUANTIZATIONS)}")
-    run = rundir.RunDir(FLAGS.run_dir)
+    run = paths.RunDir(FLAGS.run_dir)
     cli.require(run.is_run(),  # checked before TensorFlow loads
-                f"--run_dir {FLAGS.run_dir!r} has no {rundir.CONFIG} (not a training run folder)")
+                f"--run_dir {FLAGS.run_dir!r} has no {paths.CONFIG} (not a training run folder)")
     export_base = FLAGS.export_base or run.export_base
     version = FLAGS.version or None
     tflite_dir = os.path.join(export_base, f"{FLAGS.model_name}_tflite")
@@ -61,15 +62,16 @@ def main(argv):
                         "overwritten")
     import tensorflow as tf
 
-    from tf_ssinfogan import serving, tflite
+    from tf_ssinfogan import tflite
+    from tf_ssinfogan.serving import saved_model as serving
 
     try:
         model = serving.restore_run(FLAGS.run_dir, FLAGS.checkpoint)
     except (FileNotFoundError, ValueError, KeyError, TypeError, AssertionError, tf.errors.OpError) as e:
         raise cli.UsageError(f"cannot restore run {FLAGS.run_dir!r}: {e}") from None
-    from tf_ssinfogan import model_card
+    from tf_ssinfogan.serving import model_card
 
-    card = model_card.card_data(rundir.read_config(FLAGS.run_dir), int(model.step), FLAGS.run_dir)
+    card = model_card.card_data(paths.read_config(FLAGS.run_dir), int(model.step), FLAGS.run_dir)
     try:
         path = serving.export_saved_model(model, export_base, FLAGS.model_name, version, card=card)
     except (FileExistsError, ValueError, OSError) as e:

@@ -90,32 +90,33 @@ def sample_images(model: str, num: int, fixed: dict, seed: int = 0):
     """
     import numpy as np
 
-    from tf_ssinfogan import serving, tflite
+    from tf_ssinfogan import tflite
+    from tf_ssinfogan.serving import saved_model
 
     space = latent_space_from_info(read_model_info(model))
     if os.path.isdir(model):
         import tensorflow as tf
 
         request = tflite.sample_request(space, num, fixed, seed=seed)
-        fn = tf.saved_model.load(model).signatures[serving.SAMPLE]
+        fn = tf.saved_model.load(model).signatures[saved_model.SAMPLE]
         return fn(**{k: tf.constant(v) for k, v in request.items()})["images_uint8"].numpy()
     request = tflite.sample_request(space, num, fixed)
     interp = tflite.interpreter(model_path=model)
     for _ in range(seed):
-        tflite.run_signature(interp, serving.SAMPLE, request)
-    return np.asarray(tflite.run_signature(interp, serving.SAMPLE, request)["images_uint8"])
+        tflite.run_signature(interp, saved_model.SAMPLE, request)
+    return np.asarray(tflite.run_signature(interp, saved_model.SAMPLE, request)["images_uint8"])
 
 
 def traverse_grid(model: str, code: str, steps: int, rows: int, seed: int = 0):
     """uint8 [rows * H, steps * W, C]: the `traverse` signature's grid of a SavedModel folder."""
     import tensorflow as tf
 
-    from tf_ssinfogan import serving
+    from tf_ssinfogan.serving import saved_model
 
-    choices = [c[0] for c in serving.traverse_choices(latent_space_from_info(read_model_info(model)))]
+    choices = [c[0] for c in saved_model.traverse_choices(latent_space_from_info(read_model_info(model)))]
     if code not in choices:
         raise ValueError(f"--traverse {code!r}: not a code of this model; expected one of {choices}")
-    fn = tf.saved_model.load(model).signatures[serving.TRAVERSE]
+    fn = tf.saved_model.load(model).signatures[saved_model.TRAVERSE]
     return fn(code=tf.constant(code), steps=tf.constant(steps), rows=tf.constant(rows),
               seed=tf.constant(seed))["grid_uint8"].numpy()
 
@@ -123,13 +124,13 @@ def traverse_grid(model: str, code: str, steps: int, rows: int, seed: int = 0):
 def write_grid(images, path: str, cols: int = 0) -> str:
     import numpy as np
 
-    from tf_ssinfogan import visualize
+    from tf_ssinfogan.evaluation import grids
 
     n = len(images)
     cols = cols or int(math.ceil(math.sqrt(n)))
     rows = int(math.ceil(n / cols))
     pad = np.full((rows * cols - n,) + images.shape[1:], 255, np.uint8)
-    return visualize.write_png(path, visualize.make_grid(np.concatenate([images, pad]), rows, cols))
+    return grids.write_png(path, grids.make_grid(np.concatenate([images, pad]), rows, cols))
 
 
 flags.register_validator("num", lambda n: 1 <= n <= 4096, "--num must be in [1, 4096]")
@@ -152,10 +153,10 @@ def main(argv):
         cli.require(2 <= FLAGS.steps <= 4096, f"--steps must be in [2, 4096], got {FLAGS.steps}")
     try:
         if FLAGS.traverse is not None:
-            from tf_ssinfogan import visualize
+            from tf_ssinfogan.evaluation import grids
 
             grid = traverse_grid(FLAGS.model, FLAGS.traverse, FLAGS.steps, FLAGS.num, FLAGS.seed)
-            print(visualize.write_png(FLAGS.out, grid))
+            print(grids.write_png(FLAGS.out, grid))
             return 0
         fixed = parse_fixed(FLAGS.code, read_model_info(FLAGS.model))
         images = sample_images(FLAGS.model, FLAGS.num, fixed, FLAGS.seed)
@@ -164,7 +165,7 @@ def main(argv):
     except FileNotFoundError:
         raise
     except Exception as e:  # noqa: BLE001 - e.g. InvalidArgumentError from the in-graph checks
-        from tf_ssinfogan.serving import error_message
+        from tf_ssinfogan.serving.saved_model import error_message
 
         raise cli.UsageError(error_message(e)) from None
     print(write_grid(images, FLAGS.out, FLAGS.cols))

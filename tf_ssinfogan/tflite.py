@@ -30,7 +30,7 @@ from typing import Dict, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tf_ssinfogan import serving
+from tf_ssinfogan.serving import saved_model as serving
 from tf_ssinfogan.latents import first_enumerable, kind_of
 
 QUANTIZATIONS = ("float32", "float16", "int8")

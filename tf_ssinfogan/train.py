@@ -54,12 +54,13 @@ def main(argv):
 
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
-    from tf_ssinfogan import preemption, rundir, training
-    from tf_ssinfogan.fileio import WriteError
+    from tf_ssinfogan.rundir import checkpoints, paths
+    from tf_ssinfogan.training import preemption, trainer
+    from tf_ssinfogan.rundir.fileio import WriteError
 
     try:
-        result = training.train(cfg, flags_text=_module_flags_text())
-    except preemption.CheckpointError as e:  # no checkpoint can be read: nothing was deleted
+        result = trainer.train(cfg, flags_text=_module_flags_text())
+    except checkpoints.CheckpointError as e:  # no checkpoint can be read: nothing was deleted
         print(f"error: {e}", file=sys.stderr)
         return cli.EXIT_BAD_INPUT
     except preemption.Preempted as e:  # a checkpoint of the current step was written
@@ -69,7 +70,7 @@ def main(argv):
         print(f"error: {e}", file=sys.stderr)
         return preemption.EXIT_WRITE_FAILED
     print(f"done: step {result.step} in {result.seconds:.1f} s; run folder {result.run_dir}")
-    run = rundir.RunDir(result.run_dir)
+    run = paths.RunDir(result.run_dir)
     if result.eval:
         print(f"eval: {result.eval}")
         for code, r in result.eval.get("class_conditioned", {}).items():
@@ -80,7 +81,7 @@ def main(argv):
         if result.eval.get("samples_by_class"):
             print(f"samples, one row per class: {result.eval['samples_by_class']}")
     print(f"grids over training: {run.grids}")
-    print(f"TensorBoard: tensorboard --logdir {os.path.join(result.run_dir, rundir.LOGS)}")
+    print(f"TensorBoard: tensorboard --logdir {os.path.join(result.run_dir, paths.LOGS)}")
     if result.export_path:
         print(f"exported: {result.export_path} (model card: "
               f"{os.path.join(result.export_path, 'assets.extra', 'model_card.md')})")

@@ -11,8 +11,8 @@ A judge is trained on the *test* split and measured on the *train* split, so tha
 GAN trained on; its held-out figure (accuracy, balanced accuracy or R^2 by kind) is printed and stored beside
 it (.keras.json). For CIFAR-10-like data (a categorical code, 32x32 colour images with named classes, at least
 20,000 labelled training images; e.g. data/cifar10_jpeg above) the judge is trained on the *train* split with
-crops and flips and measured on the *test* split instead (judges.py, recipe 'train_split'). One judge per
-(dataset, label column, code kind); see tf_ssinfogan/judges.py. The data flags are the train CLI's (the same
+crops and flips and measured on the *test* split instead (evaluation/judges.py, recipe 'train_split'). One judge per
+(dataset, label column, code kind); see tf_ssinfogan/evaluation/judges.py. The data flags are the train CLI's (the same
 names, generated from `config.DataConfig`).
 """
 
@@ -62,14 +62,15 @@ def _codes_from_flags(source):
 
 
 def main(argv):
-    from tf_ssinfogan import judges, rundir
-    from tf_ssinfogan.sources import check_source_matches, load_source
+    from tf_ssinfogan.evaluation import judges
+    from tf_ssinfogan.rundir import paths
+    from tf_ssinfogan.data.sources import check_source_matches, load_source
 
     judge_cfg = judges.JudgeConfig(architecture=FLAGS.architecture, epochs=FLAGS.epochs, augment=FLAGS.augment)
     judge_cfg.validate()
     if FLAGS.run_dir:
-        cfg = rundir.read_config(FLAGS.run_dir)
-        cli.require(cfg is not None, f"run_dir {FLAGS.run_dir!r} has no {rundir.CONFIG} (not a training run folder)")
+        cfg = paths.read_config(FLAGS.run_dir)
+        cli.require(cfg is not None, f"run_dir {FLAGS.run_dir!r} has no {paths.CONFIG} (not a training run folder)")
         source = load_source(cfg.data)
         check_source_matches(source, cfg.latent, cfg.network.image_shape)
         codes = [c for c in cfg.latent.codes if c.semi_supervised]

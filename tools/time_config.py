@@ -22,7 +22,7 @@ FLAGS = flags.FLAGS
 
 
 def synthetic_source(cfg, n=2048):
-    from tf_ssinfogan.sources import ArraySource
+    from tf_ssinfogan.data.sources import ArraySource
 
     rng = np.random.RandomState(0)
     shape = tuple(cfg.network.image_shape)
@@ -39,14 +39,14 @@ def synthetic_source(cfg, n=2048):
 
 
 def main(argv):
-    from tf_ssinfogan import data as data_lib
-    from tf_ssinfogan import rundir
+    from tf_ssinfogan.data import stream as data_lib
+    from tf_ssinfogan.rundir import checkpoints
 
     cfg = train_cli.config_from_flags()
     t = cfg.train
     source = synthetic_source(cfg)
     stream = data_lib.TrainStream(source, cfg.latent, cfg.data, t.batch_size, cfg.network.data_range)
-    model = rundir.build_model(cfg, stream.labelled_ratio)
+    model = checkpoints.build_model(cfg, stream.labelled_ratio)
     warm, timed = 10, FLAGS.timed_steps
     model.fit(stream.dataset(0, warm), epochs=1, steps_per_epoch=warm, verbose=0)
     t0 = time.perf_counter()

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ssinfogan import visualize
-from tf_ssinfogan.images import float_to_uint8
-from tf_ssinfogan.preemption import save_checkpoint
+from tf_ssinfogan.evaluation import grids
+from tf_ssinfogan.rundir.checkpoints import save_checkpoint
 
 
 class CheckpointCallback(keras.callbacks.Callback):
@@ -80,22 +78,6 @@ class ScalarLogger(keras.callbacks.Callback):
         self.writer.flush()
 
 
-def write_code_grids(model, out_dir: str, step: int, writer=None, cols: int = 10):
-    """Writes one fixed-latent grid PNG per code (and to TensorBoard if a writer is given); returns paths."""
-    paths = []
-    space = model.latent_space
-    data_range = model.network_config.data_range
-    for tag, code_name, dim in visualize.grid_specs(space):
-        latents, rows, cols_ = visualize.traversal_latents(space, code_name, dim, cols)
-        images = float_to_uint8(model.generate(latents), data_range).numpy()
-        grid = visualize.make_grid(images, rows, cols_)
-        paths.append(visualize.write_png(os.path.join(out_dir, f"grid_{tag}_{step:06d}.png"), grid))
-        if writer is not None:
-            with writer.as_default(step=step):
-                tf.summary.image(f"Grids/{tag}", grid[None], step=step)
-    return paths
-
-
 class ImageGridCallback(keras.callbacks.Callback):
     """Fixed-latent grids per code every `every_epochs` epochs (and at the end), from the averaged weights where
     the run keeps moving averages."""
@@ -108,5 +90,5 @@ class ImageGridCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every == 0 or epoch + 1 == self.total:
             with self.model.averaged_weights():  # G's moving average, where the run keeps one
-                write_code_grids(self.model, self.out_dir, self.model.current_step(), self.writer)
+                grids.write_code_grids(self.model, self.out_dir, self.model.current_step(), self.writer)
             self.writer.flush()

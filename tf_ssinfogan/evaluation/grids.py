@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Dict, List, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-from tf_ssinfogan.fileio import write_bytes_atomic
+from tf_ssinfogan.images import float_to_uint8
+from tf_ssinfogan.rundir.fileio import write_bytes_atomic
 from tf_ssinfogan.latents import LatentSpace, first_enumerable, kind_of
 
 
@@ -76,3 +78,19 @@ def class_conditioned_latents(space: LatentSpace, code_name: str, per_class: int
     lat = space.sample(code.dim * per_class, tf.constant(seed))
     lat[code.name] = tf.repeat(tf.eye(code.dim), per_class, axis=0)
     return lat
+
+
+def write_code_grids(model, out_dir: str, step: int, writer=None, cols: int = 10):
+    """Writes one fixed-latent grid PNG per code (and to TensorBoard if a writer is given); returns paths."""
+    paths = []
+    space = model.latent_space
+    data_range = model.network_config.data_range
+    for tag, code_name, dim in grid_specs(space):
+        latents, rows, cols_ = traversal_latents(space, code_name, dim, cols)
+        images = float_to_uint8(model.generate(latents), data_range).numpy()
+        grid = make_grid(images, rows, cols_)
+        paths.append(write_png(os.path.join(out_dir, f"grid_{tag}_{step:06d}.png"), grid))
+        if writer is not None:
+            with writer.as_default(step=step):
+                tf.summary.image(f"Grids/{tag}", grid[None], step=step)
+    return paths

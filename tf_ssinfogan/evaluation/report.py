@@ -8,7 +8,7 @@ Metric groups (`EvalConfig.metrics`):
              (offline; comparable only between runs on the same data and judge).
   info     - the information lower bounds L_I = E[log Q(c|x)] + H(c) next to H(c) (InfoGAN, Eqs. 2-4).
   fid, kid, is - FID (Heusel et al. 2017), KID (Binkowski et al. 2018) on InceptionV3 pool features and the
-             Inception Score (Salimans et al. 2016) of the samples, `num_samples` each (`inception.py`).
+             Inception Score (Salimans et al. 2016) of the samples, `num_samples` each (`evaluation/inception.py`).
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ssinfogan import code_kinds, evaluation, judges, metrics
+from tf_ssinfogan.evaluation import final, grids, judges, metrics, scorers
 from tf_ssinfogan.latents import kind_of
 from tf_ssinfogan.config import ConfigError
-from tf_ssinfogan.data import test_dataset
-from tf_ssinfogan.sources import ArraySource
-from tf_ssinfogan.fileio import write_text_atomic
+from tf_ssinfogan.data.stream import test_dataset
+from tf_ssinfogan.data.sources import ArraySource
+from tf_ssinfogan.rundir.fileio import write_text_atomic
 
 METRICS = ("codes", "judge_fd", "info", "fid", "kid", "is")
 OFFLINE_METRICS = ("codes", "judge_fd", "info")
@@ -67,7 +67,7 @@ class EvalConfig:
 
 
 def _sample_uint8(model, num: int, seed, batch_size: int = 500) -> np.ndarray:
-    return evaluation.generate_uint8(model, model.latent_space.sample(num, tf.constant(seed)), batch_size)
+    return final.generate_uint8(model, model.latent_space.sample(num, tf.constant(seed)), batch_size)
 
 
 def _real_subset(source: ArraySource, num: int, seed: int) -> np.ndarray:
@@ -92,11 +92,11 @@ def q_on_real(model, source: ArraySource, batch_size: int = 500, batch_statistic
     result = {}
     for c in codes:
         y = np.asarray(source.test_labels[c.label])
-        keep = code_kinds.known_rows(y, c.kind)
+        keep = scorers.known_rows(y, c.kind)
         if not keep.any():
             result[c.name] = {"unavailable": f"no known {c.label!r} labels in the test split"}
             continue
-        result[c.name] = {**code_kinds.KINDS[c.kind].q_on_real(np.concatenate(outs[c.name])[keep], y[keep], c),
+        result[c.name] = {**scorers.KINDS[c.kind].q_on_real(np.concatenate(outs[c.name])[keep], y[keep], c),
                           "examples": int(keep.sum())}
     return result
 
@@ -113,7 +113,7 @@ def code_metrics(model, judges: Dict[str, object], cfg: EvalConfig, category_jud
     """Per code: the judge's score of samples (see code_kinds) and the judge's own held-out figure."""
     out = {}
     for i, code in enumerate(model.latent_config.codes):
-        kind = code_kinds.KINDS[code.kind]
+        kind = scorers.KINDS[code.kind]
         seed = (cfg.seed, 3 + i)
         entry = {"kind": code.kind, "dim": code.dim, "label": code.label, "semi_supervised": code.semi_supervised}
         judge = judges.get(code.name) if code.semi_supervised else (
@@ -202,15 +202,13 @@ def evaluate(model, source: ArraySource, cfg: EvalConfig = EvalConfig(), judges:
             judge_frechet_distance(model, first, source, cfg.judge_fd_samples, cfg.seed) if first is not None
             else {"unavailable": "no judge (no semi-supervised code and no categorical 'label' column)"})
     if "info" in cfg.metrics:
-        result["information_bounds"] = evaluation.information_bounds(model)
+        result["information_bounds"] = final.information_bounds(model)
     if cfg.needs_inception:
         if extractor is None:
             raise ConfigError("fid/kid/is need an InceptionV3 extractor (inception.imagenet_extractor)")
         result["inception"] = {**(extractor_info or {}), **inception_metrics(model, source, cfg, extractor)}
     if grids_dir:
-        from tf_ssinfogan.callbacks import write_code_grids
-
-        result["traversal_grids"] = write_code_grids(model, grids_dir, result["step"])
+        result["traversal_grids"] = grids.write_code_grids(model, grids_dir, result["step"])
     return result
 
 

@@ -36,11 +36,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ssinfogan import code_kinds, evaluation
+from tf_ssinfogan.evaluation import final, scorers
 from tf_ssinfogan.images import affine_images, random_affine_params, random_shift
 from tf_ssinfogan.latents import kind_of
 from tf_ssinfogan.config import CodeSpec, ConfigError
-from tf_ssinfogan.sources import ArraySource
+from tf_ssinfogan.data.sources import ArraySource
 
 ARCHITECTURES = ("auto", "mnist_cnn", "resnet", "resnet9")
 DEFAULT_EPOCHS = {"mnist_cnn": 5, "resnet": 10, "resnet9": 12}
@@ -160,7 +160,7 @@ def build_resnet9(image_shape, width: int, seed: int = 0, widths=(24, 48, 96, 19
 
 def build_judge(architecture: str, image_shape, width: int, seed: int = 0) -> keras.Model:
     if architecture == "mnist_cnn":
-        return evaluation.build_classifier(image_shape, width, seed)
+        return final.build_classifier(image_shape, width, seed)
     if architecture == "resnet9":
         return build_resnet9(image_shape, width, seed)
     return build_resnet(image_shape, width, seed)
@@ -173,7 +173,7 @@ def resolve(source: ArraySource, code: CodeSpec, config: JudgeConfig = JudgeConf
     if recipe == "auto":
         column = source.column(code.label) if code.label in source.train_labels else None
         names = column.class_names if column is not None else ()
-        known = (int(np.count_nonzero(code_kinds.known_rows(source.train_labels[code.label], code.kind)))
+        known = (int(np.count_nonzero(scorers.known_rows(source.train_labels[code.label], code.kind)))
                  if column is not None else 0)
         natural = code.kind == "categorical" and bool(names) and not all(str(n).isdigit() for n in names)
         recipe = "train_split" if (natural and tuple(source.image_shape) == (32, 32, 3)
@@ -188,7 +188,7 @@ def resolve(source: ArraySource, code: CodeSpec, config: JudgeConfig = JudgeConf
 def _fingerprint(source: ArraySource, recipe: str) -> str:
     """The cache key's data digest: the test split (`evaluation.data_fingerprint`), and for 'train_split' the
     train split too (what that judge learns from)."""
-    digest = evaluation.data_fingerprint(source)
+    digest = final.data_fingerprint(source)
     if recipe != "train_split":
         return digest
     import hashlib
@@ -214,7 +214,7 @@ def judge_path(source: ArraySource, code: CodeSpec, architecture: str, config: J
         architecture = resolved
     tag = config.tag(architecture, recipe)
     if kind_of(code).enumerable and architecture == "mnist_cnn" and recipe == "paper":
-        return os.path.splitext(evaluation.default_classifier_path(source, code.label))[0] + tag + ".keras"
+        return os.path.splitext(final.default_classifier_path(source, code.label))[0] + tag + ".keras"
     return os.path.join(_cache_dir(), "classifiers", f"{os.path.splitext(source.name)[0]}_{code.label}_"
                         f"{code.kind}{code.dim}_{architecture}_{_fingerprint(source, recipe)}{tag}.keras")
 
@@ -224,7 +224,7 @@ def _split(source: ArraySource, code: CodeSpec, split: str) -> Tuple[np.ndarray,
     labels = (source.test_labels if split == "test" else source.train_labels).get(code.label)
     if labels is None:
         raise JudgeUnavailable(f"{source.name!r} has no label column {code.label!r} in its {split} split")
-    keep = code_kinds.known_rows(labels, code.kind)
+    keep = scorers.known_rows(labels, code.kind)
     return images[keep], np.asarray(labels)[keep]
 
 
@@ -282,7 +282,7 @@ def train_judge_on_train_split(source: ArraySource, code: CodeSpec, config: Judg
                                                tf.one_hot(xy[1], code.dim)), num_parallel_calls=2).prefetch(2)
     model.fit(fit, epochs=epochs, steps_per_epoch=steps, verbose=verbose, shuffle=False)
     x_val, y_val = _split(source, code, "test")
-    kind = code_kinds.KINDS[code.kind]
+    kind = scorers.KINDS[code.kind]
     held_out = kind.judge_held_out(_predict(model, x_val), y_val, code) if len(x_val) else {}
     meta = {"label": code.label, "kind": code.kind, "dim": code.dim, "architecture": architecture, "epochs": epochs,
             "augment": False, "recipe": "train_split", "recipe_text": RECIPE_TEXT["train_split"],
@@ -300,7 +300,7 @@ def train_judge(source: ArraySource, code: CodeSpec, config: JudgeConfig = Judge
     recipe, arch = resolve(source, code, config)
     if recipe == "train_split":
         return train_judge_on_train_split(source, code, config, verbose, arch)
-    kind = code_kinds.KINDS[code.kind]
+    kind = scorers.KINDS[code.kind]
     epochs = config.epochs or DEFAULT_EPOCHS[arch]
     x_fit, y_fit, model = _start(source, code, config, "test", arch,
                                  "a judge trains on the test split and needs at least 2")
@@ -319,7 +319,7 @@ def train_judge(source: ArraySource, code: CodeSpec, config: JudgeConfig = Judge
             "augment": bool(config.augment), "recipe": "paper", "recipe_text": RECIPE_TEXT["paper"],
             "trained_on": "test split", "trained_examples": int(len(x_fit)),
             "held_out_split": "train", "held_out_examples": int(len(x_val)), "held_out": held_out,
-            "source": source.name, "fingerprint": evaluation.data_fingerprint(source)}
+            "source": source.name, "fingerprint": final.data_fingerprint(source)}
     if kind_of(code).enumerable:
         meta["validation_accuracy_on_train_split"] = held_out.get("value", float("nan"))
     return model, meta
@@ -330,18 +330,18 @@ def get_judge(source: ArraySource, code: CodeSpec, config: JudgeConfig = JudgeCo
     arch = resolve(source, code, config)[1]
     path = path or judge_path(source, code, arch, config)
     if os.path.isfile(path):
-        model, meta = evaluation.load_classifier(path)
+        model, meta = final.load_classifier(path)
         if "held_out" not in meta and "validation_accuracy_on_train_split" in meta:  # cached by an older version
             meta["held_out"] = {"metric": "accuracy", "value": meta["validation_accuracy_on_train_split"]}
             # (that version trained the MNIST classifier the same way: on the test split, measured on the train
             # split's known labels)
             meta.setdefault("architecture", arch)
             meta.setdefault("held_out_split", "train")
-            known = code_kinds.known_rows(source.train_labels.get(code.label, np.zeros([0])), code.kind)
+            known = scorers.known_rows(source.train_labels.get(code.label, np.zeros([0])), code.kind)
             meta.setdefault("held_out_examples", int(np.count_nonzero(known)))
         return Judge(model, meta, path)
     model, meta = train_judge(source, code, config)
-    evaluation.save_classifier(model, path, meta)
+    final.save_classifier(model, path, meta)
     return Judge(model, meta, path)
 
 

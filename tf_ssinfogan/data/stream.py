@@ -24,7 +24,7 @@ import tensorflow as tf
 from tf_ssinfogan.config import ConfigError, DataConfig, LatentConfig
 from tf_ssinfogan.images import affine_images, images_to_float, random_affine_params, random_flip, random_shift
 from tf_ssinfogan.latents import kind_of
-from tf_ssinfogan.sources import ArraySource, labelled_candidates
+from tf_ssinfogan.data.sources import ArraySource, labelled_candidates
 
 
 def select_labelled(labels: np.ndarray, config: DataConfig, num_classes: Optional[int] = None,

@@ -1,4 +1,5 @@
-"""The run folder: every path in it, its configuration, resume compatibility, checkpoints and the model.
+"""The run folder: every path in it, its configuration and resume compatibility (checkpoints and the model of
+a run: `rundir.checkpoints`).
 
 Layout of `<run_dir>/`:
   config.json            the resolved `ExperimentConfig` (rewritten atomically at each start)
@@ -12,20 +13,20 @@ Layout of `<run_dir>/`:
   samples_by_class.png   class-conditioned sample grid
   eval_history.jsonl     evaluations during training (--eval_every_epochs)
   evaluation/            `tf_ssinfogan.evaluate` reports and grids
-  export/<name>/<v>/     SavedModel versions (TF Serving layout; `serving.py`)
+  export/<name>/<v>/     SavedModel versions (TF Serving layout; `serving/saved_model.py`)
 
-Training, evaluation and export use this module for every path and for the model of a run. TensorFlow and the
-model are imported on first use, so that CLIs can check a run folder before TensorFlow loads.
+Training, evaluation and export use this module for every path of a run. It does not import TensorFlow, so
+that CLIs can check a run folder before TensorFlow loads.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Optional, Tuple
+from typing import Optional
 
 from tf_ssinfogan.config import ConfigError, ExperimentConfig
-from tf_ssinfogan.fileio import write_text_atomic
+from tf_ssinfogan.rundir.fileio import write_text_atomic
 
 CONFIG = "config.json"
 FLAGS_FILE = "flags.txt"
@@ -125,88 +126,3 @@ def check_resume_compatible(run_dir: str, cfg: ExperimentConfig) -> None:
         raise ConfigError(
             f"run_dir {run_dir!r} was trained with precision {old.train.precision!r}, which cannot be resumed "
             f"as {cfg.train.precision!r} (float16 loss scaling changes the checkpoint); use a new run_dir")
-
-
-# ------------------------------------------------------------------------------------------ model
-def _variables_by_path(model) -> dict:
-    # Keras 3 models are not tracked as tf.train.Checkpoint children: name every variable explicitly.
-    named = {v.path.replace("/", "."): v for v in model.variables}
-    if len(named) != len(model.variables):
-        raise ValueError(f"{model.name}: variable paths are not unique; give its layers distinct names")
-    return named
-
-
-def make_checkpoint(model, with_metrics: bool = True):
-    """Everything a resume needs: every variable of G and D/Q (BN statistics too), both optimisers (with
-    their step counters), the latent RNG state and the running epoch metrics (for a mid-epoch resume;
-    `with_metrics=False` reads checkpoints written before they were saved).
-
-    The data-schedule position is the step itself (the stream is indexed by step, see data.py).
-    """
-    import tensorflow as tf
-
-    parts = dict(
-        generator=_variables_by_path(model.generator),
-        discriminator=_variables_by_path(model.discriminator),
-        d_optimizer=model.d_optimizer,
-        g_optimizer=model.g_optimizer,
-        latent_seed=model.seed_generator.state,
-    )
-    if with_metrics:
-        parts["metrics"] = {f"{m.name}.{v.name}": v for m in model.metrics for v in m.variables}
-    return tf.train.Checkpoint(**parts)
-
-
-def build_model(cfg: ExperimentConfig, labelled_ratio: float):
-    """The `SSInfoGAN` of a configuration and its optimisers (call inside the strategy scope).
-
-    With no labelled example (ratio 0, plain InfoGAN) Q_ss also learns from fakes.
-    """
-    from tf_ssinfogan.model import SSInfoGAN, precision_policy
-    from tf_ssinfogan.optimizers import make_adam
-
-    t = cfg.train
-    if t.guide_head and labelled_ratio == 0.0:
-        raise ConfigError("--guide_head needs labelled images (the guide head learns only from them); this run has "
-                          "none (plain InfoGAN)")
-    with precision_policy(t.precision):
-        model = SSInfoGAN(cfg.latent, cfg.network, t.batch_size, ss_weight=t.ss_weight, us_weight=t.us_weight,
-                          q_ss_on_fakes=labelled_ratio == 0.0,
-                          q_ss_fake_weight=t.q_ss_fake_weight, labelled_per_batch=cfg.data.labelled_per_batch,
-                          pseudo_label_weight=t.pseudo_label_weight, pseudo_label_threshold=t.pseudo_label_threshold,
-                          pseudo_label_shift=t.pseudo_label_shift, pseudo_label_rotation=t.pseudo_label_rotation,
-                          pseudo_label_flip=t.pseudo_label_flip,
-                          adversarial_labelled=t.adversarial_labelled, guide_head=t.guide_head,
-                          skip_nonfinite=t.nan_policy == "skip", seed=t.seed,
-                          instance_noise=t.instance_noise, reuse_fakes=t.reuse_fakes)
-
-    def optimizer(lr, name, ema=0.0):
-        return make_adam(lr, t.beta_1, t.beta_2, name, fused=t.fused_adam, precision=t.precision, ema_momentum=ema)
-
-    model.compile(d_optimizer=optimizer(t.d_learning_rate, "d_adam", t.d_average),
-                  g_optimizer=optimizer(t.g_learning_rate, "g_adam", t.g_average), jit_compile=t.jit_compile)
-    return model
-
-
-def load_run(run_dir: str, checkpoint: str = "") -> Tuple[ExperimentConfig, object]:
-    """(config, model) of a run folder, restored from its newest readable (or the given) checkpoint, for
-    inference: the networks hold their averaged weights where the run kept moving averages."""
-    cfg = read_config(run_dir)
-    if cfg is None:
-        raise ConfigError(f"run_dir {run_dir!r} has no {CONFIG} (not a training run folder)")
-    from tf_ssinfogan import preemption
-
-    rd = RunDir(run_dir)
-    model = build_model(cfg, labelled_ratio(run_dir, cfg))
-    if checkpoint:
-        make_checkpoint(model).restore(checkpoint).expect_partial()
-    else:  # the newest that reads completely (a damaged newest one falls back, with a warning naming both)
-        try:
-            checkpoint = preemption.restore_newest_readable(lambda with_metrics: make_checkpoint(model, with_metrics),
-                                                            rd.checkpoints)
-        except preemption.CheckpointError as e:
-            raise ConfigError(str(e)) from None
-        if not checkpoint:
-            raise ConfigError(f"run_dir {run_dir!r} has no checkpoint in {rd.checkpoints}")
-    model.use_averaged_weights()  # the moving averages, where the run kept them (--d_average, --g_average)
-    return cfg, model

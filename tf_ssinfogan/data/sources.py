@@ -4,7 +4,7 @@ Loaders for an npz file (the MNIST shipped with the package by default), a TFDS 
 folder all return an `ArraySource`: uint8 NHWC train and test images plus flat label columns
 (`{column: [N] or [N, d]}`; -1, or NaN for continuous columns, marks an unknown label). `check_source_matches`
 refuses a code spec or network shape that does not fit the data, naming both sides. The step-indexed training
-stream built from a source lives in `data.py`.
+stream built from a source lives in `data/stream.py`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ssinfogan.config import ConfigError, DataConfig, LatentConfig
-from tf_ssinfogan import synthetic
+from tf_ssinfogan.data import synthetic
 from tf_ssinfogan.latents import kind_of
 
-DEFAULT_NPZ = os.path.join(os.path.dirname(__file__), "data_files", "mnist.npz")
+DEFAULT_NPZ = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data_files", "mnist.npz")
 
 
 class DataError(ValueError):
@@ -686,14 +686,14 @@ def load_sprites(count: int, size: int, seed: int = 2017) -> ArraySource:
 
 
 def with_measured_labels(source: ArraySource, names) -> ArraySource:
-    """`source` with the label columns `names` (slant, thickness) measured from its pixels (`moments.py`): float32
+    """`source` with the label columns `names` (slant, thickness) measured from its pixels (`data/moments.py`): float32
     in [-1, 1] on the training split's rank scale, for both splits; needs 28x28 grey images."""
     if not names:
         return source
     if tuple(source.image_shape) != (28, 28, 1):
         raise DataError(f"measured labels {list(names)} are measured on 28x28 grey digits; {source.name!r} has images "
                         f"of shape {source.image_shape}")
-    from tf_ssinfogan import moments
+    from tf_ssinfogan.data import moments
 
     scales, measured = moments.fit_columns(source.train_images, tuple(names))
     train = {**source.train_labels, **measured}

@@ -1,4 +1,4 @@
-"""Judge-free scores for data built with known factors (synthetic.py): the samples' pixels are measured.
+"""Judge-free scores for data built with known factors (data/synthetic.py): the samples' pixels are measured.
 
 Colour digits: for each code tied to the 'fg' or 'bg' column, the accuracy of class-conditioned samples whose
 colour read from the pixels (`synthetic.measure_colours`) is the code's value.
@@ -6,7 +6,7 @@ Sprites: samples drawn from the priors are measured (`synthetic.measure_sprites`
 scale, given the shape code; mean intensity -> bright); for each code tied to a factor, Pearson and Spearman
 correlation (continuous) or accuracy (binary) between the code fed to G and the measured factor; and the
 mutual information gap (Chen et al. 2018) between every code and the measured factors.
-Digits with measured slant / thickness columns (`--measured_labels`, `moments.py`): samples drawn from the priors
+Digits with measured slant / thickness columns (`--measured_labels`, `data/moments.py`): samples drawn from the priors
 are measured with the same pixel formulas and mapped to [-1, 1] with the training split's scale; for each code
 tied to one of those columns, the Pearson and Spearman correlation between the code fed to G and the measurement.
 """
@@ -18,7 +18,8 @@ from typing import Dict
 import numpy as np
 import tensorflow as tf
 
-from tf_ssinfogan import evaluation, metrics, moments, synthetic, visualize
+from tf_ssinfogan.data import moments, synthetic
+from tf_ssinfogan.evaluation import final, grids, metrics
 from tf_ssinfogan.latents import kind_of
 
 
@@ -28,8 +29,8 @@ def colour_digit_scores(model, per_value: int = 128, seed=(0, 6)) -> Dict[str, d
     for code in model.latent_config.codes:
         if code.label not in ("fg", "bg"):
             continue
-        latents = visualize.class_conditioned_latents(model.latent_space, code.name, per_value, seed)
-        fg, bg = synthetic.measure_colours(evaluation.generate_uint8(model, latents))
+        latents = grids.class_conditioned_latents(model.latent_space, code.name, per_value, seed)
+        fg, bg = synthetic.measure_colours(final.generate_uint8(model, latents))
         measured = fg if code.label == "fg" else bg
         values = np.repeat(np.arange(code.dim), per_value)
         out[code.name] = {"accuracy": float(np.mean(measured == values)), "samples": int(len(values)),
@@ -41,7 +42,7 @@ def sprite_scores(model, num: int = 2000, seed=(0, 7)) -> dict:
     """Per factor code: correlation or accuracy against the factor measured on samples; and the MIG."""
     space = model.latent_space
     latents = space.sample(num, tf.constant(seed))
-    images = evaluation.generate_uint8(model, latents)
+    images = final.generate_uint8(model, latents)
     values = {c.name: (np.argmax(latents[c.name].numpy(), -1) if kind_of(c).enumerable
                        else latents[c.name].numpy()[:, 0]) for c in space.codes}
     shape_code = next((c for c in space.codes if c.label == "shape"), None)
@@ -69,7 +70,7 @@ def moment_scores(model, source, num: int = 2000, seed=(0, 8)) -> dict:
     if not codes:
         return {}
     latents = model.latent_space.sample(num, tf.constant(seed))
-    images = evaluation.generate_uint8(model, latents)
+    images = final.generate_uint8(model, latents)
     scales = moments.fit_scales(source.train_images, sorted({c.label for c in codes}))
     measured = moments.scaled_columns(images, scales)
     out = {}

@@ -16,9 +16,9 @@ import math
 import os
 from typing import Dict, List, Optional
 
-from tf_ssinfogan import rundir
+from tf_ssinfogan.rundir import paths
 from tf_ssinfogan.latents import kind_of
-from tf_ssinfogan.fileio import write_text_atomic
+from tf_ssinfogan.rundir.fileio import write_text_atomic
 
 MNIST_LICENCE = ("MNIST database of handwritten digits, Y. LeCun and C. Cortes "
                  "(http://yann.lecun.com/exdb/mnist/), Creative Commons Attribution-Share Alike 3.0 (CC BY-SA 3.0)")
@@ -85,7 +85,7 @@ def _read_json(path: str) -> Optional[dict]:
 
 def evaluation_for_step(run_dir: str, step: int) -> Optional[dict]:
     """The run's evaluation of `step` (eval.json, else evaluation/eval_<step>.json), or None."""
-    rd = rundir.RunDir(run_dir)
+    rd = paths.RunDir(run_dir)
     for path in [rd.eval_json] + sorted(glob.glob(os.path.join(rd.evaluation, "eval_*.json")), reverse=True):
         result = _read_json(path)
         if result and result.get("step") == step:
@@ -95,7 +95,7 @@ def evaluation_for_step(run_dir: str, step: int) -> Optional[dict]:
 
 def card_data(cfg, step: int, run_dir: str, evaluation: Optional[dict] = None) -> dict:
     """The model card of the model of run `cfg` at `step` (as JSON-ready data)."""
-    facts = _read_json(rundir.RunDir(run_dir).data_info) or {}
+    facts = _read_json(paths.RunDir(run_dir).data_info) or {}
     evaluation = evaluation if evaluation is not None else evaluation_for_step(run_dir, step)
     names = facts.get("class_names", {})
     labelled = cfg.data.labelled_fraction > 0 or (cfg.data.labelled_count or 0) > 0

@@ -1,6 +1,6 @@
 """One training run from an `ExperimentConfig`: set-up, resume, fit, checkpoints, final evaluation, export.
 
-The run folder's layout, its configuration and the model of a run are `rundir.py`'s.
+The run folder's layout, its configuration and the model of a run are `rundir`'s (`rundir/paths.py`, `rundir/checkpoints.py`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,13 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from tf_ssinfogan import callbacks as cb
-from tf_ssinfogan import data as data_lib
-from tf_ssinfogan import evaluation, evaluator, factor_eval, judges, model_card, preemption, rundir, serving, sources
+from tf_ssinfogan.training import callbacks as cb
+from tf_ssinfogan.data import stream as data_lib
+from tf_ssinfogan.data import sources
+from tf_ssinfogan.evaluation import factors, final, judges, report
+from tf_ssinfogan.rundir import checkpoints, paths
+from tf_ssinfogan.serving import model_card, saved_model
+from tf_ssinfogan.training import preemption
 from tf_ssinfogan.config import CodeSpec, ConfigError, ExperimentConfig
 
 log = logging.getLogger("tf_ssinfogan")
@@ -57,8 +61,8 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
     `flags_text` (the CLI's flags) is written to the run folder once the run is known to be resumable."""
     cfg.validate()
     t = cfg.train
-    rundir.check_resume_compatible(cfg.run_dir, cfg)
-    rd = rundir.RunDir(cfg.run_dir)
+    paths.check_resume_compatible(cfg.run_dir, cfg)
+    rd = paths.RunDir(cfg.run_dir)
     source = source if source is not None else sources.load_source(cfg.data)
     sources.check_source_matches(source, cfg.latent, cfg.network.image_shape)
     keras.utils.set_random_seed(t.seed)
@@ -77,16 +81,16 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
 
     chief = is_chief(strategy)
     if chief:
-        rundir.write_config(cfg, flags_text)
-        rundir.write_data_info(cfg.run_dir, model_card.data_facts(cfg, source, stream.num_labelled))
+        paths.write_config(cfg, flags_text)
+        paths.write_data_info(cfg.run_dir, model_card.data_facts(cfg, source, stream.num_labelled))
     with strategy.scope():
-        model = rundir.build_model(cfg, stream.labelled_ratio)
-    ckpt = rundir.make_checkpoint(model)
+        model = checkpoints.build_model(cfg, stream.labelled_ratio)
+    ckpt = checkpoints.make_checkpoint(model)
     # Every worker takes part in saving (collectives); only the chief's copy is kept in the run folder.
     save_dir = rd.checkpoints if chief else rd.worker_checkpoints(strategy.cluster_resolver.task_id)
     manager = tf.train.CheckpointManager(ckpt, save_dir, t.max_checkpoints)
     # the newest readable checkpoint (a damaged newest one falls back to the previous, with a warning)
-    latest = preemption.restore_newest_readable(lambda with_metrics: rundir.make_checkpoint(model, with_metrics),
+    latest = checkpoints.restore_newest_readable(lambda with_metrics: checkpoints.make_checkpoint(model, with_metrics),
                                                 rd.checkpoints)
     if latest:
         log.info("resumed from %s at step %d", latest, model.current_step())
@@ -95,7 +99,7 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
     classifier = classifier_meta = None  # the independent classifier of the final evaluation (final_classifier_eval)
     final_eval_due = start < t.steps or not os.path.exists(rd.eval_json)
     if chief and t.final_classifier_eval and final_eval_due:
-        label, classes = evaluation.classifier_target(cfg.latent) or ("label", 10)
+        label, classes = final.classifier_target(cfg.latent) or ("label", 10)
         t_classifier = time.perf_counter()
         code = CodeSpec(label, "categorical", classes, label)
         # the paper's CNN (by default its 5-epoch recipe, at evaluation.default_classifier_path), or for CIFAR-10-
@@ -131,13 +135,13 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
         if t.eval_every_epochs and chief:
             periodic = judges.JudgeConfig(epochs=t.judge_epochs, augment=t.judge_augment)
             found = judges.judges_for(cfg.latent.codes, source, periodic, t.classifier_path)
-            callbacks.insert(4, evaluator.EvaluationCallback(
+            callbacks.insert(4, report.EvaluationCallback(
                 source, found, judges.category_judge(cfg.latent.codes, found, source, periodic), rd.eval_logs,
                 t.eval_every_epochs, history_path=rd.eval_history,
-                extra_scores=lambda m: factor_eval.built_data_scores(m, cfg.data.source, source)))
+                extra_scores=lambda m: factors.built_data_scores(m, cfg.data.source, source)))
         with guard.signals:  # SIGTERM/SIGINT: finish the step, checkpoint it, raise preemption.Preempted
             if t.loop == "custom" or t.strategy == "multi_worker":  # Keras 3 fit fails under multi-worker
-                from tf_ssinfogan.loop import run_custom_loop
+                from tf_ssinfogan.training.loop import run_custom_loop
 
                 run_custom_loop(model, strategy, make_dataset(start, t.steps), initial_epoch, total_epochs, spe,
                                 callbacks, t.jit_compile, first_epoch_steps=spe - start % spe)
@@ -153,11 +157,11 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
         if model.use_averaged_weights():  # the checkpoints keep the raw weights and the average
             log.info("final evaluation and export with the moving-average weights (d_average %g, g_average %g)",
                      t.d_average, t.g_average)
-        result.eval = evaluation.final_evaluation(model, source, cfg.run_dir, classifier, classifier_meta, write=False)
+        result.eval = final.final_evaluation(model, source, cfg.run_dir, classifier, classifier_meta, write=False)
         if t.export_at_end:
             card = model_card.card_data(cfg, model.current_step(), cfg.run_dir, result.eval)
-            with preemption.writing(rd.export_base, "the export to"):
-                result.export_path = serving.export_saved_model(model, rd.export_base, card=card)
+            with checkpoints.writing(rd.export_base, "the export to"):
+                result.export_path = saved_model.export_saved_model(model, rd.export_base, card=card)
             log.info("exported generator to %s", result.export_path)
-        evaluation.write_final_evaluation(cfg.run_dir, result.eval)
+        final.write_final_evaluation(cfg.run_dir, result.eval)
     return result

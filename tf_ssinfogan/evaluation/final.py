@@ -7,7 +7,7 @@
 3. Q_ss accuracy on the real test split.
 4. The information lower bounds L_I = E[log Q(c|x)] + H(c) against H(c) (Eqs. 2-4).
 The end-of-run evaluation (eval.json) uses 1-3. Every dataset and code kind (binary, continuous, per-column
-judges), the judge-feature Frechet distance, FID/KID/IS, reports and evaluation during training: `evaluator.py`.
+judges), the judge-feature Frechet distance, FID/KID/IS, reports and evaluation during training: `evaluation/report.py`.
 """
 
 from __future__ import annotations
@@ -22,12 +22,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ssinfogan import losses, metrics, rundir, visualize
-from tf_ssinfogan.data import test_dataset
+from tf_ssinfogan import losses
+from tf_ssinfogan.evaluation import grids, metrics
+from tf_ssinfogan.rundir import paths
+from tf_ssinfogan.data.stream import test_dataset
 from tf_ssinfogan.images import float_to_uint8
 from tf_ssinfogan.latents import first_enumerable, kind_of
-from tf_ssinfogan.sources import ArraySource
-from tf_ssinfogan.fileio import write_text_atomic
+from tf_ssinfogan.data.sources import ArraySource
+from tf_ssinfogan.rundir.fileio import write_text_atomic
 
 
 def q_ss_accuracy(model, source: ArraySource, batch_size: int = 500) -> Dict[str, float]:
@@ -53,9 +55,9 @@ def class_conditioned_grid(model, path: str, per_class: int = 10) -> str:
     code = first_enumerable(model.ss_codes) or first_enumerable(model.latent_config.codes)
     if code is None:
         return ""
-    latents = visualize.class_conditioned_latents(model.latent_space, code.name, per_class)
+    latents = grids.class_conditioned_latents(model.latent_space, code.name, per_class)
     images = float_to_uint8(model.generate(latents), model.network_config.data_range).numpy()
-    return visualize.write_png(path, visualize.make_grid(images, code.dim, per_class))
+    return grids.write_png(path, grids.make_grid(images, code.dim, per_class))
 
 
 def final_evaluation(model, source: ArraySource, run_dir: str, classifier=None, classifier_meta=None,
@@ -67,14 +69,14 @@ def final_evaluation(model, source: ArraySource, run_dir: str, classifier=None, 
     if classifier is not None:
         result["class_conditioned"] = class_conditioned_accuracy(model, classifier)
         result["classifier"] = dict(classifier_meta or {})
-    result["samples_by_class"] = class_conditioned_grid(model, rundir.RunDir(run_dir).samples_by_class)
+    result["samples_by_class"] = class_conditioned_grid(model, paths.RunDir(run_dir).samples_by_class)
     if write:
         write_final_evaluation(run_dir, result)
     return result
 
 
 def write_final_evaluation(run_dir: str, result: dict) -> str:
-    return write_text_atomic(rundir.RunDir(run_dir).eval_json, json.dumps(result, indent=2) + "\n")
+    return write_text_atomic(paths.RunDir(run_dir).eval_json, json.dumps(result, indent=2) + "\n")
 
 
 def classifier_target(latent_config):
@@ -209,7 +211,7 @@ def class_conditioned_accuracy(model, classifier, per_class: int = 128, seed=(0,
     out = {}
     num_classes = int(classifier.output_shape[-1])
     for code in [c for c in model.latent_config.codes if kind_of(c).enumerable]:
-        latents = visualize.class_conditioned_latents(model.latent_space, code.name, per_class, seed)
+        latents = grids.class_conditioned_latents(model.latent_space, code.name, per_class, seed)
         images = to_unit(model, generate_in_batches(model, latents))
         predicted = np.argmax(classifier.predict(images, batch_size=500, verbose=0), -1)
         values = np.repeat(np.arange(code.dim), per_class)

@@ -4,7 +4,7 @@ Layout (TF Serving): `<export_base>/<model_name>/<version>/` holds one SavedMode
 (default model name `ssinfogan`). Each export takes the next integer version; an existing version is never
 overwritten (written under a temporary name in the same folder, then renamed). `assets.extra/model_info.json`
 records the latent spec, the data range and the class names of the categorical codes; `model_card.md` and
-`model_card.json` beside it describe the data, the codes and the measured quality (`tf_ssinfogan.model_card`).
+`model_card.json` beside it describe the data, the codes and the measured quality (`tf_ssinfogan.serving.model_card`).
 
 Signatures (named inputs and outputs; every batch dimension is free, `B` below):
 
@@ -48,7 +48,7 @@ from typing import Dict, List, Tuple
 import keras
 import tensorflow as tf
 
-from tf_ssinfogan import rundir
+from tf_ssinfogan.rundir import checkpoints
 from tf_ssinfogan.images import float_to_uint8, images_to_float
 from tf_ssinfogan.latents import NOISE, kind_of
 
@@ -408,7 +408,7 @@ def export_saved_model(model, export_base: str, model_name: str = DEFAULT_MODEL_
     archive = build_archive(model)
     info = model_info(model)
     if card is not None:
-        from tf_ssinfogan import model_card
+        from tf_ssinfogan.serving import model_card
 
         info["class_names"] = model_card.class_names(card)
 
@@ -429,4 +429,4 @@ export_generator = export_saved_model
 
 def restore_run(run_dir: str, checkpoint: str = None):
     """Rebuilds the model of a training run folder and restores its newest (or the given) checkpoint."""
-    return rundir.load_run(run_dir, checkpoint or "")[1]
+    return checkpoints.load_run(run_dir, checkpoint or "")[1]

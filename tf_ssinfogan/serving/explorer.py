@@ -48,7 +48,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from tf_ssinfogan import cli
 
-PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "explore_files", "index.html")
+PAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "explore_files", "index.html")
 INFO_FILE = os.path.join("assets.extra", "model_info.json")
 CARD_FILE = os.path.join("assets.extra", "model_card.json")
 SLIDER_RANGE = (-2.0, 2.0)  # continuous codes: the prior U(-1, 1) and a little beyond (marked on the page)
@@ -152,7 +152,8 @@ class Explorer:
     def __init__(self, folder: str):
         import tensorflow as tf
 
-        from tf_ssinfogan import serving, tflite
+        from tf_ssinfogan import tflite
+        from tf_ssinfogan.serving import saved_model
         from tf_ssinfogan.config import CodeSpec, LatentConfig
         from tf_ssinfogan.latents import LatentSpace, kind_of
 
@@ -162,19 +163,19 @@ class Explorer:
         codes = tuple(CodeSpec(c["name"], c["kind"], c["dim"], c.get("label")) for c in self.info["codes"])
         self.space = LatentSpace(LatentConfig(self.info["noise_dim"], self.info["noise_distribution"], codes))
         self.codes = {c.name: c for c in codes}
-        self._tf, self._serving, self._tflite, self._kind_of = tf, serving, tflite, kind_of
-        self.traverse_choices = [name for name, _, _ in serving.traverse_choices(self.space)]
+        self._tf, self._serving, self._tflite, self._kind_of = tf, saved_model, tflite, kind_of
+        self.traverse_choices = [name for name, _, _ in saved_model.traverse_choices(self.space)]
         try:
             self._loaded = tf.saved_model.load(folder)
         except Exception as e:  # noqa: BLE001 - any reason the folder does not load is bad input here
             raise cli.UsageError(f"--model {folder!r} does not load as a SavedModel ({type(e).__name__}: "
                                  f"{str(e)[:300]}); expected {EXPECTED}") from None
-        missing = {serving.SAMPLE, serving.TRAVERSE} - set(self._loaded.signatures)
+        missing = {saved_model.SAMPLE, saved_model.TRAVERSE} - set(self._loaded.signatures)
         if missing:
             raise cli.UsageError(f"--model {folder!r} has no {sorted(missing)} signature(s) (exported by an older "
                                  "tf_ssinfogan?); export the run again")
-        self._sample = self._loaded.signatures[serving.SAMPLE]
-        self._traverse = self._loaded.signatures[serving.TRAVERSE]
+        self._sample = self._loaded.signatures[saved_model.SAMPLE]
+        self._traverse = self._loaded.signatures[saved_model.TRAVERSE]
         self._lock = threading.Lock()  # one model call at a time
         self._seq_lock = threading.Lock()
         self._latest = collections.OrderedDict()  # client -> highest seq seen

@@ -1,4 +1,5 @@
-"""Preemption-safe training: stop signals, time-based checkpoints, checkpoint fallback, clear write errors.
+"""Preemption-safe training: stop signals and time-based checkpoints (saving and the fallback on resume:
+`rundir.checkpoints`).
 
 - SIGTERM or SIGINT (Kubernetes, Slurm, spot instances, Ctrl-C) during training: the current step finishes, a
   checkpoint of that step is written and `Preempted` is raised (the CLI exits with `EXIT_PREEMPTED`); rerunning
@@ -7,9 +8,6 @@
   to SIGKILL is bounded in time.
 - Under MultiWorkerMirroredStrategy both decisions are all-reduced after every step, so that every worker
   saves at the same step (a signal to any worker stops all of them; the chief's clock sets the time period).
-- On resume the newest readable checkpoint is used: a damaged newest one is skipped with a warning naming
-  both; if none can be read, `CheckpointError` and nothing is deleted.
-- A failed write (full disk, read-only or missing folder) raises `WriteError` naming the path.
 
 TensorFlow's `PreemptionCheckpointHandler` is not used: it saves one step after the signal, adds its own counter
 to the checkpoint, exits from inside its handler and watches SIGTERM only; the protocol here is the same idea
@@ -18,22 +16,17 @@ to the checkpoint, exits from inside its handler and watches SIGTERM only; the p
 
 from __future__ import annotations
 
-import contextlib
-import glob
 import logging
-import os
-import re
-import shutil
 import signal
 import threading
 import time
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ssinfogan.fileio import WriteError
+from tf_ssinfogan.rundir.checkpoints import _number, save_checkpoint
 
 log = logging.getLogger("tf_ssinfogan")
 
@@ -50,113 +43,6 @@ class Preempted(Exception):
         super().__init__(f"stopped by {signal_name} at step {step}; checkpoint {checkpoint} holds every "
                          "completed step, rerun the same command to resume")
         self.signal_name, self.step, self.checkpoint = signal_name, step, checkpoint
-
-
-class CheckpointError(RuntimeError):
-    """No checkpoint of a run folder can be read."""
-
-
-# ------------------------------------------------------------------------------------------------ writing
-def write_error(path: str, what: str, error: BaseException, intact: Optional[str] = None) -> WriteError:
-    """A `WriteError` naming `path`, the reason and (optionally) the checkpoint that is left intact."""
-    reason = getattr(error, "strerror", None) or getattr(error, "message", None) or str(error)
-    reason = re.sub(r"\s*\[Op:\w+\]", "", re.sub(r"\{\{.*?\}\}\s*", "", reason)).strip()  # TF op decoration
-    message = f"cannot write {what} {path}: {reason}"
-    if intact is not None:
-        message += f"; the last good checkpoint {intact or '(none yet)'} is intact"
-    return WriteError(message, getattr(error, "errno", None))
-
-
-@contextlib.contextmanager
-def writing(path: str, what: str, intact: Optional[str] = None):
-    """Turns an OS or TensorFlow I/O error raised inside into a `WriteError` naming `path`."""
-    try:
-        yield
-    except WriteError:  # already names its file
-        raise
-    except (OSError, tf.errors.OpError) as e:
-        raise write_error(path, what, e, intact) from e
-
-
-def save_checkpoint(manager: tf.train.CheckpointManager, step: int) -> str:
-    """`manager.save` numbered by step; a failed write raises `WriteError` (the previous checkpoint stays)."""
-    intact = manager.latest_checkpoint or ""
-    target = os.path.join(manager.directory, f"ckpt-{step}")
-    try:
-        with writing(target, "checkpoint", intact=intact):
-            return manager.save(checkpoint_number=step)
-    except WriteError:
-        shutil.rmtree(target + "_temp", ignore_errors=True)  # TensorFlow's partial files: free the space
-        raise
-
-
-# ------------------------------------------------------------------------------------------------ resuming
-def _number(prefix: str) -> int:
-    m = re.search(r"-(\d+)$", prefix)
-    return int(m.group(1)) if m else -1
-
-
-def checkpoint_candidates(ckpt_dir: str) -> List[str]:
-    """Checkpoint prefixes of a folder, newest first: those the state file lists, or (if the state file is
-    missing or unreadable) every `*.index` found."""
-    listed: List[str] = []
-    try:
-        state = tf.train.get_checkpoint_state(ckpt_dir)
-        if state is not None:
-            listed = [p if os.path.isabs(p) else os.path.join(ckpt_dir, p)
-                      for p in state.all_model_checkpoint_paths] or [state.model_checkpoint_path]
-            newest = state.model_checkpoint_path
-            newest = newest if os.path.isabs(newest) else os.path.join(ckpt_dir, newest)
-            listed = [newest] + [p for p in sorted(listed, key=_number, reverse=True) if p != newest]
-    except Exception as e:  # a damaged state file: fall back to the files themselves
-        log.warning("checkpoint state file in %s cannot be read (%s); looking at the checkpoint files", ckpt_dir,
-                    _short(e))
-    if not listed:
-        listed = sorted((p[:-len(".index")] for p in glob.glob(os.path.join(ckpt_dir, "*.index"))),
-                        key=_number, reverse=True)
-    return listed
-
-
-def _short(e: BaseException) -> str:
-    text = (getattr(e, "message", None) or str(e) or type(e).__name__).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
-
-
-def verify_checkpoint(prefix: str) -> None:
-    """Reads every tensor of a checkpoint (checksums included); raises if any file is missing or damaged."""
-    reader = tf.train.load_checkpoint(prefix)
-    for name in reader.get_variable_to_shape_map():
-        reader.get_tensor(name)
-
-
-def restore_newest_readable(make_checkpoint: Callable[[bool], tf.train.Checkpoint], ckpt_dir: str
-                            ) -> Optional[str]:
-    """Restores the newest checkpoint of `ckpt_dir` that reads completely; returns its prefix (None if there is
-    none). `make_checkpoint(with_metrics)` builds the checkpoint object (older checkpoints hold no metrics).
-
-    A damaged newest checkpoint is skipped with a warning naming it and the one used; `CheckpointError` if
-    checkpoints exist and none can be read. Nothing is deleted.
-    """
-    candidates = checkpoint_candidates(ckpt_dir)
-    failures = []
-    for prefix in candidates:
-        try:
-            verify_checkpoint(prefix)
-            names = {n for n, _ in tf.train.list_variables(prefix)}
-            has_metrics = any(n.startswith("metrics/") for n in names)
-            make_checkpoint(has_metrics).restore(prefix).assert_existing_objects_matched()
-        except Exception as e:  # truncated, corrupt or missing files; a checkpoint of another model
-            failures.append(f"{prefix} ({_short(e)})")
-            continue
-        if failures:
-            log.warning("checkpoint %s cannot be read; resuming from the previous one, %s. Unreadable: %s",
-                        failures[0].split(" (")[0], prefix, "; ".join(failures))
-        return prefix
-    if failures:
-        raise CheckpointError(
-            f"no checkpoint in {ckpt_dir} can be read: {'; '.join(failures)}. Nothing was deleted: move the "
-            "damaged files away (or the folder, to start afresh) and rerun")
-    return None
 
 
 def epoch_segments(start: int, steps: int, steps_per_epoch: int):

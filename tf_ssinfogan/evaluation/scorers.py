@@ -20,12 +20,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ssinfogan import evaluation, metrics, visualize
+from tf_ssinfogan.evaluation import final, grids, metrics
 
 
 def generate_unit(model, latents, batch_size: int = 500) -> tf.Tensor:
     """G's images for a latents dict, in batches, scaled from the data range to [0, 1]."""
-    return evaluation.to_unit(model, evaluation.generate_in_batches(model, latents, batch_size))
+    return final.to_unit(model, final.generate_in_batches(model, latents, batch_size))
 
 
 def known_rows(labels, kind: str) -> np.ndarray:
@@ -57,7 +57,7 @@ class Categorical:
 
     @staticmethod
     def on_samples(model, code, judge_model, per_value: int, seed=(0, 3)) -> dict:
-        latents = visualize.class_conditioned_latents(model.latent_space, code.name, per_value, seed)
+        latents = grids.class_conditioned_latents(model.latent_space, code.name, per_value, seed)
         predicted = np.argmax(read(judge_model, generate_unit(model, latents)), -1)
         values = np.repeat(np.arange(code.dim), per_value)
         num_classes = int(judge_model.output_shape[-1])
