@@ -184,3 +184,63 @@ def test_a_mixed_float16_run_resumes_at_its_epoch_boundary_and_exports_float32(t
     out = loaded.signatures["serving_default"](
         noise=tf.zeros([2, 62]), digit=tf.constant([1, 2]), c1=tf.zeros([2, 1]), c2=tf.zeros([2, 1]))
     assert out["images"].dtype == tf.float32 and np.isfinite(out["images"].numpy()).all()
+
+
+# --precision=auto: the choice from fake /proc/cpuinfo texts and GPU lists, no special hardware needed
+ZEN4 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw avx512_bf16 avx512_vnni\nprocessor\t: 1\n"
+SAPPHIRE_RAPIDS = "flags\t\t: fpu avx2 avx512f amx_tile amx_bf16 amx_int8\n"
+AVX2_ONLY = "flags\t\t: fpu sse2 avx2 fma\n"
+XEON_AVX512 = "flags\t\t: fpu avx2 avx512f avx512bw avx512_vnni\n"
+
+
+@pytest.mark.parametrize("cpuinfo, gpus, expected, why", [
+    (ZEN4, [], "mixed_bfloat16", "CPU flags avx512_bf16"),
+    (SAPPHIRE_RAPIDS, [], "mixed_bfloat16", "CPU flags amx_bf16"),
+    (AVX2_ONLY, [], "float32", "no native bfloat16"),
+    (XEON_AVX512, [], "float32", "no native bfloat16"),
+    ("", [], "float32", "no native bfloat16"),  # no /proc/cpuinfo (not Linux)
+    (AVX2_ONLY, [(8, 0)], "mixed_bfloat16", "GPU compute capability 8.0 >= 8.0"),
+    (AVX2_ONLY, [(9, 0), (8, 6)], "mixed_bfloat16", "GPU compute capability 8.6 >= 8.0"),
+    (ZEN4, [(7, 5)], "float32", "GPU compute capability 7.5 < 8.0"),  # the GPU computes, not the CPU
+    (AVX2_ONLY, [(8, 0), (7, 0)], "float32", "GPU compute capability 7.0 < 8.0"),  # every replica must have it
+])
+def test_auto_precision_picks_bfloat16_only_with_native_units(cpuinfo, gpus, expected, why):
+    precision, reason = C.resolve_precision("auto", cpuinfo, gpus)
+    assert precision == expected and why in reason
+
+
+def test_explicit_precisions_are_kept_and_auto_is_a_valid_choice():
+    for p in ("float32", "mixed_bfloat16", "mixed_float16"):
+        assert C.resolve_precision(p, ZEN4, [(7, 0)]) == (p, "set explicitly")
+    C.TrainConfig(precision="auto").validate()
+    assert C.TrainConfig().precision == "float32"  # the library default stays deterministic across machines
+
+
+def test_auto_precision_policy_follows_the_machine(monkeypatch):
+    from tf_ssinfogan import model as model_lib
+
+    for chosen in ("mixed_bfloat16", "float32"):
+        monkeypatch.setattr(model_lib, "resolve_precision", lambda name, cpuinfo, gpus, c=chosen: (c, "test"))
+        with precision_policy("auto"):
+            assert keras.config.dtype_policy().name == chosen
+        assert keras.config.dtype_policy().name == "float32"
+
+
+@pytest.mark.slow
+def test_an_auto_run_records_its_choice_and_resumes_where_auto_chooses_otherwise(tmp_path, monkeypatch):
+    """config.json holds what auto resolved to (mixed_bfloat16 here); the same flags on a machine without
+    bfloat16 (float32) resume the run from its checkpoint: both keep float32 variables."""
+    from conftest import tiny_source
+
+    from tf_ssinfogan import training as training_lib
+
+    src = tiny_source()
+    cfg = tiny_config(tmp_path, precision="auto")
+    first = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=2, export_at_end=False))
+    monkeypatch.setattr(training_lib, "resolved_precision", lambda name: ("mixed_bfloat16", "test machine"))
+    assert training.train(first, source=src).step == 2
+    assert rundir.read_config(cfg.run_dir).train.precision == "mixed_bfloat16"
+    monkeypatch.setattr(training_lib, "resolved_precision", lambda name: ("float32", "other machine"))
+    done = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, export_at_end=False))
+    assert training.train(done, source=src).step == 4
+    assert rundir.read_config(cfg.run_dir).train.precision == "float32"

@@ -122,7 +122,7 @@ def test_build_model_takes_the_step_settings(tmp_path):
     (["--codes=digit:foo:10:label"], "kind 'foo'"),
     (["--steps=150", "--steps_per_epoch=100"], "steps (150) must be a multiple of steps_per_epoch (100)"),
     (["--architecture=resnet"], "architecture 'resnet' is not one of"),
-    (["--precision=float16"], "--precision=float16: value should be one of <float32|mixed_bfloat16|mixed_float16>"),
+    (["--precision=float16"], "--precision=float16: value should be one of <float32|mixed_bfloat16|mixed_float16|auto>"),
     (["--image_shape=28,x,1"], "image_shape must be three integers"),
     (["--npz_path=/nonexistent/data.npz"], "npz file '/nonexistent/data.npz' does not exist"),
     (["--codes=digit:cat:5:label"], "code 'digit' has 5 categories, but label 'label'"),

@@ -185,7 +185,33 @@ class NetworkConfig:
 
 DATA_SOURCES = ("npz", "tfds", "image_folder", "colour_digits", "sprites")
 INSTANCE_NOISE_SCHEDULES = ("linear", "exponential")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
+# CPU flags (/proc/cpuinfo) of native bfloat16 arithmetic: AVX-512 BF16 (AMD Zen 4+, Intel Cooper Lake+) and AMX
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def resolve_precision(precision: str, cpuinfo: str = "", gpu_capabilities=()) -> Tuple[str, str]:
+    """(precision, why) for `precision`; 'auto' picks mixed_bfloat16 where the hardware computes in bfloat16
+    natively, else float32. `cpuinfo` is /proc/cpuinfo's text, `gpu_capabilities` the (major, minor) compute
+    capabilities of the visible GPUs: any GPU decides (bf16 from compute capability 8.0, Ampere), else the CPU's
+    flags (BF16_CPU_FLAGS). Other values are returned as they are."""
+    if precision != "auto":
+        return precision, "set explicitly"
+    gpus = [tuple(c) for c in gpu_capabilities]
+    if gpus:
+        if all(c >= (8, 0) for c in gpus):
+            return "mixed_bfloat16", f"GPU compute capability {'.'.join(map(str, min(gpus)))} >= 8.0"
+        return "float32", f"GPU compute capability {'.'.join(map(str, min(gpus)))} < 8.0 (no native bfloat16)"
+    flags = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            flags.update(value.split())
+    found = [f for f in BF16_CPU_FLAGS if f in flags]
+    if found:
+        return "mixed_bfloat16", f"CPU flags {', '.join(found)}"
+    return "float32", f"no native bfloat16 (neither a GPU of compute capability >= 8.0 nor CPU flag " \
+        f"{' / '.join(BF16_CPU_FLAGS)})"
 STRATEGIES = ("default", "mirrored", "multi_worker")
 LOOPS = ("fit", "custom")
 NAN_POLICIES = ("stop", "skip")
@@ -355,7 +381,9 @@ class TrainConfig:
     jit_compile: bool = _field(False, "XLA-compile the train step.")
     precision: str = _field("float32", "Keras dtype policy of the networks: mixed_float16 (with dynamic loss "
                             "scaling) or mixed_bfloat16 for GPUs and CPUs with fast 16-bit units; losses, variables "
-                            "and exports stay float32.", choices=PRECISIONS)
+                            "and exports stay float32. auto = mixed_bfloat16 where the CPU (AVX512_BF16, AMX) or "
+                            "every GPU (compute capability >= 8.0) has native bfloat16, else float32; decided at "
+                            "each start, config.json records the choice.", choices=PRECISIONS)
     verbose: int = _field(1, "Keras fit verbosity (1 = progress bar).")
     eval_every_epochs: int = _field(0, "Evaluate (independent classifier, Frechet distance, information bounds) "
                                     "every N epochs into logs/eval; 0 = off.")

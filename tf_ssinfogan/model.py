@@ -33,7 +33,7 @@ import tensorflow as tf
 
 from tf_ssinfogan import losses
 from tf_ssinfogan.images import affine_images, random_affine_params, random_flip
-from tf_ssinfogan.config import InstanceNoiseConfig, LatentConfig, NetworkConfig
+from tf_ssinfogan.config import InstanceNoiseConfig, LatentConfig, NetworkConfig, resolve_precision
 from tf_ssinfogan.latents import LatentSpace, kind_of
 from tf_ssinfogan.networks import build_networks
 
@@ -53,11 +53,27 @@ def instance_noise_stddev(step, config: InstanceNoiseConfig):
     return std * tf.maximum(0.0, 1.0 - t / float(config.anneal_steps))
 
 
+def resolved_precision(name: str):
+    """(precision, why): `name`, or for 'auto' what this machine's hardware computes natively
+    (`config.resolve_precision` on /proc/cpuinfo and the visible GPUs' compute capabilities)."""
+    if name != "auto":
+        return name, "set explicitly"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpuinfo = f.read()
+    except OSError:  # not Linux: the GPUs decide, else float32
+        cpuinfo = ""
+    capabilities = [tf.config.experimental.get_device_details(gpu).get("compute_capability")
+                    for gpu in tf.config.list_physical_devices("GPU")]
+    return resolve_precision(name, cpuinfo, [c for c in capabilities if c])
+
+
 @contextlib.contextmanager
 def precision_policy(name: str):
-    """Keras layers created inside take the dtype policy `name` ('float32', 'mixed_bfloat16', ...)."""
+    """Keras layers created inside take the dtype policy `name` ('float32', 'mixed_bfloat16', ...; 'auto' is
+    resolved by `resolved_precision`)."""
     old = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
+    keras.config.set_dtype_policy(resolved_precision(name)[0])
     try:
         yield
     finally:

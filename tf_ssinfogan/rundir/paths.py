@@ -121,6 +121,8 @@ def check_resume_compatible(run_dir: str, cfg: ExperimentConfig) -> None:
                 f"run_dir {run_dir!r} holds a run with a different {part} configuration "
                 f"({getattr(old, part)} vs {getattr(cfg, part)}); use a new run_dir to start afresh"
             )
+    # float32 and mixed_bfloat16 checkpoints hold the same float32 variables, so a run started with --precision=auto
+    # (config.json records what it resolved to) resumes on a machine where auto picks the other one
     scaled = [p == "mixed_float16" for p in (old.train.precision, cfg.train.precision)]
     if scaled[0] != scaled[1]:  # the loss-scale optimiser changes what the checkpoint holds
         raise ConfigError(

@@ -22,6 +22,7 @@ from tf_ssinfogan.rundir import checkpoints, paths
 from tf_ssinfogan.serving import model_card, saved_model
 from tf_ssinfogan.training import preemption
 from tf_ssinfogan.config import CodeSpec, ConfigError, ExperimentConfig
+from tf_ssinfogan.model import resolved_precision
 
 log = logging.getLogger("tf_ssinfogan")
 
@@ -60,6 +61,10 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
     """Trains (or resumes) the run in `cfg.run_dir`. `source` overrides `cfg.data` (tests, in-memory data);
     `flags_text` (the CLI's flags) is written to the run folder once the run is known to be resumable."""
     cfg.validate()
+    if cfg.train.precision == "auto":  # decided on this machine; config.json records the choice
+        precision, why = resolved_precision("auto")
+        log.info("precision auto: %s (%s)", precision, why)
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, precision=precision))
     t = cfg.train
     paths.check_resume_compatible(cfg.run_dir, cfg)
     rd = paths.RunDir(cfg.run_dir)
