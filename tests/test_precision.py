@@ -232,15 +232,13 @@ def test_an_auto_run_records_its_choice_and_resumes_where_auto_chooses_otherwise
     bfloat16 (float32) resume the run from its checkpoint: both keep float32 variables."""
     from conftest import tiny_source
 
-    from tf_ssinfogan import training as training_lib
-
     src = tiny_source()
     cfg = tiny_config(tmp_path, precision="auto")
     first = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=2, export_at_end=False))
-    monkeypatch.setattr(training_lib, "resolved_precision", lambda name: ("mixed_bfloat16", "test machine"))
-    assert training.train(first, source=src).step == 2
-    assert rundir.read_config(cfg.run_dir).train.precision == "mixed_bfloat16"
-    monkeypatch.setattr(training_lib, "resolved_precision", lambda name: ("float32", "other machine"))
+    monkeypatch.setattr(trainer, "resolved_precision", lambda name: ("mixed_bfloat16", "test machine"))
+    assert trainer.train(first, source=src).step == 2
+    assert paths.read_config(cfg.run_dir).train.precision == "mixed_bfloat16"
+    monkeypatch.setattr(trainer, "resolved_precision", lambda name: ("float32", "other machine"))
     done = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, export_at_end=False))
-    assert training.train(done, source=src).step == 4
-    assert rundir.read_config(cfg.run_dir).train.precision == "float32"
+    assert trainer.train(done, source=src).step == 4
+    assert paths.read_config(cfg.run_dir).train.precision == "float32"
