@@ -67,7 +67,7 @@ def machine() -> str:
 def export_untrained(name: str, base: str) -> str:
     from tf_ssinfogan import config as C
     from tf_ssinfogan.serving import saved_model
-    from tf_ssinfogan.model import SSInfoGAN
+    from tf_ssinfogan.model.ssinfogan import SSInfoGAN
 
     arch, shape, activation, noise_dim, noise, codes = SPECS[name]
     latent = C.LatentConfig(noise_dim=noise_dim, noise_distribution=noise, codes=C.parse_codes(codes))

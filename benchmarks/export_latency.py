@@ -63,9 +63,9 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
 
     from tf_ssinfogan import config as C
-    from tf_ssinfogan import tflite
+    from tf_ssinfogan.serving import tflite
     from tf_ssinfogan.serving import saved_model
-    from tf_ssinfogan.model import SSInfoGAN
+    from tf_ssinfogan.model.ssinfogan import SSInfoGAN
 
     print("hardware:", hardware())
     model = saved_model.restore_run(FLAGS.run_dir) if FLAGS.run_dir else SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), 8)

@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tf_ssinfogan import config as C  # noqa: E402
-from tf_ssinfogan.model import SSInfoGAN  # noqa: E402
+from tf_ssinfogan.model.ssinfogan import SSInfoGAN  # noqa: E402
 
 ARCHS = {
     "mnist": (C.NetworkConfig(), C.LatentConfig()),
@@ -48,7 +48,7 @@ ARCHS = {
 
 def _register_32x32():
     try:
-        from tf_ssinfogan import networks
+        from tf_ssinfogan.model import networks
     except ImportError:
         return
     if "infogan32" in networks.ARCHITECTURES:
@@ -108,8 +108,8 @@ VARIANTS = {  # variant: (reuse_fakes, fused_adam)
 
 def run_case(arch, batch, xla, precision, steps, warmup, variant="default", replicas=1, steps_per_execution=1):
     """(seconds per step, FLOPs per step) of one case."""
-    from tf_ssinfogan.model import precision_policy
-    from tf_ssinfogan.optimizers import make_adam
+    from tf_ssinfogan.model.ssinfogan import precision_policy
+    from tf_ssinfogan.model.optimizers import make_adam
 
     keras.utils.set_random_seed(0)
     network, latent = ARCHS[arch]

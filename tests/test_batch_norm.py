@@ -13,9 +13,9 @@ from tf_ssinfogan import config as C
 from tf_ssinfogan.data import stream as data
 from tf_ssinfogan.serving import saved_model
 from tf_ssinfogan.training import trainer
-from tf_ssinfogan.images import images_to_float
-from tf_ssinfogan.model import SSInfoGAN, precision_policy
-from tf_ssinfogan.networks import BatchNorm
+from tf_ssinfogan.model.images import images_to_float
+from tf_ssinfogan.model.ssinfogan import SSInfoGAN, precision_policy
+from tf_ssinfogan.model.networks import BatchNorm
 from tf_ssinfogan.data.sources import DEFAULT_NPZ, ArraySource
 
 BATCH = 8

@@ -208,7 +208,7 @@ def test_labelled_shift_moves_labelled_images_only_and_resumes_exactly():
 
 
 def test_random_shift_known_offsets():
-    from tf_ssinfogan.images import random_shift
+    from tf_ssinfogan.model.images import random_shift
 
     x = np.zeros([4, 9, 9, 1], np.uint8)
     x[:, 4, 4] = 255  # one bright pixel in the middle
@@ -235,7 +235,7 @@ def test_mixed_batch_settings_are_checked():
 
 
 def test_affine_images_known_rotation_and_shift():
-    from tf_ssinfogan.images import affine_images
+    from tf_ssinfogan.model.images import affine_images
 
     x = np.zeros([3, 9, 9, 1], np.float32)
     x[:, 2, 4] = 1.0  # two pixels above the centre (4, 4)
@@ -266,7 +266,7 @@ def test_labelled_rotation_turns_labelled_images_only_and_resumes_exactly():
 
 
 def test_random_flip_mirrors_about_half_and_is_a_function_of_the_seed():
-    from tf_ssinfogan.images import random_flip
+    from tf_ssinfogan.model.images import random_flip
 
     x = np.arange(64 * 3 * 4, dtype=np.float32).reshape([64, 3, 4, 1])
     y = random_flip(tf.constant(x), tf.constant([3, 4], tf.int64)).numpy()

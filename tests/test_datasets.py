@@ -18,7 +18,7 @@ from tf_ssinfogan import config as C
 from tf_ssinfogan.data import stream as D
 from tf_ssinfogan.evaluation import judges
 from tf_ssinfogan.training import trainer as training
-from tf_ssinfogan.model import SSInfoGAN, instance_noise_stddev
+from tf_ssinfogan.model.ssinfogan import SSInfoGAN, instance_noise_stddev
 from conftest import mirrored_strategy, tiny_config, tiny_source
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tf_ssinfogan import config as C
 from tf_ssinfogan.data import stream as data
-from tf_ssinfogan.model import SSInfoGAN
+from tf_ssinfogan.model.ssinfogan import SSInfoGAN
 from conftest import mirrored_strategy, tiny_source
 
 BATCH = 8

@@ -10,7 +10,7 @@ import tensorflow as tf
 from tf_ssinfogan import config as C
 from tf_ssinfogan.evaluation import final
 from tf_ssinfogan.data.sources import ArraySource, load_npz
-from tf_ssinfogan.latents import LatentSpace
+from tf_ssinfogan.model.latents import LatentSpace
 
 
 class _StandInGenerator:
@@ -72,7 +72,7 @@ def test_frechet_distance_known_values():
 
 
 def test_information_bounds_are_at_most_the_entropy():
-    from tf_ssinfogan.model import SSInfoGAN
+    from tf_ssinfogan.model.ssinfogan import SSInfoGAN
 
     m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), 8)
     res = final.information_bounds(m, num=64)

@@ -15,8 +15,8 @@ import tensorflow as tf
 from tf_ssinfogan import config as C
 from tf_ssinfogan.evaluation import final, judges, report as evaluator
 from tf_ssinfogan.data.sources import ArraySource, load_npz
-from tf_ssinfogan.latents import LatentSpace
-from tf_ssinfogan.model import SSInfoGAN
+from tf_ssinfogan.model.latents import LatentSpace
+from tf_ssinfogan.model.ssinfogan import SSInfoGAN
 from conftest import tiny_config, tiny_source
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

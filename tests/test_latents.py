@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tf_ssinfogan import config as C
-from tf_ssinfogan.latents import LatentSpace
+from tf_ssinfogan.model.latents import LatentSpace
 
 
 def test_parse_and_format_codes_round_trip():
@@ -69,7 +69,7 @@ def test_generator_input_encoding_round_trip():
 def test_categorical_draws_are_the_priors_without_an_int64_transpose():
     """The categorical code's draw is TFP's OneHotCategorical draw bit for bit, through int32 indices: TFP's own
     draw transposes int64 indices, which makes oneDNN's graph pass log an error line on every CPU."""
-    from tf_ssinfogan import latents
+    from tf_ssinfogan.model import latents
 
     for dim, seed, batch in [(10, [1, 2], 8), (3, [12345, -7], 64), (37, [0, 0], 1)]:
         code = C.CodeSpec("d", "categorical", dim)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_ssinfogan import latents, losses
+from tf_ssinfogan.model import latents, losses
 from tf_ssinfogan.config import CodeSpec
 
 LN2 = math.log(2.0)

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from tf_ssinfogan import config as C
 from tf_ssinfogan.data import stream as data
-from tf_ssinfogan.model import SSInfoGAN
+from tf_ssinfogan.model.ssinfogan import SSInfoGAN
 from conftest import mirrored_strategy, tiny_source
 
 BATCH = 8
@@ -142,7 +142,7 @@ def test_reuse_fakes_is_the_g_phase_on_the_d_phase_latents():
 
 
 def test_pseudo_labels_of_each_kind_known_values():
-    from tf_ssinfogan.latents import KINDS
+    from tf_ssinfogan.model.latents import KINDS
 
     target, confident = KINDS["categorical"].pseudo_label(tf.constant([[3.0, 0.0, 0.0], [0.1, 0.0, 0.0]]), 0.9)
     np.testing.assert_array_equal(target, [[1, 0, 0], [1, 0, 0]])
@@ -195,7 +195,7 @@ def test_train_step_with_mixed_batches_shifts_and_pseudo_labels_learns_the_label
 def test_moving_averages_of_d_and_g_known_values_swapped_in_for_evaluation_only():
     import keras
 
-    from tf_ssinfogan.optimizers import make_adam
+    from tf_ssinfogan.model.optimizers import make_adam
 
     keras.utils.set_random_seed(4)
     m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH)

@@ -3,9 +3,9 @@
 import numpy as np
 
 from tf_ssinfogan import config as C
-from tf_ssinfogan.networks import build_networks
+from tf_ssinfogan.model.networks import build_networks
 
-# Hand-counted from the reference architecture (spurra/ss-infogan, as in networks.py's docstring)
+# Hand-counted from the reference architecture (spurra/ss-infogan, as in model/networks.py's docstring)
 # (weights + biases; BN: gamma, beta, moving mean, moving variance):
 # G: 74*1024+1024 | BN 4*1024 | 1024*6272+6272 | BN 4*6272 | 4*4*128*64+64 | BN 4*64 | 4*4*64*1+1
 G_PARAMS = 76_800 + 4_096 + 6_428_800 + 25_088 + 131_136 + 256 + 1_025  # 6,667,201

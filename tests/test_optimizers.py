@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_ssinfogan.optimizers import FusedAdam, StepCountingLossScaleOptimizer
+from tf_ssinfogan.model.optimizers import FusedAdam, StepCountingLossScaleOptimizer
 from conftest import mirrored_strategy
 
 SHAPES = [(3, 4), (5,), (2, 2, 3, 4)]
@@ -123,7 +123,7 @@ def test_the_fused_kernel_runs_with_this_keras():
 
 
 def test_without_the_keras_internals_it_warns_and_gives_keras_adams_update(monkeypatch):
-    from tf_ssinfogan import optimizers
+    from tf_ssinfogan.model import optimizers
 
     monkeypatch.setattr(optimizers, "KERAS_INTERNALS", ("_momentums", "_renamed_in_a_future_keras"))
     fused = FusedAdam(1e-2, beta_1=0.5)

@@ -11,8 +11,8 @@ from conftest import tiny_config
 from tf_ssinfogan import config as C
 from tf_ssinfogan.rundir import checkpoints, paths
 from tf_ssinfogan.training import trainer
-from tf_ssinfogan.model import SSInfoGAN, _scaled, precision_policy
-from tf_ssinfogan.optimizers import FusedAdam, StepCountingLossScaleOptimizer
+from tf_ssinfogan.model.ssinfogan import SSInfoGAN, _scaled, precision_policy
+from tf_ssinfogan.model.optimizers import FusedAdam, StepCountingLossScaleOptimizer
 
 BATCH = 8
 
@@ -140,7 +140,7 @@ def test_mixed_float16_build_model_wraps_the_optimisers_and_resume_refuses_a_swi
 
 
 def test_a_mixed_precision_model_exports_a_float32_saved_model(tmp_path):
-    from tf_ssinfogan import tflite
+    from tf_ssinfogan.serving import tflite
     from tf_ssinfogan.serving import saved_model
 
     model = checkpoints.build_model(tiny_config(tmp_path, precision="mixed_bfloat16"), 0.25)
@@ -217,7 +217,7 @@ def test_explicit_precisions_are_kept_and_auto_is_a_valid_choice():
 
 
 def test_auto_precision_policy_follows_the_machine(monkeypatch):
-    from tf_ssinfogan import model as model_lib
+    from tf_ssinfogan.model import ssinfogan as model_lib
 
     for chosen in ("mixed_bfloat16", "float32"):
         monkeypatch.setattr(model_lib, "resolve_precision", lambda name, cpuinfo, gpus, c=chosen: (c, "test"))

@@ -109,7 +109,7 @@ def test_nan_guard_stops_naming_step_and_term_and_keeps_the_last_checkpoint(tmp_
 def test_skip_policy_drops_a_non_finite_update_and_moves_on():
     from tf_ssinfogan import config as C
     from tf_ssinfogan.data import stream as data
-    from tf_ssinfogan.model import SSInfoGAN
+    from tf_ssinfogan.model.ssinfogan import SSInfoGAN
 
     m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), 8, skip_nonfinite=True)
     m.compile()

@@ -18,11 +18,11 @@ import pytest
 import tensorflow as tf
 
 from conftest import tiny_config, tiny_source
-from tf_ssinfogan import tflite
+from tf_ssinfogan.serving import tflite
 from tf_ssinfogan.evaluation import final
 from tf_ssinfogan.serving import saved_model
 from tf_ssinfogan.training import trainer
-from tf_ssinfogan.images import images_to_float
+from tf_ssinfogan.model.images import images_to_float
 from tf_ssinfogan.data.sources import DEFAULT_NPZ, ArraySource
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -95,9 +95,9 @@ def test_built_data_configs_train_a_few_steps(name, shape, tmp_path):
     assert images.shape == (3,) + shape and float(tf.reduce_min(images)) >= cfg.network.data_range[0]
     probs = model.classify(images)
     assert {c.name: tuple(probs[c.name].shape) for c in cfg.latent.codes} == {c.name: (3, c.dim) for c in cfg.latent.codes}
-    from tf_ssinfogan.evaluation import factors as factor_eval  # the judge-free evaluation of built data
+    from tf_ssinfogan.evaluation import factors  # the judge-free evaluation of built data
 
-    scores = factor_eval.built_data_scores(model, cfg.data.source)
+    scores = factors.built_data_scores(model, cfg.data.source)
     if name == "colour_digits":
         assert set(scores["colour_codes"]) == {"fg", "bg"}
         assert all(0.0 <= r["accuracy"] <= 1.0 for r in scores["colour_codes"].values())
@@ -112,7 +112,7 @@ class _StandIn:
 
     def __init__(self, codes, draw):
         from tf_ssinfogan import config as C
-        from tf_ssinfogan.latents import LatentSpace
+        from tf_ssinfogan.model.latents import LatentSpace
 
         self.latent_config = C.LatentConfig(noise_dim=2, codes=C.parse_codes(codes))
         self.latent_space = LatentSpace(self.latent_config)
@@ -127,17 +127,17 @@ class _StandIn:
 
 
 def test_sprite_scores_of_a_perfect_stand_in():
-    from tf_ssinfogan.evaluation import factors as factor_eval
+    from tf_ssinfogan.evaluation import factors
 
     def draw(v):
         n = len(v["x"])
-        factors = {"shape": np.argmax(v["shape"], -1), "x": v["x"][:, 0], "y": v["y"][:, 0],
-                   "scale": v["scale"][:, 0], "bright": v["bright"][:, 0].astype(np.int64),
-                   "rotation": np.zeros(n, np.float32)}
-        return S.render_sprites(factors, 32).astype(np.float32) / 255.0
+        truth = {"shape": np.argmax(v["shape"], -1), "x": v["x"][:, 0], "y": v["y"][:, 0],
+                 "scale": v["scale"][:, 0], "bright": v["bright"][:, 0].astype(np.int64),
+                 "rotation": np.zeros(n, np.float32)}
+        return S.render_sprites(truth, 32).astype(np.float32) / 255.0
 
     model = _StandIn("shape:cat:3:shape,x:cont:1:x,y:cont:1:y,scale:cont:1:scale,bright:bin:1:bright,c1:cont:1", draw)
-    out = factor_eval.sprite_scores(model, num=600)
+    out = factors.sprite_scores(model, num=600)
     for name in ("x", "y", "scale"):
         assert out["codes"][name]["pearson"] > 0.97 and out["codes"][name]["spearman"] > 0.97, out["codes"]
     assert out["codes"]["bright"]["accuracy"] > 0.99
@@ -145,7 +145,7 @@ def test_sprite_scores_of_a_perfect_stand_in():
 
 
 def test_colour_scores_of_a_perfect_and_of_a_colour_blind_stand_in(mnist_digits):
-    from tf_ssinfogan.evaluation import factors as factor_eval
+    from tf_ssinfogan.evaluation import factors
 
     def draw(v, blind=False):
         fg, bg = np.argmax(v["fg"], -1), np.argmax(v["bg"], -1)
@@ -155,7 +155,7 @@ def test_colour_scores_of_a_perfect_and_of_a_colour_blind_stand_in(mnist_digits)
         return (S.BACKGROUND[bg][:, None, None] * (1 - a) + S.FOREGROUND[fg][:, None, None] * a) / 255.0
 
     codes = "digit:cat:10:label,fg:cat:5:fg,bg:cat:3:bg"
-    good = factor_eval.colour_digit_scores(_StandIn(codes, draw), per_value=40)
+    good = factors.colour_digit_scores(_StandIn(codes, draw), per_value=40)
     assert good["fg"]["accuracy"] > 0.98 and good["bg"]["accuracy"] == 1.0 and "digit" not in good
-    blind = factor_eval.colour_digit_scores(_StandIn(codes, lambda v: draw(v, True)), per_value=40)
+    blind = factors.colour_digit_scores(_StandIn(codes, lambda v: draw(v, True)), per_value=40)
     assert blind["fg"]["accuracy"] == pytest.approx(1 / 5) and blind["bg"]["accuracy"] == pytest.approx(1 / 3)

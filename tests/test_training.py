@@ -108,7 +108,7 @@ def test_cli_dry_run_prints_resolved_reference_config():
 
 
 def test_build_model_takes_the_step_settings(tmp_path):
-    from tf_ssinfogan.optimizers import FusedAdam
+    from tf_ssinfogan.model.optimizers import FusedAdam
 
     model = checkpoints.build_model(tiny_config(tmp_path), 0.1)  # the defaults: reused fakes, Keras's Adam
     assert model.reuse_fakes and not isinstance(model.d_optimizer, FusedAdam)

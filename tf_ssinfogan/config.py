@@ -147,14 +147,14 @@ class LatentConfig:
         return self.noise_dim + sum(c.dim for c in self.codes)
 
 
-# The image size (height, width) each network family of networks.py takes (any channel count); kept here so
+# The image size (height, width) each network family of model/networks.py takes (any channel count); kept here so
 # that a configuration is validated without importing TensorFlow (a test checks networks.ARCHITECTURES agrees).
 ARCHITECTURE_SIZES = {"mnist": (28, 28), "infogan32": (32, 32), "dcgan32": (32, 32), "dcgan64": (64, 64)}
 
 
 @dataclasses.dataclass(frozen=True)
 class NetworkConfig:
-    """Architecture choice and its knobs (see networks.py)."""
+    """Architecture choice and its knobs (see model/networks.py)."""
 
     # 'mnist' (ss-InfoGAN reference, 28x28); 'infogan32', 'dcgan32' (32x32); 'dcgan64' (64x64)
     architecture: str = _field("mnist", "Network family (see networks.ARCHITECTURES).")
@@ -222,7 +222,7 @@ class DataConfig:
     """Where the images and labels come from and how the labelled subset is drawn."""
 
     source: str = _field("npz", "Data source: 'npz' (arrays in a .npz file), 'tfds' (a TFDS dataset by name), "
-                         "'image_folder', or a data set built offline with known factors (synthetic.py): "
+                         "'image_folder', or a data set built offline with known factors (data/synthetic.py): "
                          "'colour_digits' (the npz's digits coloured, 32x32x3) or 'sprites' (dSprites-like).",
                          choices=DATA_SOURCES)
     npz_path: str = _field("", "npz with x_train,y_train,x_test,y_test (label -1 = unlabelled; extra columns "
@@ -251,7 +251,7 @@ class DataConfig:
     label_seed: int = _field(1234, "Seed of the labelled-subset choice.")
     measured_labels: Tuple[str, ...] = _field(
         (), "Label columns measured from the pixels of 28x28 grey digits and added to the data (any source): slant, "
-        "thickness (tf_ssinfogan/moments.py; each on the training split's [-1, 1] rank scale), for continuous "
+        "thickness (tf_ssinfogan/data/moments.py; each on the training split's [-1, 1] rank scale), for continuous "
         "semi-supervised codes such as slant:cont:1:slant.")
     synthetic_seed: int = _field(2017, "Seed of a built data set (colour_digits, sprites): same seed, same bytes.")
     synthetic_size: int = _field(32, "Image size of the sprites (32 or 64).")
@@ -370,7 +370,7 @@ class TrainConfig:
     checkpoint_every_minutes: float = _field(
         0.0, "Also checkpoint whenever this many minutes passed since the last checkpoint (0 = off); bounds the "
         "work lost to SIGKILL whatever a step costs. SIGTERM/SIGINT always checkpoint the current step and exit "
-        "with status 75 (preemption.py).")
+        "with status 75 (training/preemption.py).")
     max_checkpoints: int = _field(3, "Checkpoints kept.")
     grid_every_epochs: int = _field(5, "Image-grid period (epochs).")
     export_at_end: bool = _field(True, "Export the SavedModel (generator and Q signatures) at the end.")

@@ -6,7 +6,7 @@
 Writes `<export_base>/<model_name>/<version>/` (SavedModel with the signatures serving_default, sample,
 traverse, classify, classify_uint8; see `tf_ssinfogan.serving.saved_model`) with the next free version, and with --tflite
 `<export_base>/<model_name>_tflite/<version>/` (generator_<q>.tflite, classifier_<q>.tflite and
-tflite_report.json with sizes and max abs differences against the SavedModel; see `tf_ssinfogan.tflite`).
+tflite_report.json with sizes and max abs differences against the SavedModel; see `tf_ssinfogan.serving.tflite`).
 Prints a JSON summary. Exits 2 with a message on bad input; nothing is left half-written. Flags live here
 only; the library (`serving`, `tflite`) takes typed arguments.
 """
@@ -62,7 +62,7 @@ def main(argv):
                         "overwritten")
     import tensorflow as tf
 
-    from tf_ssinfogan import tflite
+    from tf_ssinfogan.serving import tflite
     from tf_ssinfogan.serving import saved_model as serving
 
     try:

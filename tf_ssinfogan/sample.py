@@ -52,7 +52,7 @@ def read_model_info(model: str) -> dict:
 
 def latent_space_from_info(info: dict):
     from tf_ssinfogan.config import CodeSpec, LatentConfig
-    from tf_ssinfogan.latents import LatentSpace
+    from tf_ssinfogan.model.latents import LatentSpace
 
     codes = tuple(CodeSpec(c["name"], c["kind"], c["dim"], c.get("label")) for c in info["codes"])
     return LatentSpace(LatentConfig(info["noise_dim"], info["noise_distribution"], codes))
@@ -62,7 +62,7 @@ def parse_fixed(items, info: dict) -> dict:
     """['digit=3', 'c1=0.5'] -> {'digit': 3, 'c1': [0.5]} for the codes of `info` (model_info.json); raises
     ValueError naming the bad item (before any model is loaded: bad input fails fast)."""
     from tf_ssinfogan.config import CodeSpec
-    from tf_ssinfogan.latents import kind_of
+    from tf_ssinfogan.model.latents import kind_of
 
     codes = {c["name"]: CodeSpec(c["name"], c["kind"], c["dim"], c.get("label")) for c in info["codes"]}
     out = {}
@@ -90,7 +90,7 @@ def sample_images(model: str, num: int, fixed: dict, seed: int = 0):
     """
     import numpy as np
 
-    from tf_ssinfogan import tflite
+    from tf_ssinfogan.serving import tflite
     from tf_ssinfogan.serving import saved_model
 
     space = latent_space_from_info(read_model_info(model))

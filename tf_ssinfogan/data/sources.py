@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from tf_ssinfogan.config import ConfigError, DataConfig, LatentConfig
 from tf_ssinfogan.data import synthetic
-from tf_ssinfogan.latents import kind_of
+from tf_ssinfogan.model.latents import kind_of
 
 DEFAULT_NPZ = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data_files", "mnist.npz")
 

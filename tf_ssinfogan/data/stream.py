@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ssinfogan.config import ConfigError, DataConfig, LatentConfig
-from tf_ssinfogan.images import affine_images, images_to_float, random_affine_params, random_flip, random_shift
-from tf_ssinfogan.latents import kind_of
+from tf_ssinfogan.model.images import affine_images, images_to_float, random_affine_params, random_flip, random_shift
+from tf_ssinfogan.model.latents import kind_of
 from tf_ssinfogan.data.sources import ArraySource, labelled_candidates
 
 

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from tf_ssinfogan.data import moments, synthetic
 from tf_ssinfogan.evaluation import final, grids, metrics
-from tf_ssinfogan.latents import kind_of
+from tf_ssinfogan.model.latents import kind_of
 
 
 def colour_digit_scores(model, per_value: int = 128, seed=(0, 6)) -> Dict[str, dict]:

@@ -22,12 +22,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ssinfogan import losses
+from tf_ssinfogan.model import losses
 from tf_ssinfogan.evaluation import grids, metrics
 from tf_ssinfogan.rundir import paths
 from tf_ssinfogan.data.stream import test_dataset
-from tf_ssinfogan.images import float_to_uint8
-from tf_ssinfogan.latents import first_enumerable, kind_of
+from tf_ssinfogan.model.images import float_to_uint8
+from tf_ssinfogan.model.latents import first_enumerable, kind_of
 from tf_ssinfogan.data.sources import ArraySource
 from tf_ssinfogan.rundir.fileio import write_text_atomic
 

@@ -8,9 +8,9 @@ from typing import Dict, List, Tuple
 import numpy as np
 import tensorflow as tf
 
-from tf_ssinfogan.images import float_to_uint8
+from tf_ssinfogan.model.images import float_to_uint8
 from tf_ssinfogan.rundir.fileio import write_bytes_atomic
-from tf_ssinfogan.latents import LatentSpace, first_enumerable, kind_of
+from tf_ssinfogan.model.latents import LatentSpace, first_enumerable, kind_of
 
 
 def make_grid(images: np.ndarray, rows: int, cols: int, pad: int = 1) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 The protocol of Spurr et al. (2017, Sec. 5): a judge is trained on the *test* split and its own figure is
 measured on the *train* split (images it never saw; the GAN trained on them), so it never judged what it
-learnt from. What a judge predicts follows the code kind (`code_kinds.KINDS`): classes (categorical codes),
+learnt from. What a judge predicts follows the code kind (`scorers.KINDS`): classes (categorical codes),
 independent 0/1 attributes (binary codes, multi-label) or values (continuous codes, a regressor).
 
 Recipes (`JudgeConfig.recipe`): 'paper' is the protocol above. 'train_split' trains on the *train* split (random
@@ -37,8 +37,8 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ssinfogan.evaluation import final, scorers
-from tf_ssinfogan.images import affine_images, random_affine_params, random_shift
-from tf_ssinfogan.latents import kind_of
+from tf_ssinfogan.model.images import affine_images, random_affine_params, random_shift
+from tf_ssinfogan.model.latents import kind_of
 from tf_ssinfogan.config import CodeSpec, ConfigError
 from tf_ssinfogan.data.sources import ArraySource
 

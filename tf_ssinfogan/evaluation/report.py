@@ -2,7 +2,7 @@
 
 Metric groups (`EvalConfig.metrics`):
   codes    - per semi-supervised code, its judge's score of class/bit/value-conditioned samples and Q's score on
-             real test images (`code_kinds.KINDS`); unsupervised categorical codes get the Hungarian-mapped
+             real test images (`scorers.KINDS`); unsupervised categorical codes get the Hungarian-mapped
              accuracy against a categorical judge of the data, when there is one.
   judge_fd - Frechet distance between real test images and samples in a judge's 128-d 'features' layer
              (offline; comparable only between runs on the same data and judge).
@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ssinfogan.evaluation import final, grids, judges, metrics, scorers
-from tf_ssinfogan.latents import kind_of
+from tf_ssinfogan.model.latents import kind_of
 from tf_ssinfogan.config import ConfigError
 from tf_ssinfogan.data.stream import test_dataset
 from tf_ssinfogan.data.sources import ArraySource
@@ -77,7 +77,7 @@ def _real_subset(source: ArraySource, num: int, seed: int) -> np.ndarray:
 
 
 def q_on_real(model, source: ArraySource, batch_size: int = 500, batch_statistics: bool = False) -> Dict[str, dict]:
-    """Q's score on the labelled real test images, per semi-supervised code (`code_kinds.KINDS[kind].q_on_real`):
+    """Q's score on the labelled real test images, per semi-supervised code (`scorers.KINDS[kind].q_on_real`):
     in inference mode (as `classify` and the export read), or with `batch_statistics` normalising each batch of
     `batch_size` real images by its own statistics (a check of the moving statistics)."""
     codes = list(model.ss_codes)
@@ -110,7 +110,7 @@ def _judge_summary(judge) -> dict:
 
 
 def code_metrics(model, judges: Dict[str, object], cfg: EvalConfig, category_judge=None) -> Dict[str, dict]:
-    """Per code: the judge's score of samples (see code_kinds) and the judge's own held-out figure."""
+    """Per code: the judge's score of samples (see scorers) and the judge's own held-out figure."""
     out = {}
     for i, code in enumerate(model.latent_config.codes):
         kind = scorers.KINDS[code.kind]
@@ -394,7 +394,7 @@ class EvaluationCallback(keras.callbacks.Callback):
     def __init__(self, source: ArraySource, judges: dict, category_judge, log_dir: str, every_epochs: int,
                  cfg: EvalConfig = EvalConfig(per_class=64, judge_fd_samples=1000), history_path: str = "",
                  extractor=None, extra_scores: Optional[Callable[[object], dict]] = None):
-        """`extra_scores(model)`: judge-free scores merged into each result (`factor_eval.built_data_scores`)."""
+        """`extra_scores(model)`: judge-free scores merged into each result (`factors.built_data_scores`)."""
         super().__init__()
         self.extra_scores = extra_scores
         self.source, self.judges, self.category_judge, self.cfg = source, judges, category_judge, cfg

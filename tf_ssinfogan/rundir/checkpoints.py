@@ -165,8 +165,8 @@ def build_model(cfg: ExperimentConfig, labelled_ratio: float):
 
     With no labelled example (ratio 0, plain InfoGAN) Q_ss also learns from fakes.
     """
-    from tf_ssinfogan.model import SSInfoGAN, precision_policy
-    from tf_ssinfogan.optimizers import make_adam
+    from tf_ssinfogan.model.ssinfogan import SSInfoGAN, precision_policy
+    from tf_ssinfogan.model.optimizers import make_adam
 
     t = cfg.train
     if t.guide_head and labelled_ratio == 0.0:

@@ -152,10 +152,10 @@ class Explorer:
     def __init__(self, folder: str):
         import tensorflow as tf
 
-        from tf_ssinfogan import tflite
+        from tf_ssinfogan.serving import tflite
         from tf_ssinfogan.serving import saved_model
         from tf_ssinfogan.config import CodeSpec, LatentConfig
-        from tf_ssinfogan.latents import LatentSpace, kind_of
+        from tf_ssinfogan.model.latents import LatentSpace, kind_of
 
         self.folder = folder
         self.info = read_json(os.path.join(folder, INFO_FILE))

@@ -17,7 +17,7 @@ import os
 from typing import Dict, List, Optional
 
 from tf_ssinfogan.rundir import paths
-from tf_ssinfogan.latents import kind_of
+from tf_ssinfogan.model.latents import kind_of
 from tf_ssinfogan.rundir.fileio import write_text_atomic
 
 MNIST_LICENCE = ("MNIST database of handwritten digits, Y. LeCun and C. Cortes "

@@ -49,8 +49,8 @@ import keras
 import tensorflow as tf
 
 from tf_ssinfogan.rundir import checkpoints
-from tf_ssinfogan.images import float_to_uint8, images_to_float
-from tf_ssinfogan.latents import NOISE, kind_of
+from tf_ssinfogan.model.images import float_to_uint8, images_to_float
+from tf_ssinfogan.model.latents import NOISE, kind_of
 
 DEFAULT_MODEL_NAME = "ssinfogan"
 SERVING_DEFAULT = "serving_default"

@@ -22,7 +22,7 @@ from tf_ssinfogan.rundir import checkpoints, paths
 from tf_ssinfogan.serving import model_card, saved_model
 from tf_ssinfogan.training import preemption
 from tf_ssinfogan.config import CodeSpec, ConfigError, ExperimentConfig
-from tf_ssinfogan.model import resolved_precision
+from tf_ssinfogan.model.ssinfogan import resolved_precision
 
 log = logging.getLogger("tf_ssinfogan")
 

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tf_ssinfogan import losses
+from tf_ssinfogan.model import losses
 from tf_ssinfogan.config import CodeSpec, ConfigError, LatentConfig
 
 tfd = tfp.distributions

@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ssinfogan.serving import saved_model as serving
-from tf_ssinfogan.latents import first_enumerable, kind_of
+from tf_ssinfogan.model.latents import first_enumerable, kind_of
 
 QUANTIZATIONS = ("float32", "float16", "int8")
 GENERATOR_SIGNATURES = (serving.SERVING_DEFAULT, serving.SAMPLE)
