@@ -4,10 +4,15 @@
   python benchmarks/train_step.py --batch=64,128,256 --variant=default --xla=off,on
   python benchmarks/train_step.py --precision=float32,mixed_bfloat16,mixed_float16 --replicas=1,2
   python benchmarks/train_step.py --steps_per_execution=1,10 --variant=default
+  python benchmarks/train_step.py --arch=all --variant=default --precision=float32,mixed_bfloat16 --xla=off,on \
+      --steps=4 --repeats=3                                  # every architecture: float32 vs bf16 vs XLA
 
 Prints the hardware, a dense-matmul peak measured in the same run (float32 and bfloat16), then one JSON line
-per case: {arch, batch, variant, xla, precision, replicas, steps_per_execution, step_ms, images_per_s,
-mflop_per_image, gflop_per_s, utilisation_vs_fp32_peak}. The step is the model's own `train_step` on a fixed
+per case: {arch, batch, variant, xla, precision, replicas, steps_per_execution, repeats, step_ms, images_per_s,
+mflop_per_image, gflop_per_s, utilisation_vs_fp32_peak, utilisation_vs_bf16_peak, vs_float32}, and at the end a
+Markdown table of them. The cases of one architecture are built first and then timed in turns, `--repeats`
+rounds (medians reported), so that a changing load on a shared machine hits them alike; vs_float32 is the
+images/s ratio to the same variant in float32 with XLA off, measured in the same rounds. The step is the model's own `train_step` on a fixed
 in-memory batch (the input pipeline is measured separately in benchmarks/input_pipeline.py). FLOPs are counted
 by the TF profiler on the step's graph (forward and backward of both phases).
 
@@ -63,6 +68,13 @@ def _register_32x32():
             C.LatentConfig(noise_dim=100, noise_distribution="normal",
                            codes=C.parse_codes("object:cat:10:label,c1:cont:1,c2:cont:1,c3:cont:1,c4:cont:1")),
         )
+    if "dcgan64" in networks.ARCHITECTURES:  # configs/celeba64.flags
+        ARCHS["dcgan64"] = (
+            C.NetworkConfig(architecture="dcgan64", image_shape=(64, 64, 3), output_activation="tanh",
+                            leaky_relu_slope=0.1),
+            C.LatentConfig(noise_dim=128, noise_distribution="uniform", codes=C.parse_codes(
+                "smile:bin:1:Smiling,male:bin:1:Male," + ",".join(f"cat{i}:cat:10" for i in range(1, 11)))),
+        )
 
 
 def hardware():
@@ -106,29 +118,32 @@ VARIANTS = {  # variant: (reuse_fakes, fused_adam)
 }
 
 
-def run_case(arch, batch, xla, precision, steps, warmup, variant="default", replicas=1, steps_per_execution=1):
-    """(seconds per step, FLOPs per step) of one case."""
+def build_case(arch, batch, precision, variant="default"):
+    """(compiled model, one in-memory batch) of a case on one device (benchmarks/kernel_profile.py uses it)."""
     from tf_ssinfogan.model.ssinfogan import precision_policy
     from tf_ssinfogan.model.optimizers import make_adam
 
     keras.utils.set_random_seed(0)
     network, latent = ARCHS[arch]
     reuse_fakes, fused_adam = VARIANTS[variant]
+    with precision_policy(precision):
+        model = SSInfoGAN(latent, network, batch, reuse_fakes=reuse_fakes)
+    model.compile(d_optimizer=make_adam(1e-4, 0.5, 0.999, "d_adam", fused=fused_adam, precision=precision),
+                  g_optimizer=make_adam(1e-3, 0.5, 0.999, "g_adam", fused=fused_adam, precision=precision))
+    h, w, c = network.image_shape
+    labels = {code.label: tf.zeros([batch], tf.int64) if code.kind == "categorical" else tf.zeros([batch, code.dim])
+              for code in latent.semi_supervised_codes}
+    return model, (tf.random.uniform([batch, h, w, c]), labels, tf.ones([batch]))
+
+
+def prepare_case(arch, batch, xla, precision, steps, warmup, variant="default", replicas=1, steps_per_execution=1):
+    """(timer, FLOPs per step) of one case, warmed up: timer() runs `steps` steps and returns seconds per step."""
     if replicas > 1:
         strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(replicas)])
     else:
         strategy = tf.distribute.get_strategy()
-    with strategy.scope():
-        with precision_policy(precision):
-            model = SSInfoGAN(latent, network, batch, reuse_fakes=reuse_fakes)
-        # as rundir.checkpoints.build_model: FusedAdam or keras Adam, dynamic loss scaling for float16
-        model.compile(d_optimizer=make_adam(1e-4, 0.5, 0.999, "d_adam", fused=fused_adam, precision=precision),
-                      g_optimizer=make_adam(1e-3, 0.5, 0.999, "g_adam", fused=fused_adam, precision=precision))
-    h, w, c = network.image_shape
-    images = tf.random.uniform([batch, h, w, c])
-    labels = {code.label: tf.zeros([batch], tf.int64) if code.kind == "categorical" else tf.zeros([batch, code.dim])
-              for code in latent.semi_supervised_codes}
-    mask = tf.ones([batch])
+    with strategy.scope():  # as rundir.build_model: FusedAdam or keras Adam, dynamic loss scaling for float16
+        model, (images, labels, mask) = build_case(arch, batch, precision, variant)
     flops = None
     if replicas == 1:
         try:
@@ -156,12 +171,21 @@ def run_case(arch, batch, xla, precision, steps, warmup, variant="default", repl
     for _ in range(max(1, warmup // steps_per_execution)):
         out = step(data)
     float(out)
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        out = step(data)
-    float(out)
-    dt = (time.perf_counter() - t0) / (calls * steps_per_execution)
-    return dt, flops
+
+    def timer():
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            out = step(data)
+        float(out)
+        return (time.perf_counter() - t0) / (calls * steps_per_execution)
+
+    return timer, flops
+
+
+def run_case(*args, **kwargs):
+    """(seconds per step, FLOPs per step) of one case."""
+    timer, flops = prepare_case(*args, **kwargs)
+    return timer(), flops
 
 
 def _csv(text, cast=str):
@@ -170,7 +194,7 @@ def _csv(text, cast=str):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arch", default="mnist")
+    p.add_argument("--arch", default="mnist", help="comma-separated, or 'all' (every architecture in networks)")
     p.add_argument("--batch", default="128")
     p.add_argument("--variant", default="baseline,reuse,fused,default")
     p.add_argument("--xla", default="off,on")
@@ -179,6 +203,8 @@ def main():
     p.add_argument("--steps_per_execution", default="1")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=1,
+                   help="timed rounds over all cases of an architecture, in turns (medians are reported)")
     p.add_argument("--no_peak", action="store_true", help="skip the matmul peak (child processes)")
     args = p.parse_args()
     for v in _csv(args.variant):
@@ -197,15 +223,19 @@ def main():
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas[0])
     _register_32x32()
-    peak32 = None
+    peak32 = peak16 = None
     print("# hardware:", json.dumps(hardware()), flush=True)
     if not args.no_peak:
         peak32, peak16 = matmul_peak(tf.float32), matmul_peak(tf.bfloat16)
         print(f"# dense matmul 2048^3 peak: float32 {peak32:.1f} GFLOP/s, bfloat16 {peak16:.1f} GFLOP/s", flush=True)
-    for arch in _csv(args.arch):
-        for precision in _csv(args.precision):
-            for batch in _csv(args.batch, int):
-                for spe in _csv(args.steps_per_execution, int):
+    archs = list(ARCHS) if args.arch == "all" else _csv(args.arch)
+    rows = []
+    for arch in archs:
+        for batch in _csv(args.batch, int):
+            for spe in _csv(args.steps_per_execution, int):
+                # every case of this group is built first, then timed in turns (--repeats), medians reported
+                cases = []
+                for precision in _csv(args.precision):
                     for variant in _csv(args.variant):
                         for xla in [x == "on" for x in _csv(args.xla)]:
                             case = {"arch": arch, "batch": batch, "variant": variant, "xla": xla,
@@ -213,19 +243,41 @@ def main():
                             if xla and replicas[0] > 1:
                                 continue
                             try:
-                                dt, flops = run_case(arch, batch, xla, precision, args.steps, args.warmup, variant,
-                                                     replicas[0], spe)
+                                timer, flops = prepare_case(arch, batch, xla, precision, args.steps, args.warmup,
+                                                            variant, replicas[0], spe)
                             except Exception as e:
                                 print(json.dumps(dict(case, error=str(e).splitlines()[0][:200])), flush=True)
                                 continue
-                            rec = dict(case, step_ms=round(dt * 1e3, 2), images_per_s=round(batch / dt, 1))
-                            if flops:
-                                rec["mflop_per_image"] = round(flops / batch / 1e6, 1)
-                                rec["gflop_per_s"] = round(flops / dt / 1e9, 1)
-                                if peak32:
-                                    rec["utilisation_vs_fp32_peak"] = round(flops / dt / 1e9 / peak32, 3)
-                            print(json.dumps(rec), flush=True)
-
+                            cases.append((case, timer, flops, []))
+                for _ in range(args.repeats):
+                    for _, timer, _, times in cases:
+                        times.append(timer())
+                for case, _, flops, times in cases:
+                    dt = float(np.median(times))
+                    rec = dict(case, repeats=len(times), step_ms=round(dt * 1e3, 2), images_per_s=round(batch / dt, 1))
+                    if flops:
+                        rec["mflop_per_image"] = round(flops / batch / 1e6, 1)
+                        rec["gflop_per_s"] = round(flops / dt / 1e9, 1)
+                        if peak32:
+                            rec["utilisation_vs_fp32_peak"] = round(flops / dt / 1e9 / peak32, 3)
+                            rec["utilisation_vs_bf16_peak"] = round(flops / dt / 1e9 / peak16, 3)
+                    ref = [c for c, _, _, t in cases if c["precision"] == "float32" and not c["xla"]
+                           and c["variant"] == case["variant"]]
+                    if ref:
+                        ref_dt = float(np.median(cases[[c for c, *_ in cases].index(ref[0])][3]))
+                        rec["vs_float32"] = round(ref_dt / dt, 2)
+                    print(json.dumps(rec), flush=True)
+                    rows.append(rec)
+    if len(rows) > 1:
+        print(f"\n# load average {os.getloadavg()[0]:.1f} (1 min) at the end")
+        print("| arch | batch | variant | precision | XLA | step ms | images/s | GFLOP/s | of fp32 peak | of bf16 peak "
+              "| vs float32 |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            share = [f"{r[k]:.0%}" if k in r else "" for k in ("utilisation_vs_fp32_peak", "utilisation_vs_bf16_peak")]
+            print(f"| {r['arch']} | {r['batch']} | {r['variant']} | {r['precision']} | {'on' if r['xla'] else 'off'} "
+                  f"| {r['step_ms']} | {r['images_per_s']} | {r.get('gflop_per_s', '')} | {share[0]} | {share[1]} "
+                  f"| {r.get('vs_float32', '')} |")
 
 if __name__ == "__main__":
     main()

@@ -242,3 +242,51 @@ def test_an_auto_run_records_its_choice_and_resumes_where_auto_chooses_otherwise
     done = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, export_at_end=False))
     assert trainer.train(done, source=src).step == 4
     assert paths.read_config(cfg.run_dir).train.precision == "float32"
+
+
+# The bfloat16 convolutions whose small side is tiny take their weight gradient from one im2col matmul
+def test_im2col_filter_gradient_is_the_convolution_filter_gradient():
+    from tf_ssinfogan.model.networks import _im2col_filter_grad
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(3, 8, 8, 5)), tf.float32)
+    dy = tf.constant(rng.normal(size=(3, 4, 4, 7)), tf.float32)
+    ref = tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=[4, 4, 5, 7], out_backprop=dy, strides=[1, 2, 2, 1],
+                                          padding="SAME")
+    np.testing.assert_allclose(_im2col_filter_grad(x, dy, 4, 2).numpy(), ref.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_bfloat16_convolutions_with_a_tiny_side_have_keras_gradients(transpose):
+    from tf_ssinfogan.model.networks import Conv, ConvTranspose
+
+    shape = (4, 2, 2, 6) if transpose else (4, 8, 8, 6)  # small side 4x4 (conv output) / 2x2 (transposed input)
+    x = tf.constant(np.random.default_rng(1).normal(size=shape), tf.float32)
+    grads = {}
+    for name, cls in (("ours", ConvTranspose if transpose else Conv),
+                      ("keras", keras.layers.Conv2DTranspose if transpose else keras.layers.Conv2D)):
+        with precision_policy("mixed_bfloat16"):
+            layer = cls(3, 4, strides=2, padding="same", kernel_initializer=keras.initializers.RandomNormal(seed=2),
+                        bias_initializer="ones")
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) ** 2)
+        grads[name] = [y] + tape.gradient(loss, [x, layer.kernel, layer.bias])
+        graph = tf.function(lambda v, layer=layer: layer(v)).get_concrete_function(x).graph
+        uses_patches = any(op.type == "ExtractImagePatches" for op in graph.get_operations())
+        assert not uses_patches  # the forward pass is the plain convolution
+    for a, b in zip(grads["ours"], grads["keras"]):
+        a, b = tf.cast(a, tf.float32).numpy(), tf.cast(b, tf.float32).numpy()
+        assert np.abs(a - b).max() <= 0.02 * np.abs(b).max()  # bfloat16 rounding (8 bits of mantissa)
+    with precision_policy("mixed_bfloat16"):
+        layer = (ConvTranspose if transpose else Conv)(3, 4, strides=2, padding="same")
+
+    @tf.function
+    def kernel_grad(v):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.cast(layer(v), tf.float32))
+        return tape.gradient(loss, layer.kernel)
+
+    ops = kernel_grad.get_concrete_function(x).graph.get_operations()
+    assert any(op.type == "ExtractImagePatches" for op in ops)  # the im2col weight gradient was taken
