@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from tf_ssinfogan import config as C
-from tf_ssinfogan.evaluation import final, judges, report as evaluator
+from tf_ssinfogan.evaluation import judges, report as evaluator
 from tf_ssinfogan.data.sources import ArraySource, load_npz
 from tf_ssinfogan.model.latents import LatentSpace
 from tf_ssinfogan.model.ssinfogan import SSInfoGAN
@@ -245,13 +245,11 @@ def test_train_classifier_cli_trains_a_judge_per_column_kind(tmp_path):
 
 
 def test_a_judge_cached_by_an_older_version_reports_its_architecture_and_held_out_set(tmp_path):
-    from tf_ssinfogan.evaluation import final
-
     src = tiny_source()
     code = C.CodeSpec("digit", "categorical", 10, "label")
     model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
     path = str(tmp_path / "old.keras")
-    final.save_classifier(model, path, {"validation_accuracy_on_train_split": 0.972, "epochs": 5,
+    judges.save_judge(model, path, {"validation_accuracy_on_train_split": 0.972, "epochs": 5,
                                              "trained_on": "test split", "label": "label"})
     judge = judges.get_judge(src, code, judges.JudgeConfig(), path)
     text = evaluator._judge_text(judge.meta)
@@ -267,7 +265,7 @@ def test_judges_trained_otherwise_are_cached_apart_and_augmentation_is_a_functio
     assert judges.JudgeConfig(epochs=30, augment=True).tag("mnist_cnn") == "_e30_aug"
     assert judges.JudgeConfig(augment=True).tag("resnet") == "_aug"
     default = judges.judge_path(src, code, "mnist_cnn")
-    assert default == final.default_classifier_path(src, "label")  # the paper's judge keeps its file name
+    assert default == os.path.join(str(tmp_path), "classifiers", f"tiny_label_{judges.data_fingerprint(src)}.keras")
     aug = judges.judge_path(src, code, "mnist_cnn", judges.JudgeConfig(epochs=2, augment=True))
     assert aug == default[:-len(".keras")] + "_e2_aug.keras"
     x = tf.constant(src.test_images[:16], tf.float32) / 255.0

@@ -57,9 +57,9 @@ def test_continuous_code_loss_is_reference_mse():
 
 def test_code_loss_dispatches_by_kind():
     cat, cont, binary = CodeSpec("a", "categorical", 3), CodeSpec("b", "continuous", 2), CodeSpec("c", "binary", 2)
-    np.testing.assert_allclose(latents.code_loss(cat, [[1.0, 2.0, 3.0]], [[0, 0, 1]]), [0.4076060], rtol=1e-6)
-    np.testing.assert_allclose(latents.code_loss(cont, [[0.5, -1.0]], [[0.0, 1.0]]), [2.125], rtol=1e-6)
-    np.testing.assert_allclose(latents.code_loss(binary, [[0.0, 2.0]], [[1.0, 0.0]]), [1.4100379], rtol=1e-6)
+    np.testing.assert_allclose(latents.kind_of(cat).loss([[1.0, 2.0, 3.0]], [[0, 0, 1]]), [0.4076060], rtol=1e-6)
+    np.testing.assert_allclose(latents.kind_of(cont).loss([[0.5, -1.0]], [[0.0, 1.0]]), [2.125], rtol=1e-6)
+    np.testing.assert_allclose(latents.kind_of(binary).loss([[0.0, 2.0]], [[1.0, 0.0]]), [1.4100379], rtol=1e-6)
 
 
 def test_log_likelihoods_and_mutual_information_bound():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from tf_ssinfogan.evaluation import final, metrics
+from tf_ssinfogan.evaluation import metrics
 
 
 def test_frechet_formula_on_a_hand_computed_pair_of_gaussians():
@@ -30,7 +30,6 @@ def test_frechet_distance_of_samples_matches_scipy_sqrtm(n_a, n_b, dim):
     want = np.sum((mu_a - mu_b) ** 2) + np.trace(s_a + s_b - 2 * np.real(linalg.sqrtm(s_a @ s_b)))
     assert metrics.frechet_distance(a, b) == pytest.approx(want, rel=1e-7)
     assert metrics.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8 * want)
-    assert final.frechet_distance is metrics.frechet_distance  # the old name still works
 
 
 def test_kid_is_zero_in_expectation_and_matches_a_direct_mmd():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tf_ssinfogan import config as C
-from tf_ssinfogan.evaluation import final as evaluation
+from tf_ssinfogan.evaluation import judges
 from tf_ssinfogan.rundir import paths
 from tf_ssinfogan.serving import model_card
 from tf_ssinfogan.data.sources import ArraySource, LabelColumn
@@ -109,4 +109,4 @@ def test_a_stronger_judge_for_the_final_and_periodic_evaluations_is_cached_apart
     assert ev["classifier"]["architecture"] == "mnist_cnn" and ev["class_conditioned"]["digit"]["samples"] == 1280
     # one judge, trained once for both evaluations, under its own name; the paper's default judge never trained
     assert sorted(f for f in os.listdir(tmp_path / "cache" / "classifiers") if f.endswith(".keras")) == \
-        [f"tiny_label_{evaluation.data_fingerprint(tiny_source())}_e2_aug.keras"]
+        [f"tiny_label_{judges.data_fingerprint(tiny_source())}_e2_aug.keras"]

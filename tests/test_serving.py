@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from conftest import tiny_config, tiny_source
 from tf_ssinfogan.serving import tflite
-from tf_ssinfogan.evaluation import final
+from tf_ssinfogan.evaluation import report
 from tf_ssinfogan.serving import saved_model
 from tf_ssinfogan.training import trainer
 from tf_ssinfogan.model.images import images_to_float
@@ -228,7 +228,7 @@ def test_bad_inputs_fail_with_an_error_naming_the_input(model, loaded, signature
 def test_classify_accuracy_equals_q_ss_accuracy(run, model, loaded):
     _, source, result = run
     expected = result.eval["q_ss_test_accuracy"]["digit"]  # computed by training on the same weights
-    assert final.q_ss_accuracy(model, source)["digit"] == expected
+    assert report.q_ss_test_accuracy(model, source)["digit"] == expected
     labels = source.test_labels["label"]
     for signature, images in (("classify", images_to_float(source.test_images, (0.0, 1.0))),
                               ("classify_uint8", source.test_images)):

@@ -286,7 +286,7 @@ def test_run_folder_paths_are_named_in_one_place():
     assert rd.config == os.path.join("r", "config.json") and rd.checkpoints == os.path.join("r", "checkpoints")
     assert rd.export_base == os.path.join("r", "export") and rd.eval_logs == os.path.join("r", "logs", "eval")
     modules = package_modules()
-    for module in ("training.trainer", "evaluate", "export", "evaluation.final", "serving.saved_model", "train"):
+    for module in ("training.trainer", "evaluate", "export", "evaluation.report", "serving.saved_model", "train"):
         text = open(modules[module]).read()
         for name in ('"config.json"', '"checkpoints"', '"eval.json"', '"eval_history.jsonl"', '"flags.txt"'):
             assert name not in text, f"{module}.py spells the run-folder name {name}; use rundir"

@@ -206,7 +206,7 @@ def test_classifier_recipe_resumes_exactly_and_evaluates_with_the_averaged_weigh
     """Mixed labelled batches, shifts, consistency pseudo-labels and D/Q's moving average: stopped at step 2 and
     resumed equals straight through (the averages included), and the final evaluation, `load_run` (evaluate,
     export) and the checkpoint's averages agree."""
-    from tf_ssinfogan.evaluation import final
+    from tf_ssinfogan.evaluation import report
 
     src = tiny_source()
     recipe = dict(d_average=0.5, g_average=0.9, adversarial_labelled=False, pseudo_label_weight=1.0,
@@ -238,7 +238,7 @@ def test_classifier_recipe_resumes_exactly_and_evaluates_with_the_averaged_weigh
     served = [v.numpy() for v in model.discriminator.trainable_variables]
     assert all(any(w.shape == a[n].shape and np.array_equal(w, a[n]) for n in slots) for w in served)
     assert not all(any(w.shape == r.shape and np.array_equal(w, r) for r in raw.values()) for w in served)
-    assert result.eval["q_ss_test_accuracy"] == final.q_ss_accuracy(model, src)
+    assert result.eval["q_ss_test_accuracy"] == report.q_ss_test_accuracy(model, src)
     g_slots = [a[n] for n in a if n.startswith("g_optimizer/_variables/")]
     assert all(any(w.shape == v.shape and np.array_equal(w, v) for v in g_slots)
                for w in (x.numpy() for x in model.generator.trainable_variables))  # G generates from its average

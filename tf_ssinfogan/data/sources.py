@@ -78,10 +78,11 @@ def infer_column(y: np.ndarray) -> LabelColumn:
     return LabelColumn("categorical")
 
 
-def known_mask(y: np.ndarray, column: LabelColumn) -> np.ndarray:
-    """True per example whose label is known (not -1 / NaN). Multi-dim columns need every entry known."""
-    y = np.asarray(y)
-    ok = ~np.isnan(y) if column.kind == "continuous" and np.issubdtype(y.dtype, np.floating) else y >= 0
+def known_rows(labels, kind: str) -> np.ndarray:
+    """True per example whose label is known: -1 marks an unknown class or attribute, NaN an unknown value
+    (continuous). Multi-dim columns need every entry known."""
+    y = np.asarray(labels)
+    ok = np.isfinite(y.astype(np.float64)) if kind == "continuous" else y >= 0
     return ok.reshape(len(y), -1).all(axis=1)
 
 
@@ -750,5 +751,5 @@ def labelled_candidates(source: ArraySource, codes) -> np.ndarray:
     """True for the training examples whose every semi-supervised label column is known."""
     ok = np.ones([len(source.train_images)], bool)
     for code in codes:
-        ok &= known_mask(source.train_labels[code.label], source.column(code.label))
+        ok &= known_rows(source.train_labels[code.label], source.column(code.label).kind)
     return ok

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ssinfogan.data import moments, synthetic
-from tf_ssinfogan.evaluation import final, grids, metrics
+from tf_ssinfogan.evaluation import grids, metrics
 from tf_ssinfogan.model.latents import kind_of
 
 
@@ -30,7 +30,7 @@ def colour_digit_scores(model, per_value: int = 128, seed=(0, 6)) -> Dict[str, d
         if code.label not in ("fg", "bg"):
             continue
         latents = grids.class_conditioned_latents(model.latent_space, code.name, per_value, seed)
-        fg, bg = synthetic.measure_colours(final.generate_uint8(model, latents))
+        fg, bg = synthetic.measure_colours(grids.generate_uint8(model, latents))
         measured = fg if code.label == "fg" else bg
         values = np.repeat(np.arange(code.dim), per_value)
         out[code.name] = {"accuracy": float(np.mean(measured == values)), "samples": int(len(values)),
@@ -42,7 +42,7 @@ def sprite_scores(model, num: int = 2000, seed=(0, 7)) -> dict:
     """Per factor code: correlation or accuracy against the factor measured on samples; and the MIG."""
     space = model.latent_space
     latents = space.sample(num, tf.constant(seed))
-    images = final.generate_uint8(model, latents)
+    images = grids.generate_uint8(model, latents)
     values = {c.name: (np.argmax(latents[c.name].numpy(), -1) if kind_of(c).enumerable
                        else latents[c.name].numpy()[:, 0]) for c in space.codes}
     shape_code = next((c for c in space.codes if c.label == "shape"), None)
@@ -70,7 +70,7 @@ def moment_scores(model, source, num: int = 2000, seed=(0, 8)) -> dict:
     if not codes:
         return {}
     latents = model.latent_space.sample(num, tf.constant(seed))
-    images = final.generate_uint8(model, latents)
+    images = grids.generate_uint8(model, latents)
     scales = moments.fit_scales(source.train_images, sorted({c.label for c in codes}))
     measured = moments.scaled_columns(images, scales)
     out = {}

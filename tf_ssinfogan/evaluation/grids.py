@@ -1,4 +1,5 @@
-"""Fixed-latent image grids: one per code (rows: categorical value; columns: a sweep or fixed samples)."""
+"""G's images in batches, and fixed-latent image grids: one per code (rows: categorical value; columns: a sweep or
+fixed samples) and the class-conditioned grid of a run (samples_by_class.png)."""
 
 from __future__ import annotations
 
@@ -94,3 +95,31 @@ def write_code_grids(model, out_dir: str, step: int, writer=None, cols: int = 10
             with writer.as_default(step=step):
                 tf.summary.image(f"Grids/{tag}", grid[None], step=step)
     return paths
+
+
+def to_unit(model, images):
+    """Images in the model's data range -> [0, 1]."""
+    lo, hi = model.network_config.data_range
+    return (tf.cast(images, tf.float32) - lo) / (hi - lo)
+
+
+def generate_in_batches(model, latents, batch_size=500):
+    """G's images (data range) for a latents dict, `batch_size` at a time."""
+    n = int(next(iter(latents.values())).shape[0])
+    parts = [model.generate({k: v[i:i + batch_size] for k, v in latents.items()}) for i in range(0, n, batch_size)]
+    return tf.concat(parts, 0)
+
+
+def generate_uint8(model, latents, batch_size=500) -> np.ndarray:
+    """G's images for a latents dict as uint8 numpy [N, H, W, C]."""
+    return float_to_uint8(generate_in_batches(model, latents, batch_size), model.network_config.data_range).numpy()
+
+
+def class_conditioned_grid(model, path: str, per_class: int = 10) -> str:
+    """Rows: the values of the first categorical semi-supervised code (else any categorical code)."""
+    code = first_enumerable(model.ss_codes) or first_enumerable(model.latent_config.codes)
+    if code is None:
+        return ""
+    latents = class_conditioned_latents(model.latent_space, code.name, per_class)
+    images = float_to_uint8(model.generate(latents), model.network_config.data_range).numpy()
+    return write_png(path, make_grid(images, code.dim, per_class))

@@ -14,7 +14,7 @@ for categorical codes on 32x32 colour images with named classes (not digits: fli
 digit's), at least 20,000 labelled training images and a separate test split (CIFAR-10, TFDS or class folders),
 and 'paper' otherwise. Every judge's metadata names its recipe, training split and held-out split.
 
-Architectures: 'mnist_cnn' (the paper's two-convolution CNN, `evaluation.build_classifier`, 5 epochs) for
+Architectures: 'mnist_cnn' (the paper's two-convolution CNN, `build_mnist_cnn`, 5 epochs) for
 28x28 grey images; 'resnet' (a small residual CNN, He et al. 2016: 3 stages of one residual block each,
 32/64/128 channels, BatchNorm, global average pool) for other images, e.g. 32x32 colour; 'resnet9' (the
 ResNet-9 of Page's DAWNBench CIFAR-10 runs at 3/8 of its width, 24/48/96/192 channels) for the 'train_split'
@@ -22,13 +22,15 @@ recipe. Every judge has a 128-d layer named 'features' (the offline Frechet dist
 'logits'.
 
 Cache: `$TF_SSINFOGAN_CACHE/classifiers/` (default `~/.cache/tf_ssinfogan/`), a `.keras` file per judge and
-its metadata (`.keras.json`: the held-out figure, epochs, data fingerprint). The MNIST digit judge keeps the
-file name of `evaluation.default_classifier_path`.
+its metadata (`.keras.json`: the held-out figure, epochs, data fingerprint). The MNIST digit judge of the paper's
+recipe keeps the name `<source>_<label>_<fingerprint>.keras`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 from typing import Dict, Optional, Tuple
 
@@ -36,11 +38,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ssinfogan.evaluation import final, scorers
+from tf_ssinfogan.evaluation import scorers
 from tf_ssinfogan.model.images import affine_images, random_affine_params, random_shift
 from tf_ssinfogan.model.latents import kind_of
 from tf_ssinfogan.config import CodeSpec, ConfigError
-from tf_ssinfogan.data.sources import ArraySource
+from tf_ssinfogan.data.sources import ArraySource, known_rows
+from tf_ssinfogan.rundir.fileio import write_text_atomic
 
 ARCHITECTURES = ("auto", "mnist_cnn", "resnet", "resnet9")
 DEFAULT_EPOCHS = {"mnist_cnn": 5, "resnet": 10, "resnet9": 12}
@@ -106,6 +109,21 @@ def choose_architecture(image_shape, requested: str = "auto") -> str:
     return "mnist_cnn" if tuple(image_shape) == (28, 28, 1) else "resnet"
 
 
+def build_mnist_cnn(image_shape, num_classes: int, seed: int = 0) -> keras.Model:
+    """A standard CNN (two 3x3 convolutions, max-pool, FC 128 'features', softmax logits); input float [0, 1]."""
+    init = keras.initializers.GlorotUniform(seed=seed)
+    inputs = keras.Input(tuple(image_shape), name="images")
+    x = keras.layers.Conv2D(32, 3, activation="relu", kernel_initializer=init)(inputs)
+    x = keras.layers.Conv2D(64, 3, activation="relu", kernel_initializer=init)(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Dropout(0.25, seed=seed)(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(128, activation="relu", kernel_initializer=init, name="features")(x)
+    x = keras.layers.Dropout(0.5, seed=seed)(x)
+    logits = keras.layers.Dense(num_classes, kernel_initializer=init, name="logits")(x)
+    return keras.Model(inputs, logits, name="independent_classifier")
+
+
 def build_resnet(image_shape, width: int, seed: int = 0) -> keras.Model:
     """Small residual CNN for 32x32-ish images: conv 32, then 3 stages (32, 64/2, 128/2) of one residual block
     (two 3x3 conv + BN, projection shortcut when the shape changes), GAP, FC 128 'features', FC 'logits'.
@@ -160,7 +178,7 @@ def build_resnet9(image_shape, width: int, seed: int = 0, widths=(24, 48, 96, 19
 
 def build_judge(architecture: str, image_shape, width: int, seed: int = 0) -> keras.Model:
     if architecture == "mnist_cnn":
-        return final.build_classifier(image_shape, width, seed)
+        return build_mnist_cnn(image_shape, width, seed)
     if architecture == "resnet9":
         return build_resnet9(image_shape, width, seed)
     return build_resnet(image_shape, width, seed)
@@ -173,7 +191,7 @@ def resolve(source: ArraySource, code: CodeSpec, config: JudgeConfig = JudgeConf
     if recipe == "auto":
         column = source.column(code.label) if code.label in source.train_labels else None
         names = column.class_names if column is not None else ()
-        known = (int(np.count_nonzero(scorers.known_rows(source.train_labels[code.label], code.kind)))
+        known = (int(np.count_nonzero(known_rows(source.train_labels[code.label], code.kind)))
                  if column is not None else 0)
         natural = code.kind == "categorical" and bool(names) and not all(str(n).isdigit() for n in names)
         recipe = "train_split" if (natural and tuple(source.image_shape) == (32, 32, 3)
@@ -186,13 +204,11 @@ def resolve(source: ArraySource, code: CodeSpec, config: JudgeConfig = JudgeConf
 
 
 def _fingerprint(source: ArraySource, recipe: str) -> str:
-    """The cache key's data digest: the test split (`evaluation.data_fingerprint`), and for 'train_split' the
-    train split too (what that judge learns from)."""
-    digest = final.data_fingerprint(source)
+    """The cache key's data digest: the test split (`data_fingerprint`), and for 'train_split' the train split
+    too (what that judge learns from)."""
+    digest = data_fingerprint(source)
     if recipe != "train_split":
         return digest
-    import hashlib
-
     h = hashlib.sha1(digest.encode())
     h.update(np.ascontiguousarray(source.train_images).tobytes())
     for k in sorted(source.train_labels):
@@ -201,7 +217,17 @@ def _fingerprint(source: ArraySource, recipe: str) -> str:
     return h.hexdigest()[:12]
 
 
-def _cache_dir() -> str:
+def data_fingerprint(source: ArraySource) -> str:
+    """Short digest of a judge's training data (the test split), for the cache file name."""
+    h = hashlib.sha1(source.test_images.tobytes())
+    for k in sorted(source.test_labels):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(source.test_labels[k]).tobytes())
+    return h.hexdigest()[:12]
+
+
+def cache_dir() -> str:
+    """Where judges are cached: `$TF_SSINFOGAN_CACHE`, by default `~/.cache/tf_ssinfogan`."""
     return os.environ.get("TF_SSINFOGAN_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "tf_ssinfogan"))
 
 
@@ -214,8 +240,9 @@ def judge_path(source: ArraySource, code: CodeSpec, architecture: str, config: J
         architecture = resolved
     tag = config.tag(architecture, recipe)
     if kind_of(code).enumerable and architecture == "mnist_cnn" and recipe == "paper":
-        return os.path.splitext(final.default_classifier_path(source, code.label))[0] + tag + ".keras"
-    return os.path.join(_cache_dir(), "classifiers", f"{os.path.splitext(source.name)[0]}_{code.label}_"
+        return os.path.join(cache_dir(), "classifiers", f"{os.path.splitext(source.name)[0]}_{code.label}_"
+                            f"{data_fingerprint(source)}{tag}.keras")
+    return os.path.join(cache_dir(), "classifiers", f"{os.path.splitext(source.name)[0]}_{code.label}_"
                         f"{code.kind}{code.dim}_{architecture}_{_fingerprint(source, recipe)}{tag}.keras")
 
 
@@ -224,7 +251,7 @@ def _split(source: ArraySource, code: CodeSpec, split: str) -> Tuple[np.ndarray,
     labels = (source.test_labels if split == "test" else source.train_labels).get(code.label)
     if labels is None:
         raise JudgeUnavailable(f"{source.name!r} has no label column {code.label!r} in its {split} split")
-    keep = scorers.known_rows(labels, code.kind)
+    keep = known_rows(labels, code.kind)
     return images[keep], np.asarray(labels)[keep]
 
 
@@ -319,9 +346,33 @@ def train_judge(source: ArraySource, code: CodeSpec, config: JudgeConfig = Judge
             "augment": bool(config.augment), "recipe": "paper", "recipe_text": RECIPE_TEXT["paper"],
             "trained_on": "test split", "trained_examples": int(len(x_fit)),
             "held_out_split": "train", "held_out_examples": int(len(x_val)), "held_out": held_out,
-            "source": source.name, "fingerprint": final.data_fingerprint(source)}
+            "source": source.name, "fingerprint": data_fingerprint(source)}
     if kind_of(code).enumerable:
         meta["validation_accuracy_on_train_split"] = held_out.get("value", float("nan"))
+    return model, meta
+
+
+def save_judge(model, path: str, meta: dict) -> str:
+    """Saves a judge (.keras) and its metadata (.json) atomically."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".tmp_{os.getpid()}_{os.path.basename(path)}")
+    model.save(tmp)
+    os.replace(tmp, path)
+    write_text_atomic(path + ".json", json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def load_judge(path: str):
+    """Loads a cached judge (Keras safe_mode: no arbitrary code) and its metadata."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"judge {path!r} does not exist; train it with "
+                                f"`python -m tf_ssinfogan.train_classifier`")
+    model = keras.models.load_model(path, safe_mode=True, compile=False)
+    meta_path = path + ".json"
+    meta = {}
+    if os.path.isfile(meta_path):
+        with open(meta_path) as f:
+            meta = json.load(f)
     return model, meta
 
 
@@ -330,18 +381,18 @@ def get_judge(source: ArraySource, code: CodeSpec, config: JudgeConfig = JudgeCo
     arch = resolve(source, code, config)[1]
     path = path or judge_path(source, code, arch, config)
     if os.path.isfile(path):
-        model, meta = final.load_classifier(path)
+        model, meta = load_judge(path)
         if "held_out" not in meta and "validation_accuracy_on_train_split" in meta:  # cached by an older version
             meta["held_out"] = {"metric": "accuracy", "value": meta["validation_accuracy_on_train_split"]}
             # (that version trained the MNIST classifier the same way: on the test split, measured on the train
             # split's known labels)
             meta.setdefault("architecture", arch)
             meta.setdefault("held_out_split", "train")
-            known = scorers.known_rows(source.train_labels.get(code.label, np.zeros([0])), code.kind)
+            known = known_rows(source.train_labels.get(code.label, np.zeros([0])), code.kind)
             meta.setdefault("held_out_examples", int(np.count_nonzero(known)))
         return Judge(model, meta, path)
     model, meta = train_judge(source, code, config)
-    final.save_classifier(model, path, meta)
+    save_judge(model, path, meta)
     return Judge(model, meta, path)
 
 
@@ -391,3 +442,10 @@ def category_judge(codes, found: Dict[str, object], source: ArraySource, config:
     if any(not c.semi_supervised and kind_of(c).enumerable for c in codes):
         return label_judge(source, config)
     return None
+
+
+def classifier_target(latent_config):
+    """(label column, classes) that the independent classifier of the final evaluation judges: those of the
+    first categorical code tied to a label, else None."""
+    code = next((c for c in latent_config.codes if kind_of(c).enumerable and c.label is not None), None)
+    return (code.label, code.dim) if code is not None else None

@@ -9,6 +9,10 @@ Metric groups (`EvalConfig.metrics`):
   info     - the information lower bounds L_I = E[log Q(c|x)] + H(c) next to H(c) (InfoGAN, Eqs. 2-4).
   fid, kid, is - FID (Heusel et al. 2017), KID (Binkowski et al. 2018) on InceptionV3 pool features and the
              Inception Score (Salimans et al. 2016) of the samples, `num_samples` each (`evaluation/inception.py`).
+
+The end-of-run evaluation of a training run (`final_evaluation`, eval.json) reads the same scorers: Q on the real
+test split (`q_on_real`) and the independent classifier on class-conditioned samples
+(`scorers.Categorical.on_samples`, Spurr et al. 2017, Sec. 5).
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ssinfogan.evaluation import final, grids, judges, metrics, scorers
+from tf_ssinfogan.evaluation import grids, judges, metrics, scorers
+from tf_ssinfogan.model import losses
 from tf_ssinfogan.model.latents import kind_of
 from tf_ssinfogan.config import ConfigError
 from tf_ssinfogan.data.stream import test_dataset
-from tf_ssinfogan.data.sources import ArraySource
+from tf_ssinfogan.data.sources import ArraySource, known_rows
+from tf_ssinfogan.rundir import paths
 from tf_ssinfogan.rundir.fileio import write_text_atomic
 
 METRICS = ("codes", "judge_fd", "info", "fid", "kid", "is")
@@ -66,8 +72,61 @@ class EvalConfig:
         return any(m in INCEPTION_METRICS for m in self.metrics)
 
 
+# ------------------------------------------------------------------------------------ end of a training run
+def class_conditioned_accuracy(model, classifier, per_class: int = 128, seed=(0, 3)) -> Dict[str, dict]:
+    """For every categorical code: the classifier's accuracy on samples with that code fixed to each value
+    (`scorers.Categorical.on_samples`): 'accuracy' takes code value i to mean class i (what a semi-supervised code
+    promises), 'mapped_accuracy' uses the best Hungarian assignment (what an unsupervised code can be credited
+    with)."""
+    out = {}
+    for code in [c for c in model.latent_config.codes if kind_of(c).enumerable]:
+        r = scorers.Categorical.on_samples(model, code, classifier, per_class, seed)
+        out[code.name] = {"accuracy": r["accuracy"], "mapped_accuracy": r["mapped_accuracy"], "mapping": r["mapping"],
+                          "semi_supervised": code.semi_supervised, "samples": r["samples"]}
+    return out
+
+
+def q_ss_test_accuracy(model, source: ArraySource, batch_size: int = 500) -> Dict[str, float]:
+    """Q_ss's accuracy on the real test split (`q_on_real`) per semi-supervised code scored by accuracy
+    (categorical; binary: the mean per-attribute accuracy); 0.0 where the test split has no known label."""
+    real = q_on_real(model, source, batch_size)
+    return {c.name: real[c.name].get("value", 0.0) for c in model.ss_codes if kind_of(c).has_probabilities}
+
+
+def final_evaluation(model, source: ArraySource, run_dir: str, classifier=None, classifier_meta=None,
+                     write: bool = True) -> dict:
+    """The end-of-run metrics: Q_ss accuracy on the real test split and, given the independent classifier, its
+    accuracy on class-conditioned samples per categorical code. Writes samples_by_class.png, and eval.json
+    if `write` (else call `write_final_evaluation`)."""
+    result = {"step": model.current_step(), "q_ss_test_accuracy": q_ss_test_accuracy(model, source)}
+    if classifier is not None:
+        result["class_conditioned"] = class_conditioned_accuracy(model, classifier)
+        result["classifier"] = dict(classifier_meta or {})
+    result["samples_by_class"] = grids.class_conditioned_grid(model, paths.RunDir(run_dir).samples_by_class)
+    if write:
+        write_final_evaluation(run_dir, result)
+    return result
+
+
+def write_final_evaluation(run_dir: str, result: dict) -> str:
+    return write_text_atomic(paths.RunDir(run_dir).eval_json, json.dumps(result, indent=2) + "\n")
+
+
+def information_bounds(model, num: int = 1000, seed=(0, 5)) -> Dict[str, dict]:
+    """L_I per code on fresh samples (Q in inference mode) next to its maximum H(c)."""
+    latents = model.latent_space.sample(num, tf.constant(seed))
+    q = model.discriminator(grids.generate_in_batches(model, latents), training=False)["q"]
+    out = {}
+    for code in model.latent_config.codes:
+        h = kind_of(code).entropy(code)
+        ll = kind_of(code).log_likelihood(code, q[code.name], latents[code.name])
+        out[code.name] = {"lower_bound": float(losses.mutual_information_lower_bound(ll, h)), "entropy": h}
+    return out
+
+
+# ------------------------------------------------------------------------------------------ evaluation
 def _sample_uint8(model, num: int, seed, batch_size: int = 500) -> np.ndarray:
-    return final.generate_uint8(model, model.latent_space.sample(num, tf.constant(seed)), batch_size)
+    return grids.generate_uint8(model, model.latent_space.sample(num, tf.constant(seed)), batch_size)
 
 
 def _real_subset(source: ArraySource, num: int, seed: int) -> np.ndarray:
@@ -92,7 +151,7 @@ def q_on_real(model, source: ArraySource, batch_size: int = 500, batch_statistic
     result = {}
     for c in codes:
         y = np.asarray(source.test_labels[c.label])
-        keep = scorers.known_rows(y, c.kind)
+        keep = known_rows(y, c.kind)
         if not keep.any():
             result[c.name] = {"unavailable": f"no known {c.label!r} labels in the test split"}
             continue
@@ -202,7 +261,7 @@ def evaluate(model, source: ArraySource, cfg: EvalConfig = EvalConfig(), judges:
             judge_frechet_distance(model, first, source, cfg.judge_fd_samples, cfg.seed) if first is not None
             else {"unavailable": "no judge (no semi-supervised code and no categorical 'label' column)"})
     if "info" in cfg.metrics:
-        result["information_bounds"] = final.information_bounds(model)
+        result["information_bounds"] = information_bounds(model)
     if cfg.needs_inception:
         if extractor is None:
             raise ConfigError("fid/kid/is need an InceptionV3 extractor (inception.imagenet_extractor)")

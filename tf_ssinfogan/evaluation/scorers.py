@@ -20,19 +20,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_ssinfogan.evaluation import final, grids, metrics
+from tf_ssinfogan.evaluation import grids, metrics
 
 
 def generate_unit(model, latents, batch_size: int = 500) -> tf.Tensor:
     """G's images for a latents dict, in batches, scaled from the data range to [0, 1]."""
-    return final.to_unit(model, final.generate_in_batches(model, latents, batch_size))
-
-
-def known_rows(labels, kind: str) -> np.ndarray:
-    """Rows whose every entry is known: -1 marks an unknown class or attribute, NaN an unknown value."""
-    y = np.asarray(labels)
-    ok = np.isfinite(y.astype(np.float64)) if kind == "continuous" else y >= 0
-    return ok.reshape(len(y), -1).all(axis=1)
+    return grids.to_unit(model, grids.generate_in_batches(model, latents, batch_size))
 
 
 def read(judge_model, images_unit, batch_size: int = 500) -> np.ndarray:

@@ -419,11 +419,6 @@ def code_distribution(code: CodeSpec) -> tfd.Distribution:
     return kind_of(code).prior(code)
 
 
-def code_loss(code: CodeSpec, q_output, target) -> tf.Tensor:
-    """-log Q(c|x) up to constants for `code`'s kind. Returns [B]."""
-    return kind_of(code).loss(q_output, target)
-
-
 def code_log_likelihood(code: CodeSpec, q_output, target) -> tf.Tensor:
     """log Q(c|x) in nats per example for `code`'s kind (Eqs. 2-4). Returns [B]."""
     return kind_of(code).log_likelihood(code, q_output, target)

@@ -14,15 +14,15 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from tf_ssinfogan.training import callbacks as cb
-from tf_ssinfogan.data import stream as data_lib
+from tf_ssinfogan.config import CodeSpec, ConfigError, ExperimentConfig
 from tf_ssinfogan.data import sources
-from tf_ssinfogan.evaluation import factors, final, judges, report
+from tf_ssinfogan.data import stream as data_lib
+from tf_ssinfogan.evaluation import factors, judges, report
+from tf_ssinfogan.model.ssinfogan import resolved_precision
 from tf_ssinfogan.rundir import checkpoints, paths
 from tf_ssinfogan.serving import model_card, saved_model
+from tf_ssinfogan.training import callbacks as cb
 from tf_ssinfogan.training import preemption
-from tf_ssinfogan.config import CodeSpec, ConfigError, ExperimentConfig
-from tf_ssinfogan.model.ssinfogan import resolved_precision
 
 log = logging.getLogger("tf_ssinfogan")
 
@@ -104,10 +104,10 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
     classifier = classifier_meta = None  # the independent classifier of the final evaluation (final_classifier_eval)
     final_eval_due = start < t.steps or not os.path.exists(rd.eval_json)
     if chief and t.final_classifier_eval and final_eval_due:
-        label, classes = final.classifier_target(cfg.latent) or ("label", 10)
+        label, classes = judges.classifier_target(cfg.latent) or ("label", 10)
         t_classifier = time.perf_counter()
         code = CodeSpec(label, "categorical", classes, label)
-        # the paper's CNN (by default its 5-epoch recipe, at evaluation.default_classifier_path), or for CIFAR-10-
+        # the paper's CNN (by default its 5-epoch recipe, at judges.judge_path), or for CIFAR-10-
         # like data the judge of the 'train_split' recipe (judges.resolve), as the evaluation's
         recipe = judges.resolve(source, code, judges.JudgeConfig())[0]
         judge = judges.get_judge(source, code, judges.JudgeConfig(
@@ -162,11 +162,11 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
         if model.use_averaged_weights():  # the checkpoints keep the raw weights and the average
             log.info("final evaluation and export with the moving-average weights (d_average %g, g_average %g)",
                      t.d_average, t.g_average)
-        result.eval = final.final_evaluation(model, source, cfg.run_dir, classifier, classifier_meta, write=False)
+        result.eval = report.final_evaluation(model, source, cfg.run_dir, classifier, classifier_meta, write=False)
         if t.export_at_end:
             card = model_card.card_data(cfg, model.current_step(), cfg.run_dir, result.eval)
             with checkpoints.writing(rd.export_base, "the export to"):
                 result.export_path = saved_model.export_saved_model(model, rd.export_base, card=card)
             log.info("exported generator to %s", result.export_path)
-        final.write_final_evaluation(cfg.run_dir, result.eval)
+        report.write_final_evaluation(cfg.run_dir, result.eval)
     return result
