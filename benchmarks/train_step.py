@@ -7,7 +7,8 @@
   python benchmarks/train_step.py --arch=all --variant=default --precision=float32,mixed_bfloat16 --xla=off,on \
       --steps=4 --repeats=3                                  # every architecture: float32 vs bf16 vs XLA
 
-Prints the hardware, a dense-matmul peak measured in the same run (float32 and bfloat16), then one JSON line
+Prints the hardware, a dense-matmul peak measured in the same run (float32 and bfloat16; again in each timed
+round of an architecture, whose medians its shares of the peaks use), then one JSON line
 per case: {arch, batch, variant, xla, precision, replicas, steps_per_execution, repeats, step_ms, images_per_s,
 mflop_per_image, gflop_per_s, utilisation_vs_fp32_peak, utilisation_vs_bf16_peak, vs_float32}, and at the end a
 Markdown table of them. The cases of one architecture are built first and then timed in turns, `--repeats`
@@ -249,9 +250,17 @@ def main():
                                 print(json.dumps(dict(case, error=str(e).splitlines()[0][:200])), flush=True)
                                 continue
                             cases.append((case, timer, flops, []))
+                peaks = {"float32": [], "bfloat16": []}  # measured in the same rounds: the same load
                 for _ in range(args.repeats):
+                    if not args.no_peak:
+                        for name in peaks:
+                            peaks[name].append(matmul_peak(getattr(tf, name), reps=3))
                     for _, timer, _, times in cases:
                         times.append(timer())
+                if not args.no_peak:
+                    peak32, peak16 = (float(np.median(v)) for v in peaks.values())
+                    print(f"# matmul peak during the {arch} rounds (medians): float32 {peak32:.1f}, bfloat16 "
+                          f"{peak16:.1f} GFLOP/s", flush=True)
                 for case, _, flops, times in cases:
                     dt = float(np.median(times))
                     rec = dict(case, repeats=len(times), step_ms=round(dt * 1e3, 2), images_per_s=round(batch / dt, 1))
