@@ -34,7 +34,10 @@ from tf_ssinfogan import config as C
 
 FLAGS = flags.FLAGS
 SECTIONS = {"latent": C.LatentConfig, "network": C.NetworkConfig, "data": C.DataConfig, "train": C.TrainConfig}
-EXIT_BAD_INPUT = 2
+# Exit statuses of every command (sysexits.h where one fits), in this one place:
+EXIT_BAD_INPUT = 2  # a bad flag, config, data or run folder; the message names it
+EXIT_WRITE_FAILED = 74  # sysexits EX_IOERR: a file of the run folder could not be written
+EXIT_PREEMPTED = 75  # sysexits EX_TEMPFAIL: stopped on request after a checkpoint; rerun to resume
 
 
 class UsageError(ValueError):

@@ -65,10 +65,10 @@ def main(argv):
         return cli.EXIT_BAD_INPUT
     except preemption.Preempted as e:  # a checkpoint of the current step was written
         print(f"preempted: {e}", file=sys.stderr)
-        return preemption.EXIT_PREEMPTED
+        return cli.EXIT_PREEMPTED
     except WriteError as e:  # full disk, unwritable run folder: names the path
         print(f"error: {e}", file=sys.stderr)
-        return preemption.EXIT_WRITE_FAILED
+        return cli.EXIT_WRITE_FAILED
     print(f"done: step {result.step} in {result.seconds:.1f} s; run folder {result.run_dir}")
     run = paths.RunDir(result.run_dir)
     if result.eval:

@@ -2,7 +2,7 @@
 `rundir.checkpoints`).
 
 - SIGTERM or SIGINT (Kubernetes, Slurm, spot instances, Ctrl-C) during training: the current step finishes, a
-  checkpoint of that step is written and `Preempted` is raised (the CLI exits with `EXIT_PREEMPTED`); rerunning
+  checkpoint of that step is written and `Preempted` is raised (the CLI exits with `cli.EXIT_PREEMPTED`); rerunning
   the command resumes at that step. A second signal ends the process at once (the default action).
 - Every `checkpoint_every_minutes` a checkpoint is written between the epoch-based ones, so that the work lost
   to SIGKILL is bounded in time.
@@ -26,12 +26,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_ssinfogan.cli import EXIT_PREEMPTED
 from tf_ssinfogan.rundir.checkpoints import _number, save_checkpoint
 
 log = logging.getLogger("tf_ssinfogan")
 
-EXIT_PREEMPTED = 75  # sysexits EX_TEMPFAIL: stopped on request after a checkpoint; rerun to resume
-EXIT_WRITE_FAILED = 74  # sysexits EX_IOERR: a file of the run folder could not be written
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
