@@ -56,6 +56,17 @@ class RunResult:
     export_path: Optional[str]
 
 
+def _evaluation_callback(cfg: ExperimentConfig, source, rd) -> keras.callbacks.Callback:
+    """The evaluation during training (`--eval_every_epochs`): its judges, built or loaded now."""
+    t = cfg.train
+    periodic = judges.JudgeConfig(epochs=t.judge_epochs, augment=t.judge_augment)
+    found = judges.judges_for(cfg.latent.codes, source, periodic, t.classifier_path)
+    return report.EvaluationCallback(
+        source, found, judges.category_judge(cfg.latent.codes, found, source, periodic), rd.eval_logs,
+        t.eval_every_epochs, history_path=rd.eval_history,
+        extra_scores=lambda m: factors.built_data_scores(m, cfg.data.source, source))
+
+
 def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
           extra_callbacks=(), flags_text: str = "") -> RunResult:
     """Trains (or resumes) the run in `cfg.run_dir`. `source` overrides `cfg.data` (tests, in-memory data);
@@ -124,26 +135,21 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
             return stream.distributed_dataset(strategy, first, end) \
                 if strategy.num_replicas_in_sync > 1 else stream.dataset(first, end)
 
-        callbacks = [
-            cb.NaNGuard(),
-            cb.ScalarLogger(rd.train_logs, stream, t.batch_size),
-            cb.ImageGridCallback(rd.grids, rd.train_logs, t.grid_every_epochs, total_epochs),
-            cb.CheckpointCallback(manager, t.checkpoint_every_epochs, total_epochs),
-            *extra_callbacks,
-        ] if chief else [cb.NaNGuard(), cb.CheckpointCallback(manager, t.checkpoint_every_epochs, total_epochs)]
         spe, every = t.steps_per_epoch, t.checkpoint_every_epochs
         guard = preemption.PreemptionCallback(
             manager, preemption.StopSignals(), 60.0 * t.checkpoint_every_minutes,
             epoch_save=lambda s: s % spe == 0 and (s // spe % every == 0 or s == t.steps),
             agree=preemption.make_agreement(strategy), is_chief=chief)
-        callbacks = [preemption.MetricStateResume(model, mid_epoch=start % spe != 0), *callbacks, guard]
-        if t.eval_every_epochs and chief:
-            periodic = judges.JudgeConfig(epochs=t.judge_epochs, augment=t.judge_augment)
-            found = judges.judges_for(cfg.latent.codes, source, periodic, t.classifier_path)
-            callbacks.insert(4, report.EvaluationCallback(
-                source, found, judges.category_judge(cfg.latent.codes, found, source, periodic), rd.eval_logs,
-                t.eval_every_epochs, history_path=rd.eval_history,
-                extra_scores=lambda m: factors.built_data_scores(m, cfg.data.source, source)))
+        named = {  # in the order Keras calls them; None: not in this run (the chief alone logs and evaluates)
+            "metric_state": preemption.MetricStateResume(model, mid_epoch=start % spe != 0),
+            "nan_guard": cb.NaNGuard(),
+            "scalars": cb.ScalarLogger(rd.train_logs, stream, t.batch_size) if chief else None,
+            "grids": cb.ImageGridCallback(rd.grids, rd.train_logs, t.grid_every_epochs, total_epochs) if chief
+            else None,
+            "evaluation": _evaluation_callback(cfg, source, rd) if t.eval_every_epochs and chief else None,
+            "checkpoint": cb.CheckpointCallback(manager, t.checkpoint_every_epochs, total_epochs),
+        }
+        callbacks = [c for c in named.values() if c is not None] + (list(extra_callbacks) if chief else []) + [guard]
         with guard.signals:  # SIGTERM/SIGINT: finish the step, checkpoint it, raise preemption.Preempted
             if t.loop == "custom" or t.strategy == "multi_worker":  # Keras 3 fit fails under multi-worker
                 from tf_ssinfogan.training.loop import run_custom_loop
