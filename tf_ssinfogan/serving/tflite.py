@@ -58,6 +58,33 @@ def convert(saved_model_dir: str, signature_keys: Sequence[str], quantization: s
     return converter.convert()
 
 
+def convert_fixed_batch(model, batch: int = 1, quantization: str = "float32") -> bytes:
+    """`serving_default` of `model`'s generator for exactly `batch` latents, as a TFLite flatbuffer (builtin ops).
+
+    The free-batch models compute each transposed convolution's output shape at run time, and XNNPACK only
+    takes a TRANSPOSE_CONV whose output shape is a constant: there the op falls back to LiteRT's builtin
+    kernel, which for int8 weights (dynamic range) is a slow reference kernel (about 6.5 of the MNIST int8
+    generator's 7-12 ms at batch 1 on x86). With every shape fixed XNNPACK runs the whole generator, in
+    float32 and int8 alike (benchmarks/export_latency.py --fixed_batch).
+    """
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization {quantization!r} is not one of {QUANTIZATIONS}")
+    fns = serving.ServingFunctions(model, validate=False, seeded=False)
+    specs = {name: tf.TensorSpec([batch] + list(spec.shape[1:]), spec.dtype, name=name)
+             for name, spec in serving.generator_input_specs(model.latent_space).items()}
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    # frozen: converted with its variables, the weights stay variables (READ_VARIABLE) and BatchNorm unfolded
+    concrete = convert_variables_to_constants_v2(tf.function(fns.serving_default).get_concrete_function(specs))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization in ("float16", "int8"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    return converter.convert()
+
+
 def interpreter(model_content: bytes = None, model_path: str = None):
     """A LiteRT interpreter (`ai_edge_litert`; `tf.lite.Interpreter` is deprecated in TF 2.21)."""
     from ai_edge_litert.interpreter import Interpreter
