@@ -129,7 +129,8 @@ def layer_profile(model, quantizations, threads, iters):
     import numpy as np
     import tensorflow as tf
 
-    print(f"{'layer (alone, batch 1)':<44}" + "".join(f"{q + ' x' + x:>14}" for q in quantizations for x in ("on", "off")))
+    print(f"{'layer (alone, batch 1)':<44}" + "".join(f"{q + ' x' + x:>14}" for q in quantizations
+                                                      for x in ("on", "off")))
     x = keras.ops.zeros((1, model.generator.latent_dim))
     for layer in model.generator.blocks:
         if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2DTranspose)):
