@@ -318,3 +318,18 @@ def test_the_evaluation_table_covers_every_code_kind():
 
     fields = {f.name for f in dataclasses.fields(EvalConfig)}
     assert all(kind.samples_setting in fields for kind in scorers.KINDS.values())
+
+
+def test_a_run_folder_written_before_the_package_layout_changed_still_loads(tmp_path):
+    """tests/fixtures/run_14478cf/config.json was written by the flat package (commit 14478cf, before the packages
+    by stage): it loads, keeps its objective options, and the same configuration may resume it."""
+    import shutil
+
+    from tf_ssinfogan.rundir import paths
+
+    run = tmp_path / "run"
+    shutil.copytree(os.path.join(ROOT, "tests", "fixtures", "run_14478cf"), run)
+    cfg = paths.read_config(str(run))
+    assert [c.name for c in cfg.latent.codes] == ["digit", "c1", "c2"] and cfg.train.steps == 400
+    assert cfg.train.guide_head and cfg.train.pseudo_label_weight == 0.5 and cfg.train.instance_noise_std == 0.1
+    paths.check_resume_compatible(str(run), dataclasses.replace(cfg, run_dir=str(run)))
