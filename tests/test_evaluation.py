@@ -386,3 +386,28 @@ def test_independent_classifier_protocol_and_cache(tmp_path, monkeypatch):
                                atol=1e-5)
     with pytest.raises(FileNotFoundError, match="train_classifier"):
         judges.load_judge(str(tmp_path / "missing.keras"))
+
+
+def test_q_on_real_batch_statistics_reads_mixed_batches_of_a_class_sorted_split_in_its_order():
+    """A test split stored class by class (a folder tree): the batch-statistics reading draws its batches in a
+    fixed shuffled order (so a batch holds several classes) and returns each prediction for its own image."""
+    codes = C.parse_codes("digit:cat:10:label")
+    y = np.repeat(np.arange(10), 30)  # sorted by class, as a class-folder tree is read
+    x = np.broadcast_to((y * 20)[:, None, None, None], (300, 4, 4, 1)).astype(np.uint8)  # the class in the pixels
+    src = ArraySource("sorted", x, {"label": y}, x.copy(), {"label": y.copy()})
+
+    class Reader:  # classify by the pixel value; records how many classes each batch-statistics batch holds
+        ss_codes = codes
+        network_config = C.NetworkConfig(image_shape=(4, 4, 1))
+        classes_per_batch = []
+
+        def classify(self, images, batch_statistics=False):
+            cls = np.rint(np.asarray(images)[:, 0, 0, 0] * 255.0 / 20.0).astype(int)
+            if batch_statistics:
+                self.classes_per_batch.append(len(set(cls)))
+            return {"digit": tf.one_hot(cls, 10)}
+
+    reader = Reader()
+    assert report.q_on_real(reader, src, batch_size=50)["digit"]["value"] == 1.0
+    assert report.q_on_real(reader, src, batch_size=50, batch_statistics=True)["digit"]["value"] == 1.0
+    assert len(reader.classes_per_batch) == 6 and min(reader.classes_per_batch) >= 8  # mixed, not one class each

@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from tf_ssinfogan.evaluation import grids, judges, metrics, scorers
 from tf_ssinfogan.model import losses
+from tf_ssinfogan.model.images import images_to_float
 from tf_ssinfogan.model.latents import kind_of
 from tf_ssinfogan.config import ConfigError
 from tf_ssinfogan.data.stream import test_dataset
@@ -138,25 +139,38 @@ def _real_subset(source: ArraySource, num: int, seed: int) -> np.ndarray:
 def q_on_real(model, source: ArraySource, batch_size: int = 500, batch_statistics: bool = False) -> Dict[str, dict]:
     """Q's score on the labelled real test images, per semi-supervised code (`scorers.KINDS[kind].q_on_real`):
     in inference mode (as `classify` and the export read), or with `batch_statistics` normalising each batch of
-    `batch_size` real images by its own statistics (a check of the moving statistics)."""
+    `batch_size` real images by its own statistics (a check of the moving statistics). The batch-statistics
+    reading takes the images in a fixed shuffled order (seed 0): a test split stored class by class (a folder
+    of class sub-folders) would otherwise give one-class batches, whose statistics are not the data's."""
     codes = list(model.ss_codes)
     if not codes:
         return {}
     outs = {c.name: [] for c in codes}
-    read = (lambda x: model.classify(x, batch_statistics=True)) if batch_statistics else model.classify
-    for images, _ in test_dataset(source, batch_size, model.network_config.data_range):
+    if batch_statistics:
+        n = len(source.test_images)
+        order = np.random.default_rng(0).permutation(n)
+        batches = (images_to_float(source.test_images[order[i:i + batch_size]], model.network_config.data_range)
+                   for i in range(0, n, batch_size))
+        read = lambda x: model.classify(x, batch_statistics=True)  # noqa: E731
+    else:
+        order = None
+        batches = (images for images, _ in test_dataset(source, batch_size, model.network_config.data_range))
+        read = model.classify
+    for images in batches:
         q = read(images)
         for c in codes:
             outs[c.name].append(np.asarray(q[c.name]))
     result = {}
     for c in codes:
         y = np.asarray(source.test_labels[c.label])
+        pred = np.concatenate(outs[c.name])
+        if order is not None:  # back to the split's order
+            pred = pred[np.argsort(order)]
         keep = known_rows(y, c.kind)
         if not keep.any():
             result[c.name] = {"unavailable": f"no known {c.label!r} labels in the test split"}
             continue
-        result[c.name] = {**scorers.KINDS[c.kind].q_on_real(np.concatenate(outs[c.name])[keep], y[keep], c),
-                          "examples": int(keep.sum())}
+        result[c.name] = {**scorers.KINDS[c.kind].q_on_real(pred[keep], y[keep], c), "examples": int(keep.sum())}
     return result
 
 

@@ -45,17 +45,22 @@ def write_tflite_saved_model(model, path: str) -> str:
     return path
 
 
-def convert(saved_model_dir: str, signature_keys: Sequence[str], quantization: str = "float32") -> bytes:
-    """Converts the given signatures of a SavedModel to a TFLite flatbuffer (builtin ops only)."""
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(f"quantization {quantization!r} is not one of {QUANTIZATIONS}")
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=list(signature_keys))
+def _convert(converter, quantization: str) -> bytes:
+    """The flatbuffer of a converter: builtin ops only, weights quantised as `quantization` says."""
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantization in ("float16", "int8"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantization == "float16":
         converter.target_spec.supported_types = [tf.float16]
     return converter.convert()
+
+
+def convert(saved_model_dir: str, signature_keys: Sequence[str], quantization: str = "float32") -> bytes:
+    """Converts the given signatures of a SavedModel to a TFLite flatbuffer (builtin ops only)."""
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization {quantization!r} is not one of {QUANTIZATIONS}")
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=list(signature_keys))
+    return _convert(converter, quantization)
 
 
 def convert_fixed_batch(model, batch: int = 1, quantization: str = "float32") -> bytes:
@@ -69,20 +74,15 @@ def convert_fixed_batch(model, batch: int = 1, quantization: str = "float32") ->
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization {quantization!r} is not one of {QUANTIZATIONS}")
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
     fns = serving.ServingFunctions(model, validate=False, seeded=False)
     specs = {name: tf.TensorSpec([batch] + list(spec.shape[1:]), spec.dtype, name=name)
              for name, spec in serving.generator_input_specs(model.latent_space).items()}
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
     # frozen: converted with its variables, the weights stay variables (READ_VARIABLE) and BatchNorm unfolded
     concrete = convert_variables_to_constants_v2(tf.function(fns.serving_default).get_concrete_function(specs))
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quantization in ("float16", "int8"):
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantization == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    return converter.convert()
+    return _convert(converter, quantization)
 
 
 def interpreter(model_content: bytes = None, model_path: str = None):
