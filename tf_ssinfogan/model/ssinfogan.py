@@ -32,7 +32,7 @@ import keras
 import tensorflow as tf
 
 from tf_ssinfogan.model import losses
-from tf_ssinfogan.model.images import affine_images, random_affine_params, random_flip
+from tf_ssinfogan.model.images import affine_images, random_affine_params
 from tf_ssinfogan.config import InstanceNoiseConfig, LatentConfig, NetworkConfig, resolve_precision
 from tf_ssinfogan.model.latents import LatentSpace, kind_of
 from tf_ssinfogan.model.networks import build_networks
