@@ -34,8 +34,17 @@ def random_shift(images, max_shift: int, seed):
 def random_flip(images, seed):
     """Each image mirrored left-right with probability 1/2 (a stateless draw from `seed`, shape [2] int), the
     augmentation of natural photos (CIFAR-10); `images` [B, H, W, C] of any dtype."""
-    flip = tf.random.stateless_uniform([tf.shape(images)[0]], seed) < 0.5
-    return tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
+    return flip_images(images, random_flips(tf.shape(images)[0], seed))
+
+
+def random_flips(n, seed):
+    """[n] bool, each True with probability 1/2: which images `flip_images` mirrors (a stateless draw)."""
+    return tf.random.stateless_uniform([n], seed) < 0.5
+
+
+def flip_images(images, flips):
+    """images [B, H, W, C] with those where flips [B] is True mirrored left-right."""
+    return tf.where(flips[:, None, None, None], tf.reverse(images, axis=[2]), images)
 
 
 def shift_images(images, offsets, max_shift: int):

@@ -32,7 +32,7 @@ import keras
 import tensorflow as tf
 
 from tf_ssinfogan.model import losses
-from tf_ssinfogan.model.images import affine_images, random_affine_params
+from tf_ssinfogan.model.images import affine_images, flip_images, random_affine_params, random_flips
 from tf_ssinfogan.config import InstanceNoiseConfig, LatentConfig, NetworkConfig, resolve_precision
 from tf_ssinfogan.model.latents import LatentSpace, kind_of
 from tf_ssinfogan.model.networks import build_networks
@@ -264,8 +264,7 @@ class SSInfoGAN(keras.Model):
                 n, seed, self.pseudo_label_rotation, self.pseudo_label_shift))
             images = affine_images(images, angles, shifts)
         if self.pseudo_label_flip:
-            flips = self._replica_draw(tf.shape(images)[0], lambda n, seed: tf.random.stateless_uniform([n], seed) < 0.5)
-            images = tf.where(flips[:, None, None, None], tf.reverse(images, axis=[2]), images)
+            images = flip_images(images, self._replica_draw(tf.shape(images)[0], random_flips))
         return images
 
     def _pseudo_label_terms(self, teacher, student, unlabelled):
