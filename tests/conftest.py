@@ -1,10 +1,12 @@
-"""Shared test set-up: quiet TF logs, two logical CPU devices (for MirroredStrategy tests), tiny configs."""
+"""Shared test set-up: quiet TF logs, two logical CPU devices (for MirroredStrategy tests), tiny configs, and `Jobs`
+(subprocesses started together, collected by name)."""
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import dataclasses  # noqa: E402
+import subprocess  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -22,6 +24,7 @@ from tf_ssinfogan import config as C  # noqa: E402
 from tf_ssinfogan.data.sources import ArraySource  # noqa: E402
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _MIRRORED = []
 
 
@@ -81,3 +84,38 @@ def inception75():
 
     keras.utils.set_random_seed(0)
     return inception.InceptionExtractor(inception.build_inception(None, include_top=True, input_size=75), 75)
+
+
+class Jobs:
+    """Subprocesses started together (each loads TensorFlow for seconds; overlapping them saves wall time): tests
+    start them in a fixture and collect each result by name. Output goes to files in `folder` (no pipe fills)."""
+
+    def __init__(self, folder, cwd=REPO, env=None):
+        self.folder, self.cwd, self.procs = str(folder), cwd, {}
+        self.env = env if env is not None else {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+    def start(self, name, args, cwd=None, env=None):
+        out = open(os.path.join(self.folder, f"{name}.out"), "w")
+        err = open(os.path.join(self.folder, f"{name}.err"), "w")
+        self.procs[name] = (subprocess.Popen(args, cwd=cwd or self.cwd, env=env or self.env, stdout=out, stderr=err),
+                            out, err)
+
+    def stop(self):
+        """Ends the processes still running (a failed test left them), each by its own handle."""
+        for proc, out, err in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            out.close(), err.close()
+
+    def result(self, name, timeout=300):
+        proc, out, err = self.procs[name]
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+        out.close(), err.close()
+        read = lambda f: open(f.name).read()  # noqa: E731
+        return subprocess.CompletedProcess(proc.args, proc.returncode, read(out), read(err))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import tiny_npz
+from conftest import Jobs, tiny_npz
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -48,6 +48,10 @@ def test_two_workers_train_and_only_the_chief_writes(tmp_path):
         env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "2"}
         procs.append(subprocess.Popen(_args(run_dir, npz, "--strategy=multi_worker"), cwd=REPO, env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    # the reference: one process on the global batch of 8, run beside the workers (it shares nothing with them)
+    single_dir = tmp_path / "single"
+    single = Jobs(tmp_path)
+    single.start("single", _args(single_dir, npz, "--loop=custom"))
     outs = []
     for p in procs:
         try:
@@ -55,9 +59,12 @@ def test_two_workers_train_and_only_the_chief_writes(tmp_path):
         except subprocess.TimeoutExpired:
             for q in procs:
                 q.kill()
+            single.stop()
             raise
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
+    done = single.result("single", timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
     assert "done: step 4" in outs[0][0] and "done: step 4" in outs[1][0]
     ckpt = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
     assert ckpt is not None and ckpt.endswith("ckpt-4")
@@ -66,10 +73,6 @@ def test_two_workers_train_and_only_the_chief_writes(tmp_path):
     assert json.load(open(run_dir / "eval.json"))["step"] == 4
 
     # the two workers (4 images each, synchronised BN) train like one process on the global batch of 8
-    single_dir = tmp_path / "single"
-    single = subprocess.run(_args(single_dir, npz, "--loop=custom"), cwd=REPO, capture_output=True, text=True,
-                            timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert single.returncode == 0, single.stderr[-3000:]
     ref = tf.train.latest_checkpoint(str(single_dir / "checkpoints"))
     names = [n for n, _ in tf.train.list_variables(ref) if n.startswith(("generator/", "discriminator/"))]
     assert len(names) > 40
