@@ -14,7 +14,7 @@ import tensorflow as tf
 from tf_ssinfogan import config as C
 from tf_ssinfogan.rundir import checkpoints
 from tf_ssinfogan.training import trainer
-from conftest import tiny_config, tiny_npz, tiny_source
+from conftest import Jobs, tiny_config, tiny_npz, tiny_source
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,7 +33,10 @@ class _StepRecorder:
 
 
 @pytest.mark.slow
-def test_run_folder_and_resume_continue_from_saved_step(tmp_path):
+def test_run_folder_checkpoint_and_resume_continue_from_saved_step(tmp_path):
+    """A 2-step run: its folder, a checkpoint that restores every variable; resumed to 4 steps it equals a straight
+    4-step run; a finished run is not trained again and a changed model is refused. (One test: each run traces
+    the train step afresh, which is most of its time.)"""
     src = tiny_source()
     cfg = tiny_config(tmp_path)
     first = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=2, export_at_end=False))
@@ -44,6 +47,14 @@ def test_run_folder_and_resume_continue_from_saved_step(tmp_path):
     assert tf.train.latest_checkpoint(os.path.join(run, "checkpoints")).endswith("ckpt-2")
     assert sorted(os.listdir(os.path.join(run, "grids"))) == [
         "grid_c1_000002.png", "grid_c2_000002.png", "grid_digit_000002.png"]
+
+    # the checkpoint restores every variable
+    model = checkpoints.build_model(first, 0.25)
+    checkpoints.make_checkpoint(model).restore(
+        tf.train.latest_checkpoint(os.path.join(run, "checkpoints"))).assert_consumed()
+    assert model.current_step() == 2
+    bn = model.generator.blocks[1]
+    assert not np.allclose(bn.moving_variance.numpy(), 1.0)  # BN statistics come back too
 
     rec = _StepRecorder()
     resumed = trainer.train(cfg, source=src, extra_callbacks=[rec])
@@ -71,20 +82,6 @@ def test_run_folder_and_resume_continue_from_saved_step(tmp_path):
     other = dataclasses.replace(cfg, latent=dataclasses.replace(cfg.latent, noise_dim=10))
     with pytest.raises(C.ConfigError, match="different latent configuration"):
         trainer.train(other, source=src)
-
-
-@pytest.mark.slow
-def test_checkpoint_restores_every_variable(tmp_path):
-    src = tiny_source()
-    cfg = tiny_config(tmp_path)
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=2, export_at_end=False))
-    trainer.train(cfg, source=src)
-    model = checkpoints.build_model(cfg, 0.25)
-    checkpoints.make_checkpoint(model).restore(
-        tf.train.latest_checkpoint(os.path.join(cfg.run_dir, "checkpoints"))).assert_consumed()
-    assert model.current_step() == 2
-    bn = model.generator.blocks[1]
-    assert not np.allclose(bn.moving_variance.numpy(), 1.0)  # BN statistics come back too
 
 
 def _run_cli(args, cwd=REPO, timeout=240):
@@ -117,7 +114,7 @@ def test_build_model_takes_the_step_settings(tmp_path):
         isinstance(model.g_optimizer, FusedAdam)
 
 
-@pytest.mark.parametrize("args, needle", [
+BAD_INPUT = [
     (["--labelled_fraction=1.5"], "labelled_fraction must be in [0, 1], got 1.5"),
     (["--codes=digit:foo:10:label"], "kind 'foo'"),
     (["--steps=150", "--steps_per_epoch=100"], "steps (150) must be a multiple of steps_per_epoch (100)"),
@@ -129,20 +126,51 @@ def test_build_model_takes_the_step_settings(tmp_path):
     (["--source=tfds", "--tfds_name=no_such_dataset", "--nodownload"], "TFDS dataset 'no_such_dataset'"),
     (["--strategy=mirrored", "--cpu_devices=2", "--batch_size=7"],
      "batch_size 7 is not divisible by the 2 replicas"),
-])
-def test_cli_rejects_bad_input_with_a_clear_message(tmp_path, args, needle):
-    run_dir = tmp_path / "run"
-    # a short schedule, so that a missed error costs seconds, not a full run
-    out = _run_cli(["--flagfile=configs/mnist.flags", f"--run_dir={run_dir}", "--verbose=0", "--batch_size=8",
-                    "--steps=2", "--steps_per_epoch=1", "--noexport_at_end", *args])
+]
+
+
+@pytest.fixture(scope="module")
+def bad_input_jobs(tmp_path_factory):
+    """Every BAD_INPUT case's CLI process, started at once (the later checks load TensorFlow for seconds each;
+    overlapping them saves wall time); each case's run folder is its own."""
+    jobs = Jobs(tmp_path_factory.mktemp("bad_input"))
+    jobs.run_dirs = {}
+    for i, (args, _) in enumerate(BAD_INPUT):
+        run_dir = jobs.run_dirs[i] = os.path.join(jobs.folder, f"run{i}")
+        # a short schedule, so that a missed error costs seconds, not a full run
+        jobs.start(str(i), [sys.executable, "-m", "tf_ssinfogan.train", "--flagfile=configs/mnist.flags",
+                            f"--run_dir={run_dir}", "--verbose=0", "--batch_size=8", "--steps=2", "--steps_per_epoch=1",
+                            "--noexport_at_end", *args])
+    yield jobs
+    jobs.stop()
+
+
+@pytest.mark.parametrize("case", range(len(BAD_INPUT)), ids=[f"args{i}-{n}" for i, (_, n) in enumerate(BAD_INPUT)])
+def test_cli_rejects_bad_input_with_a_clear_message(bad_input_jobs, case):
+    _, needle = BAD_INPUT[case]
+    out = bad_input_jobs.result(str(case), timeout=240)
+    run_dir = bad_input_jobs.run_dirs[case]
     assert out.returncode != 0
     assert needle in out.stderr
     assert "Traceback" not in out.stderr
-    assert not os.path.exists(run_dir / "checkpoints")  # nothing half-written
+    assert not os.path.exists(os.path.join(run_dir, "checkpoints"))  # nothing half-written
+
+
+def _communicate(proc, timeout):
+    """(stdout, stderr) of a started process; killed if it runs past `timeout` seconds."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
 
 
 @pytest.mark.slow
 def test_cli_end_to_end_and_export_loads_without_the_package(tmp_path):
+    # the evaluation CLI refusing a folder that is no run: started now, beside the training (each process spends
+    # seconds importing TensorFlow; on 2 cores two of them overlap)
+    bad = subprocess.Popen([sys.executable, "-m", "tf_ssinfogan.evaluate", f"--run_dir={tmp_path / 'nope'}"],
+                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     npz = tiny_npz(tmp_path)
     run_dir = tmp_path / "run"
     out = _run_cli(["--flagfile=configs/mnist.flags", f"--run_dir={run_dir}", f"--npz_path={npz}",
@@ -179,15 +207,17 @@ def test_cli_end_to_end_and_export_loads_without_the_package(tmp_path):
         print("OK", img.shape)
     """)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    res = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), capture_output=True, text=True,
-                         timeout=120, env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert res.returncode == 0 and "OK (3, 28, 28, 1)" in res.stdout, res.stderr[-3000:]
-
+    # the package-less load and the evaluation CLI on the same run (it writes only run/evaluation) run side by side
+    res = subprocess.Popen([sys.executable, "-c", script], cwd=str(tmp_path), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"})
     # the evaluation CLI on the same run: trains and caches the independent classifier, writes every metric
-    ev = subprocess.run([sys.executable, "-m", "tf_ssinfogan.evaluate", f"--run_dir={run_dir}", "--per_class=4",
-                         "--fid_samples=16"], cwd=REPO, capture_output=True, text=True, timeout=240,
-                        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_SSINFOGAN_CACHE": str(tmp_path / "cache")})
-    assert ev.returncode == 0, ev.stderr[-3000:]
+    ev = subprocess.Popen([sys.executable, "-m", "tf_ssinfogan.evaluate", f"--run_dir={run_dir}", "--per_class=4",
+                           "--fid_samples=16"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_SSINFOGAN_CACHE": str(tmp_path / "cache")})
+    res_out, res_err = _communicate(res, 120)
+    assert res.returncode == 0 and "OK (3, 28, 28, 1)" in res_out, res_err[-3000:]
+    _, ev_err = _communicate(ev, 240)
+    assert ev.returncode == 0, ev_err[-3000:]
     report = json.load(open(run_dir / "evaluation" / "eval_000004.json"))
     assert report["class_conditioned"]["digit"]["samples"] == 40
     assert 0.0 <= report["class_conditioned"]["digit"]["mapped_accuracy"] <= 1.0
@@ -196,9 +226,8 @@ def test_cli_end_to_end_and_export_loads_without_the_package(tmp_path):
     assert report["codes"]["digit"]["judge"]["held_out"]["metric"] == "accuracy"
     assert "| judge accuracy on class-conditioned samples" in open(run_dir / "evaluation" / "report.md").read()
     assert os.listdir(tmp_path / "cache" / "classifiers")
-    bad = subprocess.run([sys.executable, "-m", "tf_ssinfogan.evaluate", f"--run_dir={tmp_path / 'nope'}"],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "has no config.json" in bad.stderr
+    _, bad_err = _communicate(bad, 120)
+    assert bad.returncode == 2 and "has no config.json" in bad_err
 
 
 @pytest.mark.slow
