@@ -146,7 +146,8 @@ def test_config_trains_20_steps_on_mock_tfds(name, tmp_path, inception75, monkey
         train=dataclasses.replace(cfg.train, batch_size=8, steps=20, steps_per_epoch=10,
                                   checkpoint_every_epochs=2, grid_every_epochs=2, export_at_end=False,
                                   verbose=0, instance_noise_anneal_steps=min(cfg.train.instance_noise_anneal_steps, 40),
-                                  eval_every_epochs=2 if name == "celeba" else 0),
+                                  eval_every_epochs=2 if name == "celeba" else 0,
+                                  judge_epochs=1),  # the evaluation during training finds the judges cached below
     )
     capture = _Capture()
     monkeypatch.setenv("TF_SSINFOGAN_CACHE", str(tmp_path / "cache"))
