@@ -2,6 +2,7 @@
 flags by section, each with its default; `--helpfull` still lists absl's flags."""
 
 import ast
+import functools
 import importlib.util
 import os
 import re
@@ -27,9 +28,15 @@ def _script(module: str) -> str:
     return path
 
 
-def _run(args):
-    return subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=120,
+@functools.lru_cache(maxsize=None)
+def _run_once(args):
+    return subprocess.run(list(args), cwd=REPO, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "COLUMNS": "110"})
+
+
+def _run(args):
+    """The command's result; each distinct command line runs once per session (tests only read the output)."""
+    return _run_once(tuple(args))
 
 
 def _expected_flags(module: str) -> set:
