@@ -3,27 +3,54 @@ the figures themselves live in the benchmarks' output and in docs/results.md).""
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
 
+from conftest import Jobs
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
 
+CASES = {  # test: (benchmark script, its arguments)
+    "flops": ("train_step.py", ["--batch=8", "--steps=2", "--warmup=1", "--variant=baseline,default", "--xla=off",
+                                "--no_peak"]),
+    "precisions": ("train_step.py", ["--batch=8", "--steps=1", "--warmup=1", "--variant=default", "--xla=off",
+                                     "--precision=float32,mixed_bfloat16", "--repeats=2"]),
+    "kernel_profile": ("kernel_profile.py", ["--arch=mnist", "--precision=mixed_bfloat16", "--steps=1", "--batch=8"]),
+    "input_pipeline": ("input_pipeline.py", ["--steps=5", "--batch=16"]),
+    "export_latency": ("export_latency.py", ["--iters=2", "--batches=1"]),
+    "explore_latency": ("explore_latency.py", ["--untrained=mnist", "--iters=3", "--grid_iters=1", "--grid=3,2",
+                                               "--burst=3", "--bursts=1"]),
+}
 
-def _bench(name, args, tmp_path):
-    """Runs benchmarks/<name> from an unrelated folder (it must find the package by itself); stdout lines."""
-    out = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", name), *args], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ""})
+
+@pytest.fixture(scope="module")
+def benches(tmp_path_factory):
+    """The cases' benchmarks, run from an unrelated folder (each must find the package by itself), two at a time:
+    each loads TensorFlow and traces for seconds, mostly on one core, so the next case starts while a test waits
+    for its own (more at once only crowd a 2-core machine). No timing is judged."""
+    folder = tmp_path_factory.mktemp("benchmarks")
+    jobs = Jobs(folder, cwd=str(folder), env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ""})
+    yield jobs
+    jobs.stop()
+
+
+def _bench(benches, case):
+    """stdout lines of a case's benchmark (started now unless it already was, and the next case with it), which
+    must have succeeded."""
+    order = list(CASES)
+    for name in order[order.index(case):order.index(case) + 2]:
+        if name not in benches.procs:
+            script, args = CASES[name]
+            benches.start(name, [sys.executable, os.path.join(REPO, "benchmarks", script), *args])
+    out = benches.result(case, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout.splitlines()
 
 
-def test_train_step_reports_flops_of_the_reference_step_and_of_each_variant(tmp_path):
-    lines = _bench("train_step.py", ["--batch=8", "--steps=2", "--warmup=1", "--variant=baseline,default",
-                                     "--xla=off", "--no_peak"], tmp_path)
+def test_train_step_reports_flops_of_the_reference_step_and_of_each_variant(benches):
+    lines = _bench(benches, "flops")
     assert any(line.startswith("# hardware:") for line in lines)
     cases = {c["variant"]: c for c in (json.loads(line) for line in lines if line.startswith("{"))}
     assert set(cases) == {"baseline", "default"}
@@ -37,9 +64,8 @@ def test_train_step_reports_flops_of_the_reference_step_and_of_each_variant(tmp_
     assert cases["baseline"]["mflop_per_image"] > 1.05 * cases["default"]["mflop_per_image"]
 
 
-def test_train_step_compares_precisions_in_turns_against_both_matmul_peaks(tmp_path):
-    lines = _bench("train_step.py", ["--batch=8", "--steps=1", "--warmup=1", "--variant=default", "--xla=off",
-                                     "--precision=float32,mixed_bfloat16", "--repeats=2"], tmp_path)
+def test_train_step_compares_precisions_in_turns_against_both_matmul_peaks(benches):
+    lines = _bench(benches, "precisions")
     assert any(line.startswith("# dense matmul 2048^3 peak: float32") and "bfloat16" in line for line in lines)
     cases = {c["precision"]: c for c in (json.loads(line) for line in lines if line.startswith("{"))}
     assert set(cases) == {"float32", "mixed_bfloat16"}
@@ -54,9 +80,8 @@ def test_train_step_compares_precisions_in_turns_against_both_matmul_peaks(tmp_p
     assert sum(line.startswith("| mnist | 8 | default |") for line in lines) == 2
 
 
-def test_kernel_profile_lists_onednn_primitives_and_tf_op_groups(tmp_path):
-    lines = _bench("kernel_profile.py", ["--arch=mnist", "--precision=mixed_bfloat16", "--steps=1", "--batch=8"],
-                   tmp_path)
+def test_kernel_profile_lists_onednn_primitives_and_tf_op_groups(benches):
+    lines = _bench(benches, "kernel_profile")
     assert lines[0].startswith("# machine:") and "native bf16" in lines[0]
     assert any(line.startswith("## mnist mixed_bfloat16") for line in lines)
     kernels = [line for line in lines if line[:6].strip().endswith("%")]
@@ -65,8 +90,8 @@ def test_kernel_profile_lists_onednn_primitives_and_tf_op_groups(tmp_path):
     assert "oneDNN" in ops and "Cast" in ops
 
 
-def test_input_pipeline_mixes_labelled_batches_by_the_schedule(tmp_path):
-    lines = _bench("input_pipeline.py", ["--steps=5", "--batch=16"], tmp_path)
+def test_input_pipeline_mixes_labelled_batches_by_the_schedule(benches):
+    lines = _bench(benches, "input_pipeline")
     cases = [json.loads(line) for line in lines if line.startswith("{")]
     assert [c["start_step"] for c in cases] == [0, 2000]
     # p(labelled) starts at 1 and is annealed to the 1% ratio by step 1,000
@@ -74,8 +99,8 @@ def test_input_pipeline_mixes_labelled_batches_by_the_schedule(tmp_path):
     assert all(c["images_per_s"] > 0 for c in cases)
 
 
-def test_export_latency_times_the_saved_model_and_every_tflite_model(tmp_path):
-    lines = _bench("export_latency.py", ["--iters=2", "--batches=1"], tmp_path)
+def test_export_latency_times_the_saved_model_and_every_tflite_model(benches):
+    lines = _bench(benches, "export_latency")
     ops = {line.split(":")[0]: line for line in lines if line.startswith("ops of TFLite")}
     assert set(ops) == {"ops of TFLite float32", "ops of TFLite float16", "ops of TFLite int8"}
     assert "TRANSPOSE_CONV[int8]" in ops["ops of TFLite int8"] and "FULLY_CONNECTED[int8]" in ops["ops of TFLite int8"]
@@ -87,9 +112,8 @@ def test_export_latency_times_the_saved_model_and_every_tflite_model(tmp_path):
     assert all(float(r[-1]) < 0.05 for r in rows[1:])  # max difference from the SavedModel's images
 
 
-def test_explore_latency_times_image_grid_and_burst_requests(tmp_path):
-    lines = _bench("explore_latency.py", ["--untrained=mnist", "--iters=3", "--grid_iters=1", "--grid=3,2",
-                                          "--burst=3", "--bursts=1"], tmp_path)
+def test_explore_latency_times_image_grid_and_burst_requests(benches):
+    lines = _bench(benches, "explore_latency")
     assert lines[0].startswith("# machine:") and "CPU family" in lines[0]
     (case,) = [json.loads(line) for line in lines if line.startswith("{")]
     assert case["model"] == "mnist (untrained)" and case["image_shape"] == [28, 28, 1]

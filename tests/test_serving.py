@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import tiny_config, tiny_source
+from conftest import Jobs, tiny_config, tiny_source
 from tf_ssinfogan.serving import tflite
 from tf_ssinfogan.evaluation import report
 from tf_ssinfogan.serving import saved_model
@@ -42,33 +42,6 @@ def _load_module(name, path):
 def _body(name):
     with open(os.path.join(REQUESTS, f"{name}.json")) as f:
         return json.load(f)
-
-
-class Jobs:
-    """Subprocesses started together (each loads TensorFlow for seconds; overlapping them saves wall time)."""
-
-    def __init__(self, folder):
-        self.folder, self.procs = folder, {}
-
-    def start(self, name, args, cwd=None):
-        out = open(os.path.join(self.folder, f"{name}.out"), "w")
-        err = open(os.path.join(self.folder, f"{name}.err"), "w")
-        self.procs[name] = (subprocess.Popen(args, cwd=cwd or ROOT, env=ENV, stdout=out, stderr=err), out, err)
-
-    def stop(self):
-        """Ends the processes still running (a failed test left them), each by its own handle."""
-        for proc, out, err in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            out.close(), err.close()
-
-    def result(self, name, timeout=300):
-        proc, out, err = self.procs[name]
-        proc.wait(timeout)
-        out.close(), err.close()
-        read = lambda f: open(f.name).read()  # noqa: E731
-        return subprocess.CompletedProcess(proc.args, proc.returncode, read(out), read(err))
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +247,7 @@ CLI_RUN_PAYLOADS = ("serving_default", "sample", "traverse")
 def cli_jobs(run, export_dir, tmp_path_factory):
     """Starts every TensorFlow-loading CLI check on the SavedModel at once; tests collect their results."""
     folder = str(tmp_path_factory.mktemp("cli"))
-    jobs = Jobs(folder)
+    jobs = Jobs(folder, ROOT, ENV)
     base = os.path.join(folder, "models")
     os.makedirs(os.path.join(base, "ssinfogan", "1"))  # version 1 exists: the CLI must take 2, refuse --version=1
     export = [sys.executable, "-m", "tf_ssinfogan.export", f"--run_dir={run[0].run_dir}", f"--export_base={base}"]
