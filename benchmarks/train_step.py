@@ -21,8 +21,7 @@ Variants (compare them side by side in one run):
   baseline  fresh fakes for the G phase, keras.optimizers.Adam   (--noreuse_fakes)
   reuse     the G phase reuses the D phase's fakes, keras Adam   (the package default)
   fused     fresh fakes, FusedAdam                                (--noreuse_fakes --fused_adam)
-  default   reuse + FusedAdam + fused BatchNorm: the fastest      (--fused_adam; FusedAdam reads Keras internals)
-  keras_bn  default with Keras's own (unfused) training-mode BatchNorm, as before networks.FUSED_BATCH_NORM
+  default   reuse + FusedAdam: the fastest                        (--fused_adam; FusedAdam reads Keras internals)
 Replicas > 1 run MirroredStrategy over that many logical CPU devices, each case in a fresh process (so only
 one strategy lives in a process); on a CPU they share the same cores, so this measures the strategy's
 overhead, not a speed-up. XLA is skipped there (XLA with MirroredStrategy on logical CPUs fails).
@@ -47,7 +46,6 @@ import tensorflow as tf  # noqa: E402
 
 from tf_ssinfogan import config as C  # noqa: E402
 from tf_ssinfogan.model.ssinfogan import SSInfoGAN  # noqa: E402
-from tf_ssinfogan.model import networks  # noqa: E402
 
 ARCHS = {
     "mnist": (C.NetworkConfig(), C.LatentConfig()),
@@ -113,12 +111,11 @@ def count_flops(concrete):
     return model_analyzer.profile(graph=concrete.graph, options=opts).total_float_ops
 
 
-VARIANTS = {  # variant: (reuse_fakes, fused_adam, fused_batch_norm)
-    "baseline": (False, False, True),
-    "reuse": (True, False, True),
-    "fused": (False, True, True),
-    "default": (True, True, True),
-    "keras_bn": (True, True, False),
+VARIANTS = {  # variant: (reuse_fakes, fused_adam)
+    "baseline": (False, False),
+    "reuse": (True, False),
+    "fused": (False, True),
+    "default": (True, True),
 }
 
 
@@ -129,13 +126,9 @@ def build_case(arch, batch, precision, variant="default"):
 
     keras.utils.set_random_seed(0)
     network, latent = ARCHS[arch]
-    reuse_fakes, fused_adam, fused_bn = VARIANTS[variant]
-    networks.FUSED_BATCH_NORM, before = fused_bn, networks.FUSED_BATCH_NORM  # read as the layers are made
-    try:
-        with precision_policy(precision):
-            model = SSInfoGAN(latent, network, batch, reuse_fakes=reuse_fakes)
-    finally:
-        networks.FUSED_BATCH_NORM = before
+    reuse_fakes, fused_adam = VARIANTS[variant]
+    with precision_policy(precision):
+        model = SSInfoGAN(latent, network, batch, reuse_fakes=reuse_fakes)
     model.compile(d_optimizer=make_adam(1e-4, 0.5, 0.999, "d_adam", fused=fused_adam, precision=precision),
                   g_optimizer=make_adam(1e-3, 0.5, 0.999, "g_adam", fused=fused_adam, precision=precision))
     h, w, c = network.image_shape

@@ -38,49 +38,15 @@ def _dense(units, cfg: NetworkConfig, name=None):
     )
 
 
-# Training-mode BatchNorm as one fused kernel (FusedBatchNormV3) where it applies: Keras 3 computes the batch
-# statistics and the normalisation as separate float32 ops with casts, 10% of a bfloat16 MNIST step on the
-# AVX512_BF16 CPU; the fused kernel is 3-10x faster there (benchmarks/train_step.py --variant=keras_bn compares).
-FUSED_BATCH_NORM = True
-
-
 class BatchNorm(layers.BatchNormalization):
     """BatchNormalization whose training-mode call can leave the moving statistics alone.
 
     `call(x, training=True, update_statistics=False)` normalises x with its own batch statistics (synchronised
     over replicas when `synchronized`), exactly as a training-mode call does, without moving `moving_mean` /
-    `moving_variance`; every other call is Keras's. Unsynchronised training-mode calls on the last axis of a
-    2-d or 4-d input run as one fused kernel (`FUSED_BATCH_NORM`, read when the layer is made).
+    `moving_variance`; every other call is Keras's.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fused = FUSED_BATCH_NORM
-
-    def _fused_applies(self, inputs, mask):
-        rank = len(inputs.shape)
-        return self.fused and mask is None and not self.renorm and not self.synchronized and rank in (2, 4) \
-            and self.axis % rank == rank - 1 and inputs.dtype in (tf.float32, tf.bfloat16)
-
-    def _fused_call(self, inputs, update_statistics):
-        x = inputs if len(inputs.shape) == 4 else tf.reshape(inputs, [-1, 1, 1, inputs.shape[-1]])
-        channels = inputs.shape[-1]
-        gamma = ops.cast(self.gamma, "float32") if self.scale else tf.ones([channels])
-        beta = ops.cast(self.beta, "float32") if self.center else tf.zeros([channels])
-        y, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
-            x=x, scale=gamma, offset=beta, mean=tf.zeros([0]), variance=tf.zeros([0]),
-            epsilon=max(self.epsilon, 1.001e-5),  # cuDNN's minimum, as tf.nn.fused_batch_norm
-            data_format="NHWC", is_training=True)
-        if update_statistics:
-            n = tf.cast(tf.size(x) // channels, tf.float32)
-            variance = variance * (n - 1.0) / tf.maximum(n, 1.0)  # the kernel's is unbiased; Keras moves the biased
-            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
-            self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
-        return ops.cast(tf.reshape(y, tf.shape(inputs)), self.compute_dtype)
-
     def call(self, inputs, training=None, mask=None, update_statistics=True):
-        if training and self.trainable and self._fused_applies(inputs, mask):
-            return self._fused_call(inputs, update_statistics)
         if update_statistics or not (training and self.trainable) or mask is not None or self.renorm:
             return super().call(inputs, training=training, mask=mask)
         x = ops.cast(inputs, "float32")  # as Keras: statistics in float32 under mixed precision
