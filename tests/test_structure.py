@@ -333,3 +333,26 @@ def test_a_run_folder_written_before_the_package_layout_changed_still_loads(tmp_
     assert [c.name for c in cfg.latent.codes] == ["digit", "c1", "c2"] and cfg.train.steps == 400
     assert cfg.train.guide_head and cfg.train.pseudo_label_weight == 0.5 and cfg.train.instance_noise_std == 0.1
     paths.check_resume_compatible(str(run), dataclasses.replace(cfg, run_dir=str(run)))
+
+
+def test_a_run_folder_written_before_the_options_moved_into_sections_loads_and_resumes(tmp_path):
+    """tests/fixtures/run_e14526b (config.json, flags.txt, data_info.json) was written by commit e14526b, when the
+    objective's and the judges' options were fields of the train section: they load into today's sections, the
+    same configuration may resume the run, and its flags.txt reads back as a flagfile to the same configuration."""
+    import json
+    import shutil
+
+    from tf_ssinfogan.rundir import paths
+
+    run = tmp_path / "run"
+    shutil.copytree(os.path.join(ROOT, "tests", "fixtures", "run_e14526b"), run)
+    cfg = dataclasses.replace(paths.read_config(str(run)), run_dir=str(run))
+    assert cfg.train.steps == 400 and cfg.data.labelled_per_batch == 16
+    assert cfg.train.guide_head and cfg.train.pseudo_label_weight == 0.5 and cfg.train.pseudo_label_flip
+    assert cfg.train.instance_noise_std == 0.1 and cfg.train.q_ss_fake_weight == 0.25 and not cfg.train.reuse_fakes
+    assert cfg.train.judge_epochs == 30 and cfg.train.judge_augment
+    paths.check_resume_compatible(str(run), cfg)
+    out = subprocess.run([sys.executable, "-m", "tf_ssinfogan.train", f"--flagfile={run / 'flags.txt'}",
+                          f"--run_dir={run}", "--dry_run"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert C.ExperimentConfig.from_dict(json.loads(out.stdout)) == cfg
