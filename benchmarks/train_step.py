@@ -128,7 +128,7 @@ def build_case(arch, batch, precision, variant="default"):
     network, latent = ARCHS[arch]
     reuse_fakes, fused_adam = VARIANTS[variant]
     with precision_policy(precision):
-        model = SSInfoGAN(latent, network, batch, reuse_fakes=reuse_fakes)
+        model = SSInfoGAN(latent, network, batch, C.ObjectiveConfig(reuse_fakes=reuse_fakes))
     model.compile(d_optimizer=make_adam(1e-4, 0.5, 0.999, "d_adam", fused=fused_adam, precision=precision),
                   g_optimizer=make_adam(1e-3, 0.5, 0.999, "g_adam", fused=fused_adam, precision=precision))
     h, w, c = network.image_shape

@@ -59,14 +59,16 @@ def tiny_npz(tmp_path, n_train=64):
     return path
 
 
-def tiny_config(tmp_path, **train_overrides) -> C.ExperimentConfig:
-    """The MNIST reference config shrunk to a few steps of batch 8 with 25% labels."""
+def tiny_config(tmp_path, **overrides) -> C.ExperimentConfig:
+    """The MNIST reference config shrunk to a few steps of batch 8 with 25% labels; `overrides` are fields of the
+    train or objective section."""
     cfg = C.ExperimentConfig(run_dir=str(tmp_path / "run"))
+    objective = {k: overrides.pop(k) for k in list(overrides) if k in C.ObjectiveConfig.__dataclass_fields__}
     train = dataclasses.replace(
         cfg.train, batch_size=8, steps=4, steps_per_epoch=2, checkpoint_every_epochs=1, grid_every_epochs=1,
-        verbose=0, **train_overrides)
+        verbose=0, **overrides)
     data = dataclasses.replace(cfg.data, labelled_fraction=0.25)
-    return dataclasses.replace(cfg, train=train, data=data)
+    return dataclasses.replace(cfg, train=train, data=data, objective=dataclasses.replace(cfg.objective, **objective))
 
 
 @pytest.fixture

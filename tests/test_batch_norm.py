@@ -24,7 +24,7 @@ BATCH = 8
 def _model(seed=1, precision="float32", **kwargs):
     keras.utils.set_random_seed(seed)
     with precision_policy(precision):
-        m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH, seed=seed, **kwargs)
+        m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH, C.ObjectiveConfig(**kwargs), seed=seed)
     m.compile()
     return m
 

@@ -231,7 +231,7 @@ def test_mixed_batch_settings_are_checked():
     with pytest.raises(C.ConfigError, match=r"labelled_per_batch \(128\) must be smaller than batch_size \(128\)"):
         cfg.validate()
     with pytest.raises(C.ConfigError, match="pseudo_label_threshold must be in"):
-        C.TrainConfig(pseudo_label_threshold=0.3).validate()
+        C.ObjectiveConfig(pseudo_label_threshold=0.3).validate()
 
 
 def test_affine_images_known_rotation_and_shift():

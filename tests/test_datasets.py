@@ -69,12 +69,12 @@ def test_config_resolves_and_round_trips(name):
     else:
         assert kinds["object"] == ("categorical", 10, "label")
         assert all(c.kind == "continuous" for c in cfg.latent.unsupervised_codes)
-        assert cfg.train.instance_noise.enabled and cfg.train.instance_noise_anneal_steps > 0
+        assert cfg.objective.instance_noise.enabled and cfg.objective.instance_noise_anneal_steps > 0
 
 
 def test_mnist_config_has_new_features_off():
     cfg = config_from_flagfile("mnist")
-    assert cfg.train.instance_noise_std == 0.0
+    assert cfg.objective.instance_noise_std == 0.0
     assert cfg.data.center_crop == () and cfg.data.resize_to == () and cfg.data.channels == 0
     assert cfg.network == C.NetworkConfig() and cfg.latent == C.LatentConfig()
 
@@ -89,10 +89,10 @@ def test_mnist_classifier_config_is_the_reference_plus_the_recipe():
     changed = {k: recipe[k] for k in ref if ref[k] != recipe[k]}
     assert changed == {
         "data.labelled_per_batch": 32, "data.labelled_shift": 2, "data.labelled_rotation": 15.0,
-        "train.pseudo_label_weight": 3.0, "train.pseudo_label_shift": 3.0, "train.pseudo_label_rotation": 15.0,
-        "train.guide_head": True, "train.final_classifier_eval": True, "train.judge_epochs": 30,
+        "objective.pseudo_label_weight": 3.0, "objective.pseudo_label_shift": 3.0,
+        "objective.pseudo_label_rotation": 15.0, "objective.guide_head": True, "train.final_classifier_eval": True, "train.judge_epochs": 30,
         "train.judge_augment": True, "train.max_checkpoints": 10}, changed
-    assert recipe["train.q_ss_fake_weight"] == 0.0 and recipe["train.steps"] == 5000  # the reference schedule
+    assert recipe["objective.q_ss_fake_weight"] == 0.0 and recipe["train.steps"] == 5000  # the reference schedule
     hundred = _flat(config_from_flagfile("mnist_classifier_100"))
     changed = {k: hundred[k] for k in recipe if recipe[k] != hundred[k]}
     assert changed == {"data.labelled_count": 100, "data.labelled_selection": "balanced", "train.steps": 3000}, changed
@@ -123,7 +123,7 @@ def test_dry_run_prints_the_resolved_config(name, tfds_name):
     assert out.returncode == 0, out.stderr[-2000:]
     d = json.loads(out.stdout)
     assert d["data"]["tfds_name"] == tfds_name
-    assert (d["train"]["instance_noise_std"] > 0) == (name == "cifar")
+    assert (d["objective"]["instance_noise_std"] > 0) == (name == "cifar")
     assert C.ExperimentConfig.from_dict(d) == config_from_flagfile(name)
 
 
@@ -145,9 +145,10 @@ def test_config_trains_20_steps_on_mock_tfds(name, tmp_path, inception75, monkey
                                  labelled_per_batch=min(cfg.data.labelled_per_batch, 2)),  # 16 of 64 -> 2 of 8
         train=dataclasses.replace(cfg.train, batch_size=8, steps=20, steps_per_epoch=10,
                                   checkpoint_every_epochs=2, grid_every_epochs=2, export_at_end=False,
-                                  verbose=0, instance_noise_anneal_steps=min(cfg.train.instance_noise_anneal_steps, 40),
-                                  eval_every_epochs=2 if name == "celeba" else 0,
+                                  verbose=0, eval_every_epochs=2 if name == "celeba" else 0,
                                   judge_epochs=1),  # the evaluation during training finds the judges cached below
+        objective=dataclasses.replace(
+            cfg.objective, instance_noise_anneal_steps=min(cfg.objective.instance_noise_anneal_steps, 40)),
     )
     capture = _Capture()
     monkeypatch.setenv("TF_SSINFOGAN_CACHE", str(tmp_path / "cache"))
@@ -497,8 +498,16 @@ class _Spy:
         return getattr(self.net, name)
 
 
+def _noisy(noise):
+    """The objective with this instance-noise schedule (None: off), G's phase on fresh fakes."""
+    noise = noise or C.InstanceNoiseConfig()
+    return C.ObjectiveConfig(instance_noise_std=noise.std, instance_noise_schedule=noise.schedule,
+                             instance_noise_anneal_steps=noise.anneal_steps, instance_noise_decay=noise.decay,
+                             reuse_fakes=False)
+
+
 def _spied_model(noise):
-    model = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), 16, instance_noise=noise)
+    model = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), 16, _noisy(noise))
     model.compile()
     g, d = _Spy(model.generator), _Spy(model.discriminator)
     object.__setattr__(model, "generator", g)  # bypass Keras tracking: a plain wrapper
@@ -574,7 +583,7 @@ def test_instance_noise_under_mirrored_strategy():
     strategy = mirrored_strategy()
     noise = C.InstanceNoiseConfig(std=0.3, schedule="exponential", decay=0.9)
     with strategy.scope():
-        m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), 8, instance_noise=noise)
+        m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), 8, _noisy(noise))
         m.compile()
     stream = D.TrainStream(tiny_source(), C.LatentConfig(), C.DataConfig(labelled_fraction=0.25), 8, (0.0, 1.0))
     history = m.fit(stream.distributed_dataset(strategy, 0, 2), epochs=1, steps_per_epoch=2, verbose=0)
@@ -586,7 +595,7 @@ def test_instance_noise_under_mirrored_strategy():
     a, b = strategy.experimental_local_results(per_replica)
     assert not np.allclose(a.numpy(), b.numpy())
     with tf.device(strategy.extended.worker_devices[0]):
-        single = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), 8, instance_noise=noise)
+        single = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), 8, _noisy(noise))
         single.compile()
         single.g_optimizer.iterations.assign(2)
         single.seed_generator.state.assign(state)

@@ -18,7 +18,7 @@ BATCH = 8
 def _build(network, strategy):
     keras.utils.set_random_seed(3)
     with strategy.scope():
-        m = SSInfoGAN(C.LatentConfig(), network, BATCH, seed=3)
+        m = SSInfoGAN(C.LatentConfig(), network, BATCH, C.ObjectiveConfig(reuse_fakes=False), seed=3)
         # SGD, not Adam: Adam's first step is lr * sign(g), which turns float noise in the ~0 gradients of
         # biases that feed a BatchNorm into full-size differences; SGD compares the gradients themselves.
         m.compile(d_optimizer=keras.optimizers.SGD(0.1), g_optimizer=keras.optimizers.SGD(0.1))

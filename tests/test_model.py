@@ -117,12 +117,12 @@ def test_reuse_fakes_is_the_g_phase_on_the_d_phase_latents():
 
     def build(reuse):
         keras.utils.set_random_seed(3)
-        m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH, seed=3, reuse_fakes=reuse)
+        m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH, C.ObjectiveConfig(reuse_fakes=reuse), seed=3)
         m.compile(d_optimizer=keras.optimizers.SGD(0.1), g_optimizer=keras.optimizers.SGD(0.1))
         return m
 
     reused, manual = build(True), build(False)
-    assert C.TrainConfig().reuse_fakes and reused.reuse_fakes and not manual.reuse_fakes
+    assert C.ObjectiveConfig().reuse_fakes and reused.objective.reuse_fakes and not manual.objective.reuse_fakes
     g_before = _snapshot(reused.generator.trainable_variables)
     reused.train_step((images, labels, mask))
     # By hand: the D phase on one draw, then G's forward pass again (after D's update) for the G phase
@@ -154,8 +154,8 @@ def test_pseudo_labels_of_each_kind_known_values():
 
 
 def test_pseudo_label_loss_known_value_and_labelled_mean_over_k():
-    m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH, labelled_per_batch=2, pseudo_label_weight=1.0,
-                  pseudo_label_threshold=0.9)
+    m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH,
+                  C.ObjectiveConfig(pseudo_label_weight=1.0, pseudo_label_threshold=0.9), labelled_per_batch=2)
     m.compile()
     assert m.labelled_scale == 4.0 and "pseudo_used" in m.tracked  # mean over the 2 labelled of 8
     logits = np.zeros([3, 10], np.float32)
@@ -170,7 +170,8 @@ def test_pseudo_label_loss_known_value_and_labelled_mean_over_k():
     np.testing.assert_allclose(loss, [np.log(10.0), 0.0, np.log(10.0)], rtol=1e-5)  # uniform vs class 3
     assert SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH).labelled_scale == 1.0  # reference batches
     assert m.unlabelled_real_scale is None  # D's real term sees the labelled images too, by default
-    apart = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH, labelled_per_batch=2, adversarial_labelled=False)
+    apart = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH, C.ObjectiveConfig(adversarial_labelled=False),
+                      labelled_per_batch=2)
     assert apart.unlabelled_real_scale == pytest.approx(8 / 6)  # the mean over the 6 unlabelled
 
 
@@ -178,8 +179,9 @@ def test_train_step_with_mixed_batches_shifts_and_pseudo_labels_learns_the_label
     import keras
 
     keras.utils.set_random_seed(2)
-    m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH, labelled_per_batch=4, pseudo_label_weight=1.0,
-                  pseudo_label_threshold=0.5, pseudo_label_shift=2, q_ss_fake_weight=1.0)
+    m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH, C.ObjectiveConfig(
+        pseudo_label_weight=1.0, pseudo_label_threshold=0.5, pseudo_label_shift=2, q_ss_fake_weight=1.0),
+        labelled_per_batch=4)
     m.compile()
     cfg = C.DataConfig(labelled_fraction=0.25, labelled_per_batch=4, labelled_shift=1)
     stream = data.TrainStream(tiny_source(), C.LatentConfig(), cfg, BATCH, (0.0, 1.0))
@@ -228,7 +230,7 @@ def _guided(seed=5, **kw):
     import keras
 
     keras.utils.set_random_seed(seed)
-    m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH, guide_head=True, **kw)
+    m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH, C.ObjectiveConfig(guide_head=True, **kw))
     m.compile()
     return m
 
@@ -277,15 +279,16 @@ def test_guide_head_model_copies_to_float32_and_needs_labels():
     from tf_ssinfogan.rundir import checkpoints
     from tf_ssinfogan.config import ConfigError, ExperimentConfig, TrainConfig
 
+    GUIDED = C.ObjectiveConfig(guide_head=True)
     m = _guided()
     assert m.float32_copy() is m
     with pytest.raises(ConfigError, match="guide_head needs labelled images"):
-        checkpoints.build_model(ExperimentConfig(train=TrainConfig(guide_head=True)), 0.0)  # none found in the data
+        checkpoints.build_model(ExperimentConfig(objective=GUIDED), 0.0)  # none found in the data
     for data in (C.DataConfig(labelled_fraction=0.0), C.DataConfig(labelled_count=0)):  # none asked for: refused
         with pytest.raises(ConfigError, match="guide_head needs labelled images"):  # before anything is written
-            ExperimentConfig(run_dir="r", data=data, train=TrainConfig(guide_head=True)).validate()
-    ExperimentConfig(run_dir="r", data=C.DataConfig(labelled_count=10), train=TrainConfig(guide_head=True)).validate()
-    assert checkpoints.build_model(ExperimentConfig(train=TrainConfig(guide_head=True, precision="mixed_bfloat16")),
+            ExperimentConfig(run_dir="r", data=data, objective=GUIDED).validate()
+    ExperimentConfig(run_dir="r", data=C.DataConfig(labelled_count=10), objective=GUIDED).validate()
+    assert checkpoints.build_model(ExperimentConfig(objective=GUIDED, train=TrainConfig(precision="mixed_bfloat16")),
                               0.01).float32_copy().guide_head
 
 
@@ -312,8 +315,8 @@ def test_nan_guard_accepts_unmeasured_metrics_but_not_nan_losses():
 
 
 def test_augmented_view_with_flip_only_mirrors_images_and_trains():
-    m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH, labelled_per_batch=4, pseudo_label_weight=1.0,
-                  pseudo_label_threshold=0.5, pseudo_label_flip=True)
+    m = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), BATCH, C.ObjectiveConfig(
+        pseudo_label_weight=1.0, pseudo_label_threshold=0.5, pseudo_label_flip=True), labelled_per_batch=4)
     m.compile()
     images = tf.random.stateless_uniform([BATCH, 28, 28, 1], [1, 2])
     view = m.augmented_view(images).numpy()

@@ -331,7 +331,7 @@ def test_a_run_folder_written_before_the_package_layout_changed_still_loads(tmp_
     shutil.copytree(os.path.join(ROOT, "tests", "fixtures", "run_14478cf"), run)
     cfg = paths.read_config(str(run))
     assert [c.name for c in cfg.latent.codes] == ["digit", "c1", "c2"] and cfg.train.steps == 400
-    assert cfg.train.guide_head and cfg.train.pseudo_label_weight == 0.5 and cfg.train.instance_noise_std == 0.1
+    assert cfg.objective.guide_head and cfg.objective.pseudo_label_weight == 0.5 and cfg.objective.instance_noise_std == 0.1
     paths.check_resume_compatible(str(run), dataclasses.replace(cfg, run_dir=str(run)))
 
 
@@ -348,8 +348,9 @@ def test_a_run_folder_written_before_the_options_moved_into_sections_loads_and_r
     shutil.copytree(os.path.join(ROOT, "tests", "fixtures", "run_e14526b"), run)
     cfg = dataclasses.replace(paths.read_config(str(run)), run_dir=str(run))
     assert cfg.train.steps == 400 and cfg.data.labelled_per_batch == 16
-    assert cfg.train.guide_head and cfg.train.pseudo_label_weight == 0.5 and cfg.train.pseudo_label_flip
-    assert cfg.train.instance_noise_std == 0.1 and cfg.train.q_ss_fake_weight == 0.25 and not cfg.train.reuse_fakes
+    o = cfg.objective
+    assert o.guide_head and o.pseudo_label_weight == 0.5 and o.pseudo_label_flip and not o.adversarial_labelled
+    assert o.instance_noise_std == 0.1 and o.q_ss_fake_weight == 0.25 and not o.reuse_fakes
     assert cfg.train.judge_epochs == 30 and cfg.train.judge_augment
     paths.check_resume_compatible(str(run), cfg)
     out = subprocess.run([sys.executable, "-m", "tf_ssinfogan.train", f"--flagfile={run / 'flags.txt'}",

@@ -97,20 +97,20 @@ def test_cli_dry_run_prints_resolved_reference_config():
     assert cfg.train.d_learning_rate == 1e-4 and cfg.train.g_learning_rate == 1e-3
     assert cfg.data.labelled_fraction == 0.01 and cfg.data.label_seed == 1234
     assert cfg.latent.codes == C.parse_codes("digit:cat:10:label,c1:cont:1,c2:cont:1")
-    assert cfg.train.reuse_fakes and not cfg.train.fused_adam and cfg.train.precision == "float32"  # the defaults
+    assert cfg.objective.reuse_fakes and not cfg.train.fused_adam and cfg.train.precision == "float32"  # the defaults
     out = _run_cli(["--flagfile=configs/mnist.flags", "--dry_run", "--noreuse_fakes", "--fused_adam",
                     "--precision=mixed_bfloat16"])
-    off = C.ExperimentConfig.from_dict(json.loads(out.stdout)).train
-    assert not off.reuse_fakes and off.fused_adam and off.precision == "mixed_bfloat16"
+    off = C.ExperimentConfig.from_dict(json.loads(out.stdout))
+    assert not off.objective.reuse_fakes and off.train.fused_adam and off.train.precision == "mixed_bfloat16"
 
 
 def test_build_model_takes_the_step_settings(tmp_path):
     from tf_ssinfogan.model.optimizers import FusedAdam
 
     model = checkpoints.build_model(tiny_config(tmp_path), 0.1)  # the defaults: reused fakes, Keras's Adam
-    assert model.reuse_fakes and not isinstance(model.d_optimizer, FusedAdam)
+    assert model.objective.reuse_fakes and not isinstance(model.d_optimizer, FusedAdam)
     model = checkpoints.build_model(tiny_config(tmp_path, reuse_fakes=False, fused_adam=True), 0.1)
-    assert not model.reuse_fakes and isinstance(model.d_optimizer, FusedAdam) and \
+    assert not model.objective.reuse_fakes and isinstance(model.d_optimizer, FusedAdam) and \
         isinstance(model.g_optimizer, FusedAdam)
 
 

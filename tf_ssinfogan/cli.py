@@ -1,8 +1,8 @@
 """What every command-line tool shares: flags generated from the config dataclasses, and one way to fail.
 
-Each field of `LatentConfig`, `NetworkConfig`, `DataConfig` and `TrainConfig` (and `run_dir`) is one flag with
-the field's flat name, default and help (`config._field` metadata: `flag` renames it or, as None, leaves it out;
-`choices` makes an enum; `unset` is the flag value that means None). Tuples are comma lists, `codes` is the
+Each field of the config sections (`SECTIONS`; and `run_dir`) is one flag with the field's flat name, default and
+help (`config._field` metadata: `flag` renames it or, as None, leaves it out; `choices` makes an enum; `unset` is the
+flag value that means None). Tuples are comma lists, `codes` is the
 'name:kind:dim[:label]' text. `config_from_flags` reads them back into a validated `ExperimentConfig`.
 
 `run(main)` runs an absl `main`: flag errors (absl validators included) and the errors that mean bad input
@@ -33,7 +33,8 @@ from absl import app, flags
 from tf_ssinfogan import config as C
 
 FLAGS = flags.FLAGS
-SECTIONS = {"latent": C.LatentConfig, "network": C.NetworkConfig, "data": C.DataConfig, "train": C.TrainConfig}
+SECTIONS = {"latent": C.LatentConfig, "network": C.NetworkConfig, "data": C.DataConfig,
+            "objective": C.ObjectiveConfig, "train": C.TrainConfig}
 # Exit statuses of every command (sysexits.h where one fits), in this one place:
 EXIT_BAD_INPUT = 2  # a bad flag, config, data or run folder; the message names it
 EXIT_WRITE_FAILED = 74  # sysexits EX_IOERR: a file of the run folder could not be written
@@ -155,7 +156,8 @@ def config_from_flags(flag_values=FLAGS) -> C.ExperimentConfig:
     network = section_from_flags("network", flag_values)
     data = section_from_flags("data", flag_values, **derived_data_fields(network.image_shape, flag_values))
     return C.ExperimentConfig(run_dir=flag_values["run_dir"].value, latent=section_from_flags("latent", flag_values),
-                              network=network, data=data, train=section_from_flags("train", flag_values)).validate()
+                              network=network, data=data, objective=section_from_flags("objective", flag_values),
+                              train=section_from_flags("train", flag_values)).validate()
 
 
 # ------------------------------------------------------------------------------------------ one way to fail
@@ -204,18 +206,15 @@ def run(main: Callable[[list], Optional[int]], extra_errors: tuple = (), section
 # ------------------------------------------------------------------------------------------ --help
 HELP_SECTIONS = ("run folder", "data", "codes", "networks", "objective", "schedule", "evaluation", "export",
                  "sampling", "judge", "explorer", "execution", "options")
-_CONFIG_SECTION = {"latent": "codes", "network": "networks", "data": "data", "train": "schedule"}
+_CONFIG_SECTION = {"latent": "codes", "network": "networks", "data": "data", "objective": "objective",
+                   "train": "schedule"}
 _COMMAND_FLAG_SECTION = {"run_dir": "run folder", "checkpoint": "run folder", "dry_run": "run folder",
                          "resize_images": "data", "cpu_devices": "execution"}
 _FIELD_SECTION = {  # the fields of TrainConfig (and any other field whose class's section does not fit)
     **dict.fromkeys(("run_dir", "checkpoint_every_epochs", "checkpoint_every_minutes", "max_checkpoints",
                      "grid_every_epochs"), "run folder"),
-    **dict.fromkeys(("ss_weight", "us_weight", "q_ss_fake_weight", "adversarial_labelled", "guide_head",
-                     "pseudo_label_weight", "pseudo_label_threshold", "pseudo_label_shift", "pseudo_label_rotation", "pseudo_label_flip",
-                     "instance_noise_std", "instance_noise_schedule", "instance_noise_anneal_steps",
-                     "instance_noise_decay"), "objective"),
     **dict.fromkeys(("batch_size", "steps", "steps_per_epoch", "d_learning_rate", "g_learning_rate", "beta_1",
-                     "beta_2", "d_average", "g_average", "reuse_fakes", "fused_adam", "seed"), "schedule"),
+                     "beta_2", "d_average", "g_average", "fused_adam", "seed"), "schedule"),
     **dict.fromkeys(("eval_every_epochs", "final_classifier_eval", "classifier_path", "judge_epochs",
                      "judge_augment"), "evaluation"),
     "export_at_end": "export",

@@ -316,16 +316,10 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation, schedule and run-folder settings."""
+class ObjectiveConfig:
+    """The ss-InfoGAN objective's options: loss weights, pseudo-labels, the guide head, instance noise (the model is
+    built from this section: `SSInfoGAN(..., objective)`; a new option is a field here and the code that reads it)."""
 
-    batch_size: int = _field(128, "Global batch size.")
-    steps: int = _field(5000, "Total training steps (generator updates).")
-    steps_per_epoch: int = _field(100, "Steps per Keras epoch (progress bar, logs).")
-    d_learning_rate: float = _field(1e-4, "Adam learning rate of D and Q.")
-    g_learning_rate: float = _field(1e-3, "Adam learning rate of G.")
-    beta_1: float = _field(0.5, "Adam beta_1.")
-    beta_2: float = _field(0.999, "Adam beta_2.")
     ss_weight: float = _field(2.0, "lambda of the semi-supervised code terms (reference: 2.0).")
     us_weight: float = _field(0.8, "lambda of the unsupervised code terms (reference: 0.8).")
     q_ss_fake_weight: float = _field(0.0, "Weight of Q_ss's loss on class-conditioned fakes in the D/Q phase; 0 = "
@@ -352,6 +346,48 @@ class TrainConfig:
                                           "degrees (0 = not rotated).")
     pseudo_label_flip: bool = _field(False, "With pseudo-labels: the copy is also mirrored left-right with "
                                      "probability 1/2 (a consistency loss on its own when shift and rotation are 0).")
+    reuse_fakes: bool = _field(True, "The G phase reuses the D phase's latents and generator forward pass (Torch "
+                               "DCGAN practice, about 8% fewer FLOPs); --noreuse_fakes draws fresh fakes.")
+    # Instance noise (Sonderby et al. 2016): N(0, std_t^2) added to every image D sees; off when 0.
+    #   linear:      std_t = instance_noise_std * max(0, 1 - t / instance_noise_anneal_steps)
+    #                (instance_noise_anneal_steps = 0: constant std)
+    #   exponential: std_t = instance_noise_std * instance_noise_decay ** t (the reference's factor per D step)
+    instance_noise_std: float = _field(0.0, "Initial std of the instance noise added to every image D sees (0 = off).")
+    instance_noise_schedule: str = _field("linear", "Instance-noise annealing: linear to 0 over "
+                                          "--instance_noise_anneal_steps, or times --instance_noise_decay per step.",
+                                          choices=INSTANCE_NOISE_SCHEDULES)
+    instance_noise_anneal_steps: int = _field(0, "Linear schedule: steps until the std reaches 0 (0 = constant).")
+    instance_noise_decay: float = _field(1.0, "Exponential schedule: factor applied to the std each step.")
+
+    def validate(self) -> None:
+        if min(self.ss_weight, self.us_weight, self.q_ss_fake_weight, self.pseudo_label_weight) < 0:
+            raise ConfigError(f"loss weights must be >= 0, got ss={self.ss_weight} us={self.us_weight} "
+                              f"q_ss_fake={self.q_ss_fake_weight} pseudo_label={self.pseudo_label_weight}")
+        if not 0.0 <= self.pseudo_label_shift < 100.0:
+            raise ConfigError(f"pseudo_label_shift must be in [0, 100) pixels, got {self.pseudo_label_shift}")
+        if not 0.0 <= self.pseudo_label_rotation <= 180.0:
+            raise ConfigError(f"pseudo_label_rotation must be in [0, 180] degrees, got {self.pseudo_label_rotation}")
+        if not 0.5 <= self.pseudo_label_threshold <= 1.0:
+            raise ConfigError(f"pseudo_label_threshold must be in [0.5, 1], got {self.pseudo_label_threshold}")
+        self.instance_noise.validate()
+
+    @property
+    def instance_noise(self) -> "InstanceNoiseConfig":
+        return InstanceNoiseConfig(self.instance_noise_std, self.instance_noise_schedule,
+                                   self.instance_noise_anneal_steps, self.instance_noise_decay)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, schedule and run-folder settings."""
+
+    batch_size: int = _field(128, "Global batch size.")
+    steps: int = _field(5000, "Total training steps (generator updates).")
+    steps_per_epoch: int = _field(100, "Steps per Keras epoch (progress bar, logs).")
+    d_learning_rate: float = _field(1e-4, "Adam learning rate of D and Q.")
+    g_learning_rate: float = _field(1e-3, "Adam learning rate of G.")
+    beta_1: float = _field(0.5, "Adam beta_1.")
+    beta_2: float = _field(0.999, "Adam beta_2.")
     d_average: float = _field(
         0.0, "Momentum of an exponential moving average of D/Q's weights (e.g. 0.999), kept by the D optimiser: "
         "the final evaluation, `evaluate`, `export` and the `classify` signature use the averaged weights, training "
@@ -360,8 +396,6 @@ class TrainConfig:
         0.0, "Momentum of an exponential moving average of G's weights (e.g. 0.999; Yazici et al. 2019), kept by "
         "the G optimiser: the final evaluation, `evaluate`, `sample` and `export` generate with it, training uses "
         "the raw weights; 0 = off (reference).")
-    reuse_fakes: bool = _field(True, "The G phase reuses the D phase's latents and generator forward pass (Torch "
-                               "DCGAN practice, about 8% fewer FLOPs); --noreuse_fakes draws fresh fakes.")
     fused_adam: bool = _field(False, "Adam through TF's fused kernel (the same update as Keras's Adam, about 10% "
                               "faster steps; off by default: it reads Keras internals, and falls back to Keras's "
                               "update where they are missing); off = keras.optimizers.Adam.")
@@ -402,16 +436,6 @@ class TrainConfig:
     judge_augment: bool = _field(False, "That classifier learns from shifted and rotated copies of the test split "
                                  "(with --judge_epochs=30 on MNIST: 98.7% on the train split against 97.2%; cached "
                                  "apart from the default one).")
-    # Instance noise (Sonderby et al. 2016): N(0, std_t^2) added to every image D sees; off when 0.
-    #   linear:      std_t = instance_noise_std * max(0, 1 - t / instance_noise_anneal_steps)
-    #                (instance_noise_anneal_steps = 0: constant std)
-    #   exponential: std_t = instance_noise_std * instance_noise_decay ** t (the reference's factor per D step)
-    instance_noise_std: float = _field(0.0, "Initial std of the instance noise added to every image D sees (0 = off).")
-    instance_noise_schedule: str = _field("linear", "Instance-noise annealing: linear to 0 over "
-                                          "--instance_noise_anneal_steps, or times --instance_noise_decay per step.",
-                                          choices=INSTANCE_NOISE_SCHEDULES)
-    instance_noise_anneal_steps: int = _field(0, "Linear schedule: steps until the std reaches 0 (0 = constant).")
-    instance_noise_decay: float = _field(1.0, "Exponential schedule: factor applied to the std each step.")
 
     def validate(self) -> None:
         for name in ("batch_size", "steps", "steps_per_epoch", "checkpoint_every_epochs", "grid_every_epochs",
@@ -433,18 +457,9 @@ class TrainConfig:
         for name in ("beta_1", "beta_2"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if min(self.ss_weight, self.us_weight, self.q_ss_fake_weight, self.pseudo_label_weight) < 0:
-            raise ConfigError(f"loss weights must be >= 0, got ss={self.ss_weight} us={self.us_weight} "
-                              f"q_ss_fake={self.q_ss_fake_weight} pseudo_label={self.pseudo_label_weight}")
         for name in ("d_average", "g_average"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1) (0 = off), got {getattr(self, name)}")
-        if not 0.0 <= self.pseudo_label_shift < 100.0:
-            raise ConfigError(f"pseudo_label_shift must be in [0, 100) pixels, got {self.pseudo_label_shift}")
-        if not 0.0 <= self.pseudo_label_rotation <= 180.0:
-            raise ConfigError(f"pseudo_label_rotation must be in [0, 180] degrees, got {self.pseudo_label_rotation}")
-        if not 0.5 <= self.pseudo_label_threshold <= 1.0:
-            raise ConfigError(f"pseudo_label_threshold must be in [0.5, 1], got {self.pseudo_label_threshold}")
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy {self.strategy!r} is not 'default', 'mirrored' or 'multi_worker'")
         if self.nan_policy not in NAN_POLICIES:
@@ -455,17 +470,11 @@ class TrainConfig:
             raise ConfigError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if self.loop not in LOOPS:
             raise ConfigError(f"loop {self.loop!r} is not 'fit' or 'custom'")
-        self.instance_noise.validate()
-
-    @property
-    def instance_noise(self) -> "InstanceNoiseConfig":
-        return InstanceNoiseConfig(self.instance_noise_std, self.instance_noise_schedule,
-                                   self.instance_noise_anneal_steps, self.instance_noise_decay)
 
 
 @dataclasses.dataclass(frozen=True)
 class InstanceNoiseConfig:
-    """The instance-noise schedule (see TrainConfig); `model.instance_noise_stddev` evaluates it."""
+    """The instance-noise schedule (see ObjectiveConfig); `model.instance_noise_stddev` evaluates it."""
 
     std: float = 0.0
     schedule: str = "linear"
@@ -496,6 +505,7 @@ class ExperimentConfig:
     latent: LatentConfig = LatentConfig()
     network: NetworkConfig = NetworkConfig()
     data: DataConfig = DataConfig()
+    objective: ObjectiveConfig = ObjectiveConfig()
     train: TrainConfig = TrainConfig()
 
     def validate(self) -> "ExperimentConfig":
@@ -504,13 +514,14 @@ class ExperimentConfig:
         self.latent.validate()
         self.network.validate()
         self.data.validate()
+        self.objective.validate()
         self.train.validate()
         if self.data.labelled_per_batch >= self.train.batch_size:
             raise ConfigError(f"labelled_per_batch ({self.data.labelled_per_batch}) must be smaller than "
                               f"batch_size ({self.train.batch_size}): the rest of the batch is unlabelled images")
         no_labels = self.data.labelled_count == 0 or (self.data.labelled_count is None
                                                       and self.data.labelled_fraction == 0.0)
-        if self.train.guide_head and (no_labels or not self.latent.semi_supervised_codes):
+        if self.objective.guide_head and (no_labels or not self.latent.semi_supervised_codes):
             raise ConfigError("--guide_head needs labelled images and a semi-supervised code (the guide head learns "
                               "only from the labelled images); this configuration has none (plain InfoGAN)")
         return self
@@ -537,6 +548,8 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ExperimentConfig":
+        """The inverse of `to_dict`; also reads older layouts (see `_lift_old_layout`)."""
+        d = _lift_old_layout(d)
         lat = dict(d["latent"])
         codes = lat.pop("codes")
         lat["codes"] = parse_codes(codes) if isinstance(codes, str) else tuple(CodeSpec(**c) for c in codes)
@@ -551,5 +564,15 @@ class ExperimentConfig:
             latent=LatentConfig(**lat),
             network=NetworkConfig(**net),
             data=DataConfig(**data),
+            objective=ObjectiveConfig(**d["objective"]),
             train=TrainConfig(**d["train"]),
         )
+
+
+def _lift_old_layout(d: dict) -> dict:
+    """A config.json of an older layout in today's: until e14526b the objective's options were fields of 'train'."""
+    if "objective" in d:
+        return d
+    train = dict(d["train"])
+    objective = {f.name: train.pop(f.name) for f in dataclasses.fields(ObjectiveConfig) if f.name in train}
+    return {**d, "train": train, "objective": objective}

@@ -33,7 +33,8 @@ import tensorflow as tf
 
 from tf_ssinfogan.model import losses
 from tf_ssinfogan.model.images import affine_images, flip_images, random_affine_params, random_flips
-from tf_ssinfogan.config import InstanceNoiseConfig, LatentConfig, NetworkConfig, resolve_precision
+from tf_ssinfogan.config import (ConfigError, ExperimentConfig, InstanceNoiseConfig, LatentConfig, NetworkConfig,
+                                 ObjectiveConfig, resolve_precision)
 from tf_ssinfogan.model.latents import LatentSpace, kind_of
 from tf_ssinfogan.model.networks import build_networks
 
@@ -102,76 +103,59 @@ class SSInfoGAN(keras.Model):
       latent: the latent code spec.
       network: the architecture.
       global_batch_size: batch size summed over replicas (losses are normalised by it).
-      ss_weight / us_weight: lambda for semi-supervised / unsupervised codes (reference 2.0 / 0.8).
-      q_ss_on_fakes: train Q_ss on fakes in the D/Q phase with weight ss_weight (plain InfoGAN: no labels).
-      q_ss_fake_weight: otherwise, the weight of Q_ss's loss on fakes in the D/Q phase (0 = reference: Q_ss
-        learns from labelled real images only). Positive values let Q_ss also learn from the class-conditioned
-        fakes, an extension of the paper that this package offers as an option.
+      objective: the objective's options (`config.ObjectiveConfig`: loss weights, Q_ss on fakes, pseudo-labels and
+        their consistency views, the guide head, instance noise, reused fakes), read where they are used.
       labelled_per_batch: k > 0 when every global batch holds k labelled images (data.TrainStream's mixed
         batches): Q_ss's loss on them is then averaged over those k (not over the batch).
-      adversarial_labelled: with mixed batches, whether D's real/fake loss also sees their labelled images
-        (True, as the reference's labelled batches); False keeps them (augmented by --labelled_shift) for Q_ss
-        only, so that D's notion of "real" stays the unaugmented data.
-      pseudo_label_weight / pseudo_label_threshold: Q_ss also learns, with this weight, from its own confident
-        predictions on the unlabelled real images of the batch (pseudo-labels, Lee 2013); 0 = off.
-      pseudo_label_shift / pseudo_label_rotation: s > 0 pixels or r > 0 degrees make that loss a consistency
-        loss (FixMatch, Sohn et al. 2020, with shifts and rotations as its augmentation): the pseudo-label comes
-        from the image as D sees it, the loss from one more D pass over the real images, each translated by up
-        to s pixels per axis and rotated by up to r degrees.
-      guide_head: G's semi-supervised code term goes through a second Q_ss head on the trunk (the guide) that
-        learns only from the labelled real images (Q_ss's labelled loss), as Q_ss does in the reference; the
-        Q_ss head (classify, evaluation, export) then also takes the pseudo-label / consistency and fake terms
-        without changing what G is pulled towards. False = one Q_ss head for both (reference).
+      q_ss_on_fakes: train Q_ss on fakes in the D/Q phase with weight ss_weight (plain InfoGAN: no labels).
       seed: seed of the latent SeedGenerator (also draws the instance noise).
-      instance_noise: the instance-noise schedule; None or std 0 = off.
       skip_nonfinite: skip an update whose loss or gradients are not finite (the step counter still moves,
         and the metric 'skipped' counts them) instead of applying it; one device only.
-      reuse_fakes: the G phase reuses the latents and the generator forward pass of the D phase (as the
-        Torch DCGAN code that the ss-InfoGAN reference builds on does) instead of drawing fresh fakes; this
-        saves one generator forward pass per step (about 8% of the FLOPs on MNIST).
+
+    `from_config` builds it from an `ExperimentConfig`.
     """
 
     # Metrics over the labelled rows of a batch only (MeasuredMean): NaN, never 0, in an epoch that had none
     UNMEASURED_NAN = ("q_ss_real", "q_guide_real", "q_ss_acc")
 
     def __init__(self, latent: LatentConfig, network: NetworkConfig, global_batch_size: int,
-                 ss_weight: float = 2.0, us_weight: float = 0.8, q_ss_on_fakes: bool = False,
-                 q_ss_fake_weight: float = 0.0, labelled_per_batch: int = 0,
-                 pseudo_label_weight: float = 0.0, pseudo_label_threshold: float = 0.95,
-                 pseudo_label_shift: float = 0.0, pseudo_label_rotation: float = 0.0,
-                 pseudo_label_flip: bool = False, adversarial_labelled: bool = True, guide_head: bool = False,
-                 seed: int = 1, instance_noise: InstanceNoiseConfig = None, skip_nonfinite: bool = False,
-                 reuse_fakes: bool = False, **kwargs):
-        super().__init__(name=kwargs.pop("name", "ss_infogan"), **kwargs)
-        self.latent_config, self.network_config = latent, network
+                 objective: ObjectiveConfig = ObjectiveConfig(), *, labelled_per_batch: int = 0,
+                 q_ss_on_fakes: bool = False, seed: int = 1, skip_nonfinite: bool = False, name: str = "ss_infogan"):
+        super().__init__(name=name)
+        objective.validate()
+        self.latent_config, self.network_config, self.objective = latent, network, objective
         self.latent_space = LatentSpace(latent)
         self.global_batch_size = int(global_batch_size)
-        self.ss_weight, self.us_weight = float(ss_weight), float(us_weight)
+        self.labelled_per_batch = int(labelled_per_batch)
         self.q_ss_on_fakes = bool(q_ss_on_fakes)
-        self.q_ss_fake_weight = self.ss_weight if self.q_ss_on_fakes else float(q_ss_fake_weight)
+        self.q_ss_fake_weight = objective.ss_weight if self.q_ss_on_fakes else objective.q_ss_fake_weight
         # Q_ss's loss on labelled reals is a mean over the labelled images: over the whole batch for the
         # reference's all-labelled batches, over the k labelled images of a mixed batch (labelled_per_batch k)
         self.labelled_scale = self.global_batch_size / labelled_per_batch if labelled_per_batch else 1.0
         # D's real term on the unlabelled images of mixed batches only (their mean), when the labelled ones are
         # there for Q_ss alone
         self.unlabelled_real_scale = None
-        if labelled_per_batch and not adversarial_labelled:
+        if labelled_per_batch and not objective.adversarial_labelled:
             self.unlabelled_real_scale = self.global_batch_size / (self.global_batch_size - labelled_per_batch)
-        self.pseudo_label_weight = float(pseudo_label_weight)
-        self.pseudo_label_threshold = float(pseudo_label_threshold)
-        self.pseudo_label_shift = float(pseudo_label_shift)
-        self.pseudo_label_rotation = float(pseudo_label_rotation)
-        self.pseudo_label_flip = bool(pseudo_label_flip)
-        self.instance_noise = instance_noise or InstanceNoiseConfig()
+        self.instance_noise = objective.instance_noise
         self.skip_nonfinite = bool(skip_nonfinite)
-        self.reuse_fakes = bool(reuse_fakes)
-        self.instance_noise.validate()
         self.ss_codes = latent.semi_supervised_codes
         self.us_codes = latent.unsupervised_codes
-        self.guide_head = bool(guide_head) and bool(self.ss_codes)
+        self.guide_head = objective.guide_head and bool(self.ss_codes)
         self.generator, self.discriminator = build_networks(network, latent, self.guide_head)
         self.seed_generator = keras.random.SeedGenerator(seed, name="latent_seed")
         self.built = True
+
+    @classmethod
+    def from_config(cls, cfg: ExperimentConfig, labelled_ratio: float) -> "SSInfoGAN":
+        """The model of a configuration whose data has `labelled_ratio` labelled examples (0: plain InfoGAN, Q_ss
+        then learns from fakes)."""
+        if cfg.objective.guide_head and labelled_ratio == 0.0:
+            raise ConfigError("--guide_head needs labelled images (the guide head learns only from them); this run "
+                              "has none (plain InfoGAN)")
+        return cls(cfg.latent, cfg.network, cfg.train.batch_size, cfg.objective,
+                   labelled_per_batch=cfg.data.labelled_per_batch, q_ss_on_fakes=labelled_ratio == 0.0,
+                   seed=cfg.train.seed, skip_nonfinite=cfg.train.nan_policy == "skip")
 
     # ----------------------------------------------------------------------------------------------- set-up
     def compile(self, d_optimizer=None, g_optimizer=None, **kwargs):
@@ -187,7 +171,7 @@ class SSInfoGAN(keras.Model):
                 names.append("q_ss_acc")
         if self.us_codes:
             names += ["q_us_fake", "li_us"]
-        if self.pseudo_label_weight and any(kind_of(c).has_probabilities for c in self.ss_codes):
+        if self.objective.pseudo_label_weight and any(kind_of(c).has_probabilities for c in self.ss_codes):
             names.append("pseudo_used")
         if self.skip_nonfinite:
             names.append("skipped")
@@ -259,11 +243,11 @@ class SSInfoGAN(keras.Model):
         """This replica's images, each translated by up to `pseudo_label_shift` pixels per axis and rotated by up
         to `pseudo_label_rotation` degrees, and mirrored left-right with probability 1/2 with `pseudo_label_flip`
         (its slice of one draw for the global batch, like the latents)."""
-        if self.pseudo_label_shift or self.pseudo_label_rotation:
+        if self.objective.pseudo_label_shift or self.objective.pseudo_label_rotation:
             angles, shifts = self._replica_draw(tf.shape(images)[0], lambda n, seed: random_affine_params(
-                n, seed, self.pseudo_label_rotation, self.pseudo_label_shift))
+                n, seed, self.objective.pseudo_label_rotation, self.objective.pseudo_label_shift))
             images = affine_images(images, angles, shifts)
-        if self.pseudo_label_flip:
+        if self.objective.pseudo_label_flip:
             images = flip_images(images, self._replica_draw(tf.shape(images)[0], random_flips))
         return images
 
@@ -273,7 +257,7 @@ class SSInfoGAN(keras.Model):
         images ([B]; confident ones only); a running metric counts the fraction of unlabelled images used."""
         loss, used = 0.0, []
         for code in self.ss_codes:
-            made = kind_of(code).pseudo_label(teacher[code.name], self.pseudo_label_threshold)
+            made = kind_of(code).pseudo_label(teacher[code.name], self.objective.pseudo_label_threshold)
             if made is None:
                 continue
             target, confident = made
@@ -327,6 +311,7 @@ class SSInfoGAN(keras.Model):
 
         `fakes`: a (latents, images) pair from `make_fakes`; None draws new ones.
         """
+        o = self.objective
         latents, fakes = fakes if fakes is not None else self.make_fakes(tf.shape(images)[0])
         fakes = tf.stop_gradient(fakes)
         targets = self._label_targets(labels)
@@ -340,17 +325,17 @@ class SSInfoGAN(keras.Model):
             ss_real, _ = self._code_terms(self.ss_codes, real["q"], targets)
             ss_real = losses.masked(ss_real, mask) if self.ss_codes else tf.zeros_like(adv)
             us_fake, _ = self._code_terms(self.us_codes, fake["q"], latents)
-            total = adv + self.ss_weight * self.labelled_scale * ss_real + self.us_weight * us_fake
+            total = adv + o.ss_weight * self.labelled_scale * ss_real + o.us_weight * us_fake
             if self.guide_head:  # the guide learns what the reference's Q_ss learns: the labelled reals
                 guide_real = losses.masked(self._code_terms(self.ss_codes, real["q_guide"], targets)[0], mask)
-                total += self.ss_weight * self.labelled_scale * guide_real
-            if self.pseudo_label_weight and self.ss_codes:
+                total += o.ss_weight * self.labelled_scale * guide_real
+            if o.pseudo_label_weight and self.ss_codes:
                 student = real["q"]
-                if self.pseudo_label_shift or self.pseudo_label_rotation or self.pseudo_label_flip:  # another view
+                if o.pseudo_label_shift or o.pseudo_label_rotation or o.pseudo_label_flip:  # another view
                     student = self.discriminator(self.augmented_view(images), training=True,
                                                  update_statistics=False)["q"]
                 pseudo = self._pseudo_label_terms(real["q"], student, 1.0 - mask)
-                total += self.pseudo_label_weight * pseudo
+                total += o.pseudo_label_weight * pseudo
             if self.q_ss_fake_weight and self.ss_codes:
                 ss_fake, _ = self._code_terms(self.ss_codes, fake["q"], latents)
                 total += self.q_ss_fake_weight * ss_fake
@@ -388,7 +373,7 @@ class SSInfoGAN(keras.Model):
             adv = losses.generator_loss(out["logits"])
             ss_fake, li_ss = self._code_terms(self.ss_codes, out["q_guide" if self.guide_head else "q"], latents)
             us_fake, li_us = self._code_terms(self.us_codes, out["q"], latents)
-            total = adv + self.ss_weight * ss_fake + self.us_weight * us_fake
+            total = adv + self.objective.ss_weight * ss_fake + self.objective.us_weight * us_fake
             loss = self._reduce(total)
             scaled = _scaled(self.g_optimizer, loss)
         variables = self.generator.trainable_variables
@@ -408,7 +393,7 @@ class SSInfoGAN(keras.Model):
         images, labels, label_mask = data
         batch = tf.shape(images)[0]
         fakes = tape = None
-        if self.reuse_fakes:
+        if self.objective.reuse_fakes:
             # Draw the fakes once, recording G's forward pass for the G phase
             tape = tf.GradientTape()
             with tape:
@@ -430,8 +415,9 @@ class SSInfoGAN(keras.Model):
         if self.compute_dtype == "float32":
             return self
         with precision_policy("float32"):
-            copy = SSInfoGAN(self.latent_config, self.network_config, self.global_batch_size,
-                             instance_noise=self.instance_noise, guide_head=self.guide_head, name=self.name)
+            copy = SSInfoGAN(self.latent_config, self.network_config, self.global_batch_size, self.objective,
+                             labelled_per_batch=self.labelled_per_batch, q_ss_on_fakes=self.q_ss_on_fakes,
+                             name=self.name)
         copy.generator.set_weights(self.generator.get_weights())
         copy.discriminator.set_weights(self.discriminator.get_weights())
         return copy

@@ -169,19 +169,8 @@ def build_model(cfg: ExperimentConfig, labelled_ratio: float):
     from tf_ssinfogan.model.optimizers import make_adam
 
     t = cfg.train
-    if t.guide_head and labelled_ratio == 0.0:
-        raise ConfigError("--guide_head needs labelled images (the guide head learns only from them); this run has "
-                          "none (plain InfoGAN)")
     with precision_policy(t.precision):
-        model = SSInfoGAN(cfg.latent, cfg.network, t.batch_size, ss_weight=t.ss_weight, us_weight=t.us_weight,
-                          q_ss_on_fakes=labelled_ratio == 0.0,
-                          q_ss_fake_weight=t.q_ss_fake_weight, labelled_per_batch=cfg.data.labelled_per_batch,
-                          pseudo_label_weight=t.pseudo_label_weight, pseudo_label_threshold=t.pseudo_label_threshold,
-                          pseudo_label_shift=t.pseudo_label_shift, pseudo_label_rotation=t.pseudo_label_rotation,
-                          pseudo_label_flip=t.pseudo_label_flip,
-                          adversarial_labelled=t.adversarial_labelled, guide_head=t.guide_head,
-                          skip_nonfinite=t.nan_policy == "skip", seed=t.seed,
-                          instance_noise=t.instance_noise, reuse_fakes=t.reuse_fakes)
+        model = SSInfoGAN.from_config(cfg, labelled_ratio)
 
     def optimizer(lr, name, ema=0.0):
         return make_adam(lr, t.beta_1, t.beta_2, name, fused=t.fused_adam, precision=t.precision, ema_momentum=ema)
