@@ -61,14 +61,17 @@ def tiny_npz(tmp_path, n_train=64):
 
 def tiny_config(tmp_path, **overrides) -> C.ExperimentConfig:
     """The MNIST reference config shrunk to a few steps of batch 8 with 25% labels; `overrides` are fields of the
-    train or objective section."""
+    train or objective section, or the judge section's flags."""
     cfg = C.ExperimentConfig(run_dir=str(tmp_path / "run"))
     objective = {k: overrides.pop(k) for k in list(overrides) if k in C.ObjectiveConfig.__dataclass_fields__}
+    judge = {f.name: overrides.pop(f.metadata.get("flag", f.name)) for f in dataclasses.fields(C.JudgeConfig)
+             if f.metadata.get("flag", f.name) in overrides}  # by flag name: judge_epochs=2
     train = dataclasses.replace(
         cfg.train, batch_size=8, steps=4, steps_per_epoch=2, checkpoint_every_epochs=1, grid_every_epochs=1,
         verbose=0, **overrides)
     data = dataclasses.replace(cfg.data, labelled_fraction=0.25)
-    return dataclasses.replace(cfg, train=train, data=data, objective=dataclasses.replace(cfg.objective, **objective))
+    return dataclasses.replace(cfg, train=train, data=data, objective=dataclasses.replace(cfg.objective, **objective),
+                               judge=dataclasses.replace(cfg.judge, **judge))
 
 
 @pytest.fixture

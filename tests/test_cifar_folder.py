@@ -232,16 +232,16 @@ def test_auto_recipe_takes_the_train_split_for_cifar_like_data_only():
     from tf_ssinfogan.evaluation import judges
 
     code = C.CodeSpec("object", "categorical", 3, "label")
-    auto = judges.JudgeConfig()
+    auto = C.JudgeConfig()
     assert judges.resolve(_big(20000), code, auto) == ("train_split", "resnet9")
     assert judges.resolve(_big(19999), code, auto) == ("paper", "resnet")  # too few training images
     assert judges.resolve(_big(20000, ("0", "1", "2")), code, auto) == ("paper", "resnet")  # digits: no flips
     assert judges.resolve(_big(20000, test_is_train=True), code, auto) == ("paper", "resnet")  # no own test split
-    assert judges.resolve(_big(20000), code, judges.JudgeConfig(recipe="paper")) == ("paper", "resnet")
-    assert judges.resolve(_big(20000), code, judges.JudgeConfig(architecture="resnet")) == ("train_split", "resnet")
-    assert judges.resolve(_big(30), code, judges.JudgeConfig(recipe="train_split")) == ("train_split", "resnet9")
+    assert judges.resolve(_big(20000), code, C.JudgeConfig(recipe="paper")) == ("paper", "resnet")
+    assert judges.resolve(_big(20000), code, C.JudgeConfig(architecture="resnet")) == ("train_split", "resnet")
+    assert judges.resolve(_big(30), code, C.JudgeConfig(recipe="train_split")) == ("train_split", "resnet9")
     with pytest.raises(C.ConfigError, match="judge recipe 'best' is not one of"):
-        judges.JudgeConfig(recipe="best").validate()
+        C.JudgeConfig(recipe="best").validate()
 
 
 @pytest.mark.slow
@@ -256,7 +256,7 @@ def test_train_split_judge_recipe_splits_tag_and_cache(tmp_path, monkeypatch):
     make_tree(root, per_class=4, test_per_class=2)
     src = sources.load_image_folder(root)
     code = C.CodeSpec("object", "categorical", 3, "label")
-    cfg = judges.JudgeConfig(recipe="train_split", epochs=1, batch_size=4)
+    cfg = C.JudgeConfig(recipe="train_split", epochs=1, batch_size=4)
     path = judges.judge_path(src, code, "resnet", cfg)  # 'auto' architecture: the recipe's (resnet9) wins
     assert os.path.basename(path).startswith("tree_label_categorical3_resnet9_")
     assert path.endswith("_trainsplit_e1.keras")
@@ -276,7 +276,7 @@ def test_train_split_judge_recipe_splits_tag_and_cache(tmp_path, monkeypatch):
     again = judges.get_judge(src, code, cfg)
     assert again.path == path and again.meta == m
 
-    paper = judges.get_judge(src, code, judges.JudgeConfig(recipe="paper", epochs=1, batch_size=4))
+    paper = judges.get_judge(src, code, C.JudgeConfig(recipe="paper", epochs=1, batch_size=4))
     assert paper.path != path and "trainsplit" not in paper.path
     assert (paper.meta["recipe"], paper.meta["trained_examples"], paper.meta["held_out_split"]) == ("paper", 6, "train")
 

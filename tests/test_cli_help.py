@@ -50,11 +50,12 @@ def _expected_flags(module: str) -> set:
     for call in [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") ==
                  "define_config_flags"]:
         kw = {k.arg: k.value for k in call.keywords}
-        sections = ast.literal_eval(kw["sections"]) if "sections" in kw else tuple(cli.SECTIONS)
+        sections = ast.literal_eval(kw["sections"]) if "sections" in kw else cli.EXPERIMENT_SECTIONS
         only = ()
         if "only" in kw:
             only = constants[kw["only"].id] if isinstance(kw["only"], ast.Name) else ast.literal_eval(kw["only"])
         names |= {cli._flag_name(f) for _, _, f in cli.config_fields(sections, only)}
+        names |= {a for _, _, f in cli.config_fields(sections, only) for a in f.metadata.get("aliases", ())}
         if "run_dir" not in kw or ast.literal_eval(kw["run_dir"]):
             names.add("run_dir")
         if "image_shape" in names:

@@ -90,8 +90,8 @@ def test_mnist_classifier_config_is_the_reference_plus_the_recipe():
     assert changed == {
         "data.labelled_per_batch": 32, "data.labelled_shift": 2, "data.labelled_rotation": 15.0,
         "objective.pseudo_label_weight": 3.0, "objective.pseudo_label_shift": 3.0,
-        "objective.pseudo_label_rotation": 15.0, "objective.guide_head": True, "train.final_classifier_eval": True, "train.judge_epochs": 30,
-        "train.judge_augment": True, "train.max_checkpoints": 10}, changed
+        "objective.pseudo_label_rotation": 15.0, "objective.guide_head": True, "train.final_classifier_eval": True,
+        "judge.epochs": 30, "judge.augment": True, "train.max_checkpoints": 10}, changed
     assert recipe["objective.q_ss_fake_weight"] == 0.0 and recipe["train.steps"] == 5000  # the reference schedule
     hundred = _flat(config_from_flagfile("mnist_classifier_100"))
     changed = {k: hundred[k] for k in recipe if recipe[k] != hundred[k]}
@@ -145,8 +145,8 @@ def test_config_trains_20_steps_on_mock_tfds(name, tmp_path, inception75, monkey
                                  labelled_per_batch=min(cfg.data.labelled_per_batch, 2)),  # 16 of 64 -> 2 of 8
         train=dataclasses.replace(cfg.train, batch_size=8, steps=20, steps_per_epoch=10,
                                   checkpoint_every_epochs=2, grid_every_epochs=2, export_at_end=False,
-                                  verbose=0, eval_every_epochs=2 if name == "celeba" else 0,
-                                  judge_epochs=1),  # the evaluation during training finds the judges cached below
+                                  verbose=0, eval_every_epochs=2 if name == "celeba" else 0),
+        judge=dataclasses.replace(cfg.judge, epochs=1),  # the evaluation during training finds the judges cached below
         objective=dataclasses.replace(
             cfg.objective, instance_noise_anneal_steps=min(cfg.objective.instance_noise_anneal_steps, 40)),
     )
@@ -155,8 +155,8 @@ def test_config_trains_20_steps_on_mock_tfds(name, tmp_path, inception75, monkey
     with mock_tfds(40):
         source = sources.load_source(cfg.data)
         # quick judges (1 epoch) in the cache, where the evaluation during training finds them
-        found = judges.judges_for(cfg.latent.codes, source, judges.JudgeConfig(epochs=1))
-        category = judges.category_judge(cfg.latent.codes, found, source, judges.JudgeConfig(epochs=1))
+        found = judges.judges_for(cfg.latent.codes, source, C.JudgeConfig(epochs=1))
+        category = judges.category_judge(cfg.latent.codes, found, source, C.JudgeConfig(epochs=1))
         result = training.train(cfg, source=source, extra_callbacks=[capture])
     assert result.step == 20
     if name == "celeba":  # binary attributes, no 'label' column: evaluated during training all the same
@@ -187,7 +187,7 @@ def _evaluate_every_metric(name, cfg, model, source, found, category, extractor,
     judge-feature distance, information bounds, FID/KID/IS (random InceptionV3 at 75x75), and the report."""
     from tf_ssinfogan.evaluation import report
 
-    ecfg = report.EvalConfig(metrics=report.METRICS, per_class=2, continuous_samples=16, judge_fd_samples=16,
+    ecfg = C.EvalConfig(metrics=C.METRICS, per_class=2, continuous_samples=16, judge_fd_samples=16,
                                 num_samples=16, kid_subsets=2, kid_subset_size=8, is_splits=2)
     res = report.evaluate(model, source, ecfg, found, category, extractor, grids_dir=str(tmp_path / "eval"))
     report.write_report(res, str(tmp_path / "eval"), name)

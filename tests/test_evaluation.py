@@ -60,7 +60,7 @@ def _reader(scale, offset):
 ])
 def test_binary_code_balanced_accuracy_on_a_stand_in(fn, want):
     g = _BrightnessGenerator("binary", fn)
-    cfg = report.EvalConfig(metrics=("codes",), per_class=16)
+    cfg = C.EvalConfig(metrics=("codes",), per_class=16)
     res = report.code_metrics(g, {"c": _reader(1000.0, 0.5)}, cfg)
     assert res["c"]["samples"]["value"] == pytest.approx(want) and res["c"]["samples"]["samples"] == 32
 
@@ -72,7 +72,7 @@ def test_binary_code_balanced_accuracy_on_a_stand_in(fn, want):
 ])
 def test_continuous_code_correlations_on_a_stand_in(fn, pearson, spearman):
     g = _BrightnessGenerator("continuous", fn)
-    res = report.code_metrics(g, {"c": _reader(2.5, 0.5)}, report.EvalConfig(continuous_samples=200))
+    res = report.code_metrics(g, {"c": _reader(2.5, 0.5)}, C.EvalConfig(continuous_samples=200))
     s = res["c"]["samples"]
     assert s["spearman_mean"] == pytest.approx(spearman, abs=1e-6)
     if pearson is None:
@@ -117,7 +117,7 @@ def test_judges_per_column_are_trained_cached_and_report_their_own_figure(tmp_pa
     labels = {"bit": bit.astype(np.int64), "value": value}
     src = ArraySource("synthetic", x, labels, x[::-1].copy(), {k: v[::-1].copy() for k, v in labels.items()})
     codes = C.parse_codes("b:bin:1:bit,v:cont:1:value,v2:cont:1:value,u:cat:3")
-    cfg = judges.JudgeConfig(epochs=6, batch_size=32)
+    cfg = C.JudgeConfig(epochs=6, batch_size=32)
     found = judges.judges_for(codes, src, cfg)
     assert set(found) == {"b", "v", "v2"} and found["v"] is found["v2"]  # one judge per column and kind
     b, v = found["b"], found["v"]
@@ -136,12 +136,12 @@ def test_a_column_without_known_test_labels_is_reported_not_fatal(tmp_path, monk
     monkeypatch.setenv("TF_SSINFOGAN_CACHE", str(tmp_path))
     src = tiny_source()
     src.test_labels["label"][:] = -1
-    found = judges.judges_for(C.LatentConfig().codes, src, judges.JudgeConfig(epochs=1))
+    found = judges.judges_for(C.LatentConfig().codes, src, C.JudgeConfig(epochs=1))
     assert isinstance(found["digit"], judges.JudgeUnavailable) and "0 known value(s) in the test split" in \
         str(found["digit"])
     model = SSInfoGAN(C.LatentConfig(), C.NetworkConfig(), 8)
     model.compile()
-    res = report.evaluate(model, src, report.EvalConfig(per_class=2, judge_fd_samples=10), found)
+    res = report.evaluate(model, src, C.EvalConfig(per_class=2, judge_fd_samples=10), found)
     assert "0 known value(s)" in res["codes"]["digit"]["judge"]["unavailable"]
     assert "unavailable" in res["q_real"]["digit"] and "unavailable" in res["judge_frechet_distance"]
     assert "no judge" in report.markdown_report(res)
@@ -178,8 +178,8 @@ def test_every_metric_on_npz_with_unknown_labels_and_image_folders(kind, npz_wit
     latent = C.LatentConfig(noise_dim=8, codes=C.parse_codes("digit:cat:10:label,u:cat:4,c1:cont:1"))
     model = SSInfoGAN(latent, C.NetworkConfig(), 8)
     model.compile()
-    found = judges.judges_for(latent.codes, src, judges.JudgeConfig(epochs=1))
-    cfg = report.EvalConfig(metrics=report.METRICS, per_class=3, continuous_samples=10, judge_fd_samples=12,
+    found = judges.judges_for(latent.codes, src, C.JudgeConfig(epochs=1))
+    cfg = C.EvalConfig(metrics=C.METRICS, per_class=3, continuous_samples=10, judge_fd_samples=12,
                                num_samples=12, kid_subsets=3, kid_subset_size=6, is_splits=2)
     res = report.evaluate(model, src, cfg, found, judges.category_judge(latent.codes, found, src), inception75,
                              grids_dir=str(tmp_path / "eval"))
@@ -207,7 +207,7 @@ def test_every_metric_on_npz_with_unknown_labels_and_image_folders(kind, npz_wit
 
 def test_eval_config_and_cli_refuse_bad_input_without_writing(tmp_path):
     with pytest.raises(C.ConfigError, match="metrics \\['fid', 'nope'\\]: each must be one of"):
-        report.EvalConfig(metrics=("fid", "nope")).validate()
+        C.EvalConfig(metrics=("fid", "nope")).validate()
     cfg = tiny_config(tmp_path)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -251,7 +251,7 @@ def test_a_judge_cached_by_an_older_version_reports_its_architecture_and_held_ou
     path = str(tmp_path / "old.keras")
     judges.save_judge(model, path, {"validation_accuracy_on_train_split": 0.972, "epochs": 5,
                                              "trained_on": "test split", "label": "label"})
-    judge = judges.get_judge(src, code, judges.JudgeConfig(), path)
+    judge = judges.get_judge(src, code, C.JudgeConfig(), path)
     text = report._judge_text(judge.meta)
     assert judge.meta["held_out"] == {"metric": "accuracy", "value": 0.972}
     assert "None" not in text and text.endswith("accuracy 97.20% on 64 held-out train images"), text
@@ -261,18 +261,18 @@ def test_judges_trained_otherwise_are_cached_apart_and_augmentation_is_a_functio
     monkeypatch.setenv("TF_SSINFOGAN_CACHE", str(tmp_path))
     src = tiny_source()
     code = C.CodeSpec("digit", "categorical", 10, "label")
-    assert judges.JudgeConfig().tag("mnist_cnn") == judges.JudgeConfig(epochs=5).tag("mnist_cnn") == ""
-    assert judges.JudgeConfig(epochs=30, augment=True).tag("mnist_cnn") == "_e30_aug"
-    assert judges.JudgeConfig(augment=True).tag("resnet") == "_aug"
+    assert C.JudgeConfig().tag("mnist_cnn") == C.JudgeConfig(epochs=5).tag("mnist_cnn") == ""
+    assert C.JudgeConfig(epochs=30, augment=True).tag("mnist_cnn") == "_e30_aug"
+    assert C.JudgeConfig(augment=True).tag("resnet") == "_aug"
     default = judges.judge_path(src, code, "mnist_cnn")
     assert default == os.path.join(str(tmp_path), "classifiers", f"tiny_label_{judges.data_fingerprint(src)}.keras")
-    aug = judges.judge_path(src, code, "mnist_cnn", judges.JudgeConfig(epochs=2, augment=True))
+    aug = judges.judge_path(src, code, "mnist_cnn", C.JudgeConfig(epochs=2, augment=True))
     assert aug == default[:-len(".keras")] + "_e2_aug.keras"
     x = tf.constant(src.test_images[:16], tf.float32) / 255.0
     a, b = judges._augment(x, 3, 0), judges._augment(x, 3, 0)
     np.testing.assert_array_equal(a.numpy(), b.numpy())  # the same (batch number, seed): the same copies
     assert not np.allclose(a.numpy(), judges._augment(x, 4, 0).numpy()) and not np.allclose(a.numpy(), x.numpy())
-    judge = judges.get_judge(src, code, judges.JudgeConfig(epochs=2, augment=True))
+    judge = judges.get_judge(src, code, C.JudgeConfig(epochs=2, augment=True))
     assert judge.path == aug and os.path.isfile(aug) and not os.path.exists(default)
     assert judge.meta["augment"] is True and judge.meta["epochs"] == 2
     assert "(mnist_cnn, 2 epochs, augmented)" in report._judge_text(report._judge_summary(judge))
@@ -374,7 +374,7 @@ def test_independent_classifier_protocol_and_cache(tmp_path, monkeypatch):
                         full.test_images[:3000], {"label": full.test_labels["label"][:3000]})
     monkeypatch.setenv("TF_SSINFOGAN_CACHE", str(tmp_path))
     code = C.CodeSpec("digit", "categorical", 10, "label")
-    config = judges.JudgeConfig(architecture="mnist_cnn", epochs=2)
+    config = C.JudgeConfig(architecture="mnist_cnn", epochs=2)
     judge = judges.get_judge(small, code, config)
     assert judge.meta["trained_on"] == "test split"
     assert judge.meta["validation_accuracy_on_train_split"] > 0.9  # validated on images it never saw

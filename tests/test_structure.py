@@ -162,9 +162,10 @@ def test_every_config_field_has_a_flag_or_is_derived():
     for section, cls in cli.SECTIONS.items():
         for field in dataclasses.fields(cls):
             assert "help" in field.metadata, f"{cls.__name__}.{field.name} has no help text (and so no flag)"
-    derived = {f.name for cls in cli.SECTIONS.values() for f in dataclasses.fields(cls)
+    derived = {f"{section}.{f.name}" for section, cls in cli.SECTIONS.items() for f in dataclasses.fields(cls)
                if f.metadata.get("flag", "") is None}
-    assert derived == {"resize_to", "channels"}
+    assert derived == {"data.resize_to", "data.channels", "judge.batch_size", "judge.seed", "judge.learning_rate",
+                       "judge.recipe", "evaluation.seed"}
 
 
 def test_generated_flags_round_trip_a_config():
@@ -186,6 +187,18 @@ def test_generated_flags_round_trip_a_config():
     fv.unparse_flags()
     fv(["x"])
     assert cli.config_from_flags(fv) == C.ExperimentConfig().validate()  # the flag defaults are the config's
+
+
+def test_evaluation_flags_come_from_the_eval_and_judge_configs_and_keep_the_old_spelling():
+    from absl import flags
+
+    from tf_ssinfogan import cli
+
+    fv = flags.FlagValues()
+    cli.define_config_flags(sections=("evaluation", "judge"), run_dir=False, flag_values=fv)
+    fv(["x", "--fid_samples=7", "--metrics=codes,fid", "--judge_epochs=3", "--classifier_path=j.keras"])
+    assert cli.section_from_flags("evaluation", fv) == C.EvalConfig(metrics=("codes", "fid"), judge_fd_samples=7)
+    assert cli.section_from_flags("judge", fv) == C.JudgeConfig(epochs=3, classifier_path="j.keras")
 
 
 # ------------------------------------------------------------------------------------------ code kinds
@@ -314,9 +327,7 @@ def test_the_evaluation_table_covers_every_code_kind():
     from tf_ssinfogan.evaluation import scorers
 
     assert set(scorers.KINDS) == set(C.CODE_KINDS)
-    from tf_ssinfogan.evaluation.report import EvalConfig
-
-    fields = {f.name for f in dataclasses.fields(EvalConfig)}
+    fields = {f.name for f in dataclasses.fields(C.EvalConfig)}
     assert all(kind.samples_setting in fields for kind in scorers.KINDS.values())
 
 
@@ -351,7 +362,7 @@ def test_a_run_folder_written_before_the_options_moved_into_sections_loads_and_r
     o = cfg.objective
     assert o.guide_head and o.pseudo_label_weight == 0.5 and o.pseudo_label_flip and not o.adversarial_labelled
     assert o.instance_noise_std == 0.1 and o.q_ss_fake_weight == 0.25 and not o.reuse_fakes
-    assert cfg.train.judge_epochs == 30 and cfg.train.judge_augment
+    assert cfg.judge.epochs == 30 and cfg.judge.augment
     paths.check_resume_compatible(str(run), cfg)
     out = subprocess.run([sys.executable, "-m", "tf_ssinfogan.train", f"--flagfile={run / 'flags.txt'}",
                           f"--run_dir={run}", "--dry_run"], capture_output=True, text=True, cwd=ROOT, timeout=120)

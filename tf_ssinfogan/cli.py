@@ -34,7 +34,9 @@ from tf_ssinfogan import config as C
 
 FLAGS = flags.FLAGS
 SECTIONS = {"latent": C.LatentConfig, "network": C.NetworkConfig, "data": C.DataConfig,
-            "objective": C.ObjectiveConfig, "train": C.TrainConfig}
+            "objective": C.ObjectiveConfig, "judge": C.JudgeConfig, "train": C.TrainConfig,
+            "evaluation": C.EvalConfig}
+EXPERIMENT_SECTIONS = ("latent", "network", "data", "objective", "judge", "train")  # an ExperimentConfig's
 # Exit statuses of every command (sysexits.h where one fits), in this one place:
 EXIT_BAD_INPUT = 2  # a bad flag, config, data or run folder; the message names it
 EXIT_WRITE_FAILED = 74  # sysexits EX_IOERR: a file of the run folder could not be written
@@ -75,6 +77,8 @@ def _define(cls, field: dataclasses.Field, flag_values) -> str:
         flags.DEFINE_list(name, [str(v) for v in default], meta["help"], flag_values=flag_values)
     else:
         flags.DEFINE_string(name, default, meta["help"], flag_values=flag_values)
+    for alias in meta.get("aliases", ()):  # an older spelling, still accepted
+        flags.DEFINE_alias(alias, name, flag_values=flag_values)
     return name
 
 
@@ -88,7 +92,7 @@ def config_fields(sections: Iterable[str] = tuple(SECTIONS), only: Iterable[str]
                 yield section, cls, field
 
 
-def define_config_flags(sections: Iterable[str] = tuple(SECTIONS), only: Iterable[str] = (), run_dir: bool = True,
+def define_config_flags(sections: Iterable[str] = EXPERIMENT_SECTIONS, only: Iterable[str] = (), run_dir: bool = True,
                         flag_values=FLAGS) -> list:
     """Defines a flag per config field (see the module docstring); returns the flag names."""
     names = []
@@ -157,6 +161,7 @@ def config_from_flags(flag_values=FLAGS) -> C.ExperimentConfig:
     data = section_from_flags("data", flag_values, **derived_data_fields(network.image_shape, flag_values))
     return C.ExperimentConfig(run_dir=flag_values["run_dir"].value, latent=section_from_flags("latent", flag_values),
                               network=network, data=data, objective=section_from_flags("objective", flag_values),
+                              judge=section_from_flags("judge", flag_values),
                               train=section_from_flags("train", flag_values)).validate()
 
 
@@ -207,7 +212,7 @@ def run(main: Callable[[list], Optional[int]], extra_errors: tuple = (), section
 HELP_SECTIONS = ("run folder", "data", "codes", "networks", "objective", "schedule", "evaluation", "export",
                  "sampling", "judge", "explorer", "execution", "options")
 _CONFIG_SECTION = {"latent": "codes", "network": "networks", "data": "data", "objective": "objective",
-                   "train": "schedule"}
+                   "judge": "judge", "train": "schedule", "evaluation": "evaluation"}
 _COMMAND_FLAG_SECTION = {"run_dir": "run folder", "checkpoint": "run folder", "dry_run": "run folder",
                          "resize_images": "data", "cpu_devices": "execution"}
 _FIELD_SECTION = {  # the fields of TrainConfig (and any other field whose class's section does not fit)
@@ -215,8 +220,7 @@ _FIELD_SECTION = {  # the fields of TrainConfig (and any other field whose class
                      "grid_every_epochs"), "run folder"),
     **dict.fromkeys(("batch_size", "steps", "steps_per_epoch", "d_learning_rate", "g_learning_rate", "beta_1",
                      "beta_2", "d_average", "g_average", "fused_adam", "seed"), "schedule"),
-    **dict.fromkeys(("eval_every_epochs", "final_classifier_eval", "classifier_path", "judge_epochs",
-                     "judge_augment"), "evaluation"),
+    **dict.fromkeys(("eval_every_epochs", "final_classifier_eval"), "evaluation"),
     "export_at_end": "export",
     **dict.fromkeys(("strategy", "loop", "jit_compile", "precision", "verbose", "nan_policy", "deterministic"),
                     "execution"),

@@ -429,14 +429,6 @@ class TrainConfig:
                              choices=NAN_POLICIES)
     deterministic: bool = _field(False, "Enable TF op determinism (slower on GPUs): with the seeds, reruns and "
                                  "resumed runs give identical weights.")
-    classifier_path: str = _field("", "Independent classifier (.keras); empty = the default cache path (trained on "
-                                  "first use, see tf_ssinfogan.train_classifier).")
-    judge_epochs: int = _field(0, "Epochs of the independent classifier of the final and periodic evaluations when "
-                               "it is trained (first use); 0 = the paper's recipe (5).")
-    judge_augment: bool = _field(False, "That classifier learns from shifted and rotated copies of the test split "
-                                 "(with --judge_epochs=30 on MNIST: 98.7% on the train split against 97.2%; cached "
-                                 "apart from the default one).")
-
     def validate(self) -> None:
         for name in ("batch_size", "steps", "steps_per_epoch", "checkpoint_every_epochs", "grid_every_epochs",
                      "max_checkpoints"):
@@ -446,8 +438,6 @@ class TrainConfig:
             raise ConfigError(
                 f"steps ({self.steps}) must be a multiple of steps_per_epoch ({self.steps_per_epoch})"
             )
-        if self.judge_epochs < 0:
-            raise ConfigError(f"judge_epochs must be >= 0 (0 = the default), got {self.judge_epochs}")
         if not self.checkpoint_every_minutes >= 0 or self.checkpoint_every_minutes == float("inf"):
             raise ConfigError(f"checkpoint_every_minutes must be a finite number >= 0 (0 = off), got "
                               f"{self.checkpoint_every_minutes}")
@@ -497,6 +487,96 @@ class InstanceNoiseConfig:
             raise ConfigError(f"instance_noise_decay must be in (0, 1], got {self.decay}")
 
 
+# The judges (evaluation/judges.py): networks, their default epochs, training recipes.
+JUDGE_ARCHITECTURES = ("auto", "mnist_cnn", "resnet", "resnet9")
+JUDGE_DEFAULT_EPOCHS = {"mnist_cnn": 5, "resnet": 10, "resnet9": 12}
+JUDGE_RECIPES = ("auto", "paper", "train_split")
+
+
+@dataclasses.dataclass(frozen=True)
+class JudgeConfig:
+    """How the independent judges (classifiers) of the evaluations are built, trained and found (used by training's
+    final and periodic evaluations and by `evaluate`)."""
+
+    architecture: str = _field("auto", "Judge network: auto = mnist_cnn for 28x28x1 images (the paper's CNN), "
+                               "resnet (small residual CNN) otherwise.", flag="judge_architecture",
+                               choices=JUDGE_ARCHITECTURES)
+    epochs: int = _field(0, "Epochs of a judge trained now (first use); 0 = the architecture's default (the "
+                         "paper's CNN: 5).", flag="judge_epochs")
+    augment: bool = _field(False, "Judges trained now learn from shifted and rotated copies of the test split (with "
+                           "--judge_epochs=30 on MNIST: 98.7% on the train split against 97.2%; cached apart from the "
+                           "default one).", flag="judge_augment")
+    classifier_path: str = _field("", "Judge (.keras) of the first categorical code; empty = the default cache path "
+                                  "(trained on first use, see tf_ssinfogan.train_classifier).")
+    batch_size: int = _field(128, "Training batch size.", flag=None)
+    seed: int = _field(0, "Seed of its training.", flag=None)
+    learning_rate: float = _field(1e-3, "Adam learning rate.", flag=None)
+    recipe: str = _field("auto", "'paper', 'train_split' or 'auto' (evaluation/judges.py).", flag=None)
+
+    def tag(self, architecture: str, recipe: str = "paper") -> str:
+        """'' for the paper's recipe with its default epochs, else a suffix naming what differs ('_e30_aug',
+        '_trainsplit'): judges trained differently are cached apart. `augment` (shifts and rotations of the test
+        split) belongs to the paper's recipe; 'train_split' has its own crops and flips."""
+        parts = ["trainsplit"] if recipe == "train_split" else []
+        if self.epochs and self.epochs != JUDGE_DEFAULT_EPOCHS[architecture]:
+            parts.append(f"e{self.epochs}")
+        if self.augment and recipe != "train_split":
+            parts.append("aug")
+        return "".join("_" + p for p in parts)
+
+    def validate(self) -> None:
+        if self.architecture not in JUDGE_ARCHITECTURES:
+            raise ConfigError(f"judge architecture {self.architecture!r} is not one of {JUDGE_ARCHITECTURES}")
+        if self.recipe not in JUDGE_RECIPES:
+            raise ConfigError(f"judge recipe {self.recipe!r} is not one of {JUDGE_RECIPES}")
+        if self.epochs < 0 or self.batch_size < 1:
+            raise ConfigError(f"judge epochs must be >= 0 and batch_size >= 1, got {self.epochs}, {self.batch_size}")
+
+
+METRICS = ("codes", "judge_fd", "info", "fid", "kid", "is")
+OFFLINE_METRICS = ("codes", "judge_fd", "info")
+INCEPTION_METRICS = ("fid", "kid", "is")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """What one evaluation computes and with how many samples (`evaluation/report.py`; the `evaluate` command's
+    flags)."""
+
+    metrics: Tuple[str, ...] = _field(
+        OFFLINE_METRICS, "Metrics: codes (judges and Q per code), judge_fd (Frechet distance in a judge's features, "
+        "offline), info (information bounds), fid, kid, is (InceptionV3, ImageNet weights), or 'all'.")
+    per_class: int = _field(128, "Samples per value of a categorical code, or per bit value of a binary code "
+                            "(paper: 128).")
+    continuous_samples: int = _field(1000, "Samples for the correlation of a continuous code.")
+    judge_fd_samples: int = _field(2000, "Real and generated images for the judge-feature Frechet distance.",
+                                   aliases=("fid_samples",))
+    num_samples: int = _field(10000, "Generated images (and real test images, at most the split) for FID, KID and "
+                              "IS.")
+    kid_subsets: int = _field(100, "KID: number of random subsets.")
+    kid_subset_size: int = _field(1000, "KID: images per subset.")
+    is_splits: int = _field(10, "Inception Score: number of splits.")
+    inception_weights: str = _field("", "InceptionV3 weights .h5 file (Keras's ImageNet file; the variant with the "
+                                    "head is needed for IS); empty = the Keras cache (~/.keras/models).")
+    seed: int = _field(0, "Seed of the samples.", flag=None)
+
+    def validate(self) -> "EvalConfig":
+        unknown = [m for m in self.metrics if m not in METRICS]
+        if unknown or not self.metrics:
+            raise ConfigError(f"metrics {list(self.metrics)}: each must be one of {', '.join(METRICS)}")
+        for name in ("per_class", "continuous_samples", "judge_fd_samples", "kid_subsets", "is_splits"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("num_samples", "kid_subset_size"):
+            if getattr(self, name) < 2:
+                raise ConfigError(f"{name} must be >= 2, got {getattr(self, name)}")
+        return self
+
+    @property
+    def needs_inception(self) -> bool:
+        return any(m in INCEPTION_METRICS for m in self.metrics)
+
+
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     """Everything one run needs."""
@@ -506,6 +586,7 @@ class ExperimentConfig:
     network: NetworkConfig = NetworkConfig()
     data: DataConfig = DataConfig()
     objective: ObjectiveConfig = ObjectiveConfig()
+    judge: JudgeConfig = JudgeConfig()
     train: TrainConfig = TrainConfig()
 
     def validate(self) -> "ExperimentConfig":
@@ -515,6 +596,7 @@ class ExperimentConfig:
         self.network.validate()
         self.data.validate()
         self.objective.validate()
+        self.judge.validate()
         self.train.validate()
         if self.data.labelled_per_batch >= self.train.batch_size:
             raise ConfigError(f"labelled_per_batch ({self.data.labelled_per_batch}) must be smaller than "
@@ -565,14 +647,18 @@ class ExperimentConfig:
             network=NetworkConfig(**net),
             data=DataConfig(**data),
             objective=ObjectiveConfig(**d["objective"]),
+            judge=JudgeConfig(**d["judge"]),
             train=TrainConfig(**d["train"]),
         )
 
 
 def _lift_old_layout(d: dict) -> dict:
-    """A config.json of an older layout in today's: until e14526b the objective's options were fields of 'train'."""
+    """A config.json of an older layout in today's: until e14526b the objective's and the judges' options were
+    fields of 'train' (the judges' under their flag names)."""
     if "objective" in d:
         return d
     train = dict(d["train"])
     objective = {f.name: train.pop(f.name) for f in dataclasses.fields(ObjectiveConfig) if f.name in train}
-    return {**d, "train": train, "objective": objective}
+    judge = {f.name: train.pop(f.metadata["flag"] if "flag" in f.metadata else f.name)
+             for f in dataclasses.fields(JudgeConfig) if f.metadata.get("flag", f.name) in train}
+    return {**d, "train": train, "objective": objective, "judge": judge}

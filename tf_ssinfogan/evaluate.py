@@ -12,34 +12,17 @@ InceptionV3's ImageNet weights from the Keras cache or --inception_weights; noth
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from absl import flags
 
 from tf_ssinfogan import cli
+from tf_ssinfogan.config import METRICS
 
 flags.DEFINE_string("run_dir", None, "Training run folder (config.json + checkpoints/).")
 flags.DEFINE_string("checkpoint", "", "Checkpoint prefix; empty = the newest in run_dir.")
-flags.DEFINE_list("metrics", ["codes", "judge_fd", "info"], "Metrics: codes (judges and Q per code), judge_fd "
-                  "(Frechet distance in a judge's features, offline), info (information bounds), fid, kid, is "
-                  "(InceptionV3, ImageNet weights), or 'all'.")
-flags.DEFINE_string("classifier_path", "", "Judge (.keras) of the first categorical code; empty = the cache.")
-flags.DEFINE_enum("judge_architecture", "auto", ["auto", "mnist_cnn", "resnet"], "Judge network: auto = "
-                  "mnist_cnn for 28x28x1 images (the paper's CNN), resnet (small residual CNN) otherwise.")
-flags.DEFINE_integer("judge_epochs", 0, "Epochs of a judge trained now; 0 = the architecture's default.")
-flags.DEFINE_bool("judge_augment", False, "Judges trained now learn from shifted and rotated copies of the test "
-                  "split (a stronger judge, cached apart from the default one).")
-flags.DEFINE_integer("per_class", 128, "Samples per value of a categorical code, or per bit value of a binary "
-                     "code (paper: 128).")
-flags.DEFINE_integer("continuous_samples", 1000, "Samples for the correlation of a continuous code.")
-flags.DEFINE_integer("fid_samples", 2000, "Real and generated images for the judge-feature Frechet distance.")
-flags.DEFINE_integer("num_samples", 10000, "Generated images (and real test images, at most the split) for "
-                     "FID, KID and IS.")
-flags.DEFINE_string("inception_weights", "", "InceptionV3 weights .h5 file (Keras's ImageNet file; the "
-                    "variant with the head is needed for IS); empty = the Keras cache (~/.keras/models).")
-flags.DEFINE_integer("kid_subsets", 100, "KID: number of random subsets.")
-flags.DEFINE_integer("kid_subset_size", 1000, "KID: images per subset.")
-flags.DEFINE_integer("is_splits", 10, "Inception Score: number of splits.")
+cli.define_config_flags(sections=("evaluation", "judge"), run_dir=False)  # config.EvalConfig, config.JudgeConfig
 FLAGS = flags.FLAGS
 
 
@@ -51,27 +34,25 @@ def main(argv):
     from tf_ssinfogan.rundir import checkpoints, paths
     from tf_ssinfogan.data.sources import check_source_matches, load_source
 
-    names = report.METRICS if FLAGS.metrics == ["all"] else tuple(FLAGS.metrics)
+    cfg_eval = cli.section_from_flags("evaluation")
+    if cfg_eval.metrics == ("all",):
+        cfg_eval = dataclasses.replace(cfg_eval, metrics=METRICS)
+    names = cfg_eval.metrics
+    judge_cfg = cli.section_from_flags("judge")
     try:
-        cfg_eval = report.EvalConfig(
-            metrics=names, per_class=FLAGS.per_class, continuous_samples=FLAGS.continuous_samples,
-            judge_fd_samples=FLAGS.fid_samples, num_samples=FLAGS.num_samples, kid_subsets=FLAGS.kid_subsets,
-            kid_subset_size=FLAGS.kid_subset_size, is_splits=FLAGS.is_splits,
-            inception_weights=FLAGS.inception_weights).validate()
-        judge_cfg = judges.JudgeConfig(architecture=FLAGS.judge_architecture, epochs=FLAGS.judge_epochs,
-                                       augment=FLAGS.judge_augment)
+        cfg_eval.validate()
         judge_cfg.validate()
         extractor, extractor_info = None, None
         if cfg_eval.needs_inception:  # before anything is loaded or written
-            extractor = inception.imagenet_extractor(FLAGS.inception_weights, need_top="is" in names)
-            extractor_info = {"weights": inception.resolve_weights(FLAGS.inception_weights, "is" in names),
+            extractor = inception.imagenet_extractor(cfg_eval.inception_weights, need_top="is" in names)
+            extractor_info = {"weights": inception.resolve_weights(cfg_eval.inception_weights, "is" in names),
                               "input_size": inception.INPUT_SIZE}
         cfg, model = checkpoints.load_run(FLAGS.run_dir, FLAGS.checkpoint)
         source = load_source(cfg.data)
         check_source_matches(source, cfg.latent, cfg.network.image_shape)
         found, category = {}, None
         if "codes" in names or "judge_fd" in names:
-            found = judges.judges_for(cfg.latent.codes, source, judge_cfg, FLAGS.classifier_path)
+            found = judges.judges_for(cfg.latent.codes, source, judge_cfg, judge_cfg.classifier_path)
             category = judges.category_judge(cfg.latent.codes, found, source, judge_cfg)
     except ValueError as e:  # e.g. a judge file that is not a Keras model
         raise cli.UsageError(str(e)) from None

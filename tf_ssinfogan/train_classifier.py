@@ -24,6 +24,7 @@ import sys
 from absl import flags
 
 from tf_ssinfogan import cli
+from tf_ssinfogan.config import JudgeConfig
 
 # The fields that say where the data comes from (the labelled-subset and schedule fields do not apply here).
 SOURCE_FIELDS = ("source", "npz_path", "image_dir", "tfds_name", "tfds_data_dir", "tfds_download", "train_split",
@@ -66,7 +67,7 @@ def main(argv):
     from tf_ssinfogan.rundir import paths
     from tf_ssinfogan.data.sources import check_source_matches, load_source
 
-    judge_cfg = judges.JudgeConfig(architecture=FLAGS.architecture, epochs=FLAGS.epochs, augment=FLAGS.augment)
+    judge_cfg = JudgeConfig(architecture=FLAGS.architecture, epochs=FLAGS.epochs, augment=FLAGS.augment)
     judge_cfg.validate()
     if FLAGS.run_dir:
         cfg = paths.read_config(FLAGS.run_dir)

@@ -41,51 +41,14 @@ import tensorflow as tf
 from tf_ssinfogan.evaluation import scorers
 from tf_ssinfogan.model.images import affine_images, random_affine_params, random_shift
 from tf_ssinfogan.model.latents import kind_of
-from tf_ssinfogan.config import CodeSpec, ConfigError
+from tf_ssinfogan.config import JUDGE_DEFAULT_EPOCHS, CodeSpec, ConfigError, JudgeConfig
 from tf_ssinfogan.data.sources import ArraySource, known_rows
 from tf_ssinfogan.rundir.fileio import write_text_atomic
 
-ARCHITECTURES = ("auto", "mnist_cnn", "resnet", "resnet9")
-DEFAULT_EPOCHS = {"mnist_cnn": 5, "resnet": 10, "resnet9": 12}
-RECIPES = ("auto", "paper", "train_split")
 TRAIN_SPLIT_MIN_IMAGES = 20000  # 'auto' takes 'train_split' from this many labelled training images
 RECIPE_TEXT = {"paper": "trained on the test split, measured on the train split (Spurr et al. 2017)",
                "train_split": "trained on the train split (random 4-pixel crops, horizontal flips), measured on the "
                               "test split"}
-
-
-@dataclasses.dataclass(frozen=True)
-class JudgeConfig:
-    """How judges are built and trained. epochs 0 = the architecture's default (DEFAULT_EPOCHS); augment: each
-    training batch shifted by up to 2 pixels per axis and rotated by up to 10 degrees (a stronger judge from the
-    same test split)."""
-
-    architecture: str = "auto"
-    epochs: int = 0
-    batch_size: int = 128
-    seed: int = 0
-    learning_rate: float = 1e-3
-    augment: bool = False
-    recipe: str = "auto"  # RECIPES: 'paper', 'train_split' or 'auto' (see the module docstring)
-
-    def tag(self, architecture: str, recipe: str = "paper") -> str:
-        """'' for the paper's recipe with its default epochs, else a suffix naming what differs ('_e30_aug',
-        '_trainsplit'): judges trained differently are cached apart. `augment` (shifts and rotations of the test
-        split) belongs to the paper's recipe; 'train_split' has its own crops and flips."""
-        parts = ["trainsplit"] if recipe == "train_split" else []
-        if self.epochs and self.epochs != DEFAULT_EPOCHS[architecture]:
-            parts.append(f"e{self.epochs}")
-        if self.augment and recipe != "train_split":
-            parts.append("aug")
-        return "".join("_" + p for p in parts)
-
-    def validate(self) -> None:
-        if self.architecture not in ARCHITECTURES:
-            raise ConfigError(f"judge architecture {self.architecture!r} is not one of {ARCHITECTURES}")
-        if self.recipe not in RECIPES:
-            raise ConfigError(f"judge recipe {self.recipe!r} is not one of {RECIPES}")
-        if self.epochs < 0 or self.batch_size < 1:
-            raise ConfigError(f"judge epochs must be >= 0 and batch_size >= 1, got {self.epochs}, {self.batch_size}")
 
 
 class JudgeUnavailable(ValueError):
@@ -294,7 +257,7 @@ def train_judge_on_train_split(source: ArraySource, code: CodeSpec, config: Judg
     test split. Returns (model, meta)."""
     if code.kind != "categorical":
         raise ConfigError(f"the 'train_split' judge recipe is for categorical codes; {code.name!r} is {code.kind}")
-    epochs = config.epochs or DEFAULT_EPOCHS.get(architecture, 12)
+    epochs = config.epochs or JUDGE_DEFAULT_EPOCHS.get(architecture, 12)
     x_fit, y_fit, model = _start(source, code, config, "train", architecture,
                                  "the 'train_split' recipe trains on it and needs at least 2")
     batch = min(config.batch_size, len(x_fit))
@@ -328,7 +291,7 @@ def train_judge(source: ArraySource, code: CodeSpec, config: JudgeConfig = Judge
     if recipe == "train_split":
         return train_judge_on_train_split(source, code, config, verbose, arch)
     kind = scorers.KINDS[code.kind]
-    epochs = config.epochs or DEFAULT_EPOCHS[arch]
+    epochs = config.epochs or JUDGE_DEFAULT_EPOCHS[arch]
     x_fit, y_fit, model = _start(source, code, config, "test", arch,
                                  "a judge trains on the test split and needs at least 2")
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=kind.judge_loss())

@@ -17,7 +17,6 @@ test split (`q_on_real`) and the independent classifier on class-conditioned sam
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from typing import Callable, Dict, Optional, Tuple
@@ -30,48 +29,11 @@ from tf_ssinfogan.evaluation import grids, judges, metrics, scorers
 from tf_ssinfogan.model import losses
 from tf_ssinfogan.model.images import images_to_float
 from tf_ssinfogan.model.latents import kind_of
-from tf_ssinfogan.config import ConfigError
+from tf_ssinfogan.config import INCEPTION_METRICS, JUDGE_DEFAULT_EPOCHS, ConfigError, EvalConfig
 from tf_ssinfogan.data.stream import test_dataset
 from tf_ssinfogan.data.sources import ArraySource, known_rows
 from tf_ssinfogan.rundir import paths
 from tf_ssinfogan.rundir.fileio import write_text_atomic
-
-METRICS = ("codes", "judge_fd", "info", "fid", "kid", "is")
-OFFLINE_METRICS = ("codes", "judge_fd", "info")
-INCEPTION_METRICS = ("fid", "kid", "is")
-
-
-@dataclasses.dataclass(frozen=True)
-class EvalConfig:
-    """What one evaluation computes and with how many samples."""
-
-    metrics: Tuple[str, ...] = OFFLINE_METRICS
-    per_class: int = 128  # samples per code value (categorical) or per bit value (binary); the paper: 128
-    continuous_samples: int = 1000  # samples for the correlation of a continuous code with its judge
-    judge_fd_samples: int = 2000  # real and generated images for the judge-feature Frechet distance
-    num_samples: int = 10000  # real (at most the test split) and generated images for FID, KID and IS
-    kid_subsets: int = 100
-    kid_subset_size: int = 1000
-    is_splits: int = 10
-    inception_weights: str = ""  # '' = the Keras cache
-    seed: int = 0
-
-    def validate(self) -> "EvalConfig":
-        unknown = [m for m in self.metrics if m not in METRICS]
-        if unknown or not self.metrics:
-            raise ConfigError(f"metrics {list(self.metrics)}: each must be one of {', '.join(METRICS)}")
-        for name in ("per_class", "continuous_samples", "judge_fd_samples", "kid_subsets", "is_splits"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("num_samples", "kid_subset_size"):
-            if getattr(self, name) < 2:
-                raise ConfigError(f"{name} must be >= 2, got {getattr(self, name)}")
-        return self
-
-    @property
-    def needs_inception(self) -> bool:
-        return any(m in INCEPTION_METRICS for m in self.metrics)
-
 
 # ------------------------------------------------------------------------------------ end of a training run
 def class_conditioned_accuracy(model, classifier, per_class: int = 128, seed=(0, 3)) -> Dict[str, dict]:
@@ -355,7 +317,7 @@ def _judge_text(j: dict) -> str:
     h = j.get("held_out", {})
     pct = h.get("metric") in ("accuracy", "balanced_accuracy")
     epochs = j.get("epochs")
-    recipe = [f"{epochs} epoch{'s' * (epochs != 1)}"] if epochs and epochs != judges.DEFAULT_EPOCHS.get(
+    recipe = [f"{epochs} epoch{'s' * (epochs != 1)}"] if epochs and epochs != JUDGE_DEFAULT_EPOCHS.get(
         j.get("architecture")) else []  # a judge trained otherwise than by default says how
     recipe += ["augmented"] if j.get("augment") else []
     recipe += ["trained on the train split, crops and flips"] if j.get("recipe") == "train_split" else []

@@ -14,7 +14,7 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from tf_ssinfogan.config import CodeSpec, ConfigError, ExperimentConfig
+from tf_ssinfogan.config import CodeSpec, ConfigError, ExperimentConfig, JudgeConfig
 from tf_ssinfogan.data import sources
 from tf_ssinfogan.data import stream as data_lib
 from tf_ssinfogan.evaluation import factors, judges, report
@@ -58,12 +58,10 @@ class RunResult:
 
 def _evaluation_callback(cfg: ExperimentConfig, source, rd) -> keras.callbacks.Callback:
     """The evaluation during training (`--eval_every_epochs`): its judges, built or loaded now."""
-    t = cfg.train
-    periodic = judges.JudgeConfig(epochs=t.judge_epochs, augment=t.judge_augment)
-    found = judges.judges_for(cfg.latent.codes, source, periodic, t.classifier_path)
+    found = judges.judges_for(cfg.latent.codes, source, cfg.judge, cfg.judge.classifier_path)
     return report.EvaluationCallback(
-        source, found, judges.category_judge(cfg.latent.codes, found, source, periodic), rd.eval_logs,
-        t.eval_every_epochs, history_path=rd.eval_history,
+        source, found, judges.category_judge(cfg.latent.codes, found, source, cfg.judge), rd.eval_logs,
+        cfg.train.eval_every_epochs, history_path=rd.eval_history,
         extra_scores=lambda m: factors.built_data_scores(m, cfg.data.source, source))
 
 
@@ -120,10 +118,11 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
         code = CodeSpec(label, "categorical", classes, label)
         # the paper's CNN (by default its 5-epoch recipe, at judges.judge_path), or for CIFAR-10-
         # like data the judge of the 'train_split' recipe (judges.resolve), as the evaluation's
-        recipe = judges.resolve(source, code, judges.JudgeConfig())[0]
-        judge = judges.get_judge(source, code, judges.JudgeConfig(
-            architecture="mnist_cnn" if recipe == "paper" else "auto", epochs=t.judge_epochs,
-            augment=t.judge_augment, recipe=recipe), t.classifier_path)
+        recipe = judges.resolve(source, code, JudgeConfig())[0]
+        architecture = cfg.judge.architecture if cfg.judge.architecture != "auto" else \
+            "mnist_cnn" if recipe == "paper" else "auto"
+        judge = judges.get_judge(source, code, dataclasses.replace(cfg.judge, architecture=architecture, recipe=recipe),
+                                 cfg.judge.classifier_path)
         classifier, classifier_meta = judge.model, judge.meta
         log.info("independent classifier ready in %.1f s (accuracy on the %s split: %.4f)",
                  time.perf_counter() - t_classifier, judge.meta.get("held_out_split", "train"),
