@@ -151,7 +151,7 @@ def test_time_based_checkpoints_follow_the_clock_and_skip_epoch_saves(tmp_path):
     now = [0.0]
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(v=tf.Variable(1.0)), str(tmp_path), 10)
     signals = preemption.StopSignals()
-    guard = preemption.PreemptionCallback(manager, signals, every_seconds=60, epoch_save=lambda s: s % 4 == 0,
+    guard = preemption.PreemptionCallback(checkpoints.Checkpoints(manager), signals, every_seconds=60, epoch_save=lambda s: s % 4 == 0,
                                           clock=lambda: now[0])
     model = _FakeModel()
     guard.set_model(model)

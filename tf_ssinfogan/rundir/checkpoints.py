@@ -1,5 +1,6 @@
-"""Checkpoints of a run: make (every variable a resume needs), save (a failed write names its path), verify,
-restore the newest readable one (a damaged newest one falls back to the previous), and a run's model.
+"""Checkpoints of a run, in this one module: make (every variable a resume needs), save (`Checkpoints.save`, once
+per step; a failed write names its path), verify, restore the newest readable one (a damaged newest one falls back
+to the previous), and a run's model. Training's callbacks only call `Checkpoints.save`.
 
 On resume the newest readable checkpoint is used: a damaged newest one is skipped with a warning naming both; if
 none can be read, `CheckpointError` and nothing is deleted. A failed write (full disk, read-only or missing
@@ -61,6 +62,32 @@ def save_checkpoint(manager: tf.train.CheckpointManager, step: int) -> str:
     except WriteError:
         shutil.rmtree(target + "_temp", ignore_errors=True)  # TensorFlow's partial files: free the space
         raise
+
+
+class Checkpoints:
+    """The checkpoints of one model in one folder (a `tf.train.CheckpointManager`): `save(step)` writes each step
+    once, `restore_newest(folder)` resumes from the newest readable one."""
+
+    def __init__(self, manager: tf.train.CheckpointManager, model=None):
+        self.manager, self.model = manager, model
+
+    @classmethod
+    def of_model(cls, model, directory: str, max_to_keep: int) -> "Checkpoints":
+        return cls(tf.train.CheckpointManager(make_checkpoint(model), directory, max_to_keep), model)
+
+    @property
+    def latest(self) -> Optional[str]:
+        return self.manager.latest_checkpoint
+
+    def save(self, step: int) -> str:
+        """The checkpoint of `step`: written now, or the one already written at that step."""
+        if self.latest and _number(self.latest) == step:
+            return self.latest
+        return save_checkpoint(self.manager, step)
+
+    def restore_newest(self, directory: str) -> Optional[str]:
+        """`restore_newest_readable` of `directory` into this model; its prefix, or None when there is none."""
+        return restore_newest_readable(lambda with_metrics: make_checkpoint(self.model, with_metrics), directory)
 
 
 # ------------------------------------------------------------------------------------------------ resuming

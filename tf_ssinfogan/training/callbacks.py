@@ -10,19 +10,19 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ssinfogan.evaluation import grids
-from tf_ssinfogan.rundir.checkpoints import save_checkpoint
+from tf_ssinfogan.rundir.checkpoints import Checkpoints
 
 
 class CheckpointCallback(keras.callbacks.Callback):
     """Saves a checkpoint every `every_epochs` epochs and at the end of training (numbered by step)."""
 
-    def __init__(self, manager: tf.train.CheckpointManager, every_epochs: int, total_epochs: int):
+    def __init__(self, checkpoints: Checkpoints, every_epochs: int, total_epochs: int):
         super().__init__()
-        self.manager, self.every, self.total = manager, every_epochs, total_epochs
+        self.checkpoints, self.every, self.total = checkpoints, every_epochs, total_epochs
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every == 0 or epoch + 1 == self.total:
-            save_checkpoint(self.manager, self.model.current_step())
+            self.checkpoints.save(self.model.current_step())
 
 
 class NaNGuard(keras.callbacks.Callback):

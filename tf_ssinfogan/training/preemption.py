@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ssinfogan.cli import EXIT_PREEMPTED
-from tf_ssinfogan.rundir.checkpoints import _number, save_checkpoint
+from tf_ssinfogan.rundir.checkpoints import Checkpoints
 
 log = logging.getLogger("tf_ssinfogan")
 
@@ -133,11 +133,11 @@ class PreemptionCallback(keras.callbacks.Callback):
     `agree` (multi-worker) makes every worker take the same decision at the same step.
     """
 
-    def __init__(self, manager: tf.train.CheckpointManager, signals: StopSignals, every_seconds: float = 0.0,
+    def __init__(self, checkpoints: Checkpoints, signals: StopSignals, every_seconds: float = 0.0,
                  epoch_save: Callable[[int], bool] = lambda step: False, agree=None, is_chief: bool = True,
                  clock: Callable[[], float] = time.monotonic):
         super().__init__()
-        self.manager, self.signals, self.every = manager, signals, float(every_seconds)
+        self.checkpoints, self.signals, self.every = checkpoints, signals, float(every_seconds)
         self.epoch_save, self.agree, self.is_chief, self.clock = epoch_save, agree, is_chief, clock
         self.last_save = clock()
         self.saved = []  # (step, reason) of the checkpoints written here
@@ -172,10 +172,10 @@ class PreemptionCallback(keras.callbacks.Callback):
             log.info("time-based checkpoint at step %d", step)
 
     def _save(self, step: int, reason: str) -> str:
-        latest = self.manager.latest_checkpoint
-        if latest and _number(latest) == step:  # this step is already saved
-            return latest
-        path = save_checkpoint(self.manager, step)
+        already = self.checkpoints.latest
+        path = self.checkpoints.save(step)
+        if path == already:  # this step was saved before
+            return path
         self.saved.append((step, reason))
         self.last_save = self.clock()
         return path

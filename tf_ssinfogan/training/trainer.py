@@ -99,13 +99,11 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
         paths.write_data_info(cfg.run_dir, model_card.data_facts(cfg, source, stream.num_labelled))
     with strategy.scope():
         model = checkpoints.build_model(cfg, stream.labelled_ratio)
-    ckpt = checkpoints.make_checkpoint(model)
     # Every worker takes part in saving (collectives); only the chief's copy is kept in the run folder.
     save_dir = rd.checkpoints if chief else rd.worker_checkpoints(strategy.cluster_resolver.task_id)
-    manager = tf.train.CheckpointManager(ckpt, save_dir, t.max_checkpoints)
+    saver = checkpoints.Checkpoints.of_model(model, save_dir, t.max_checkpoints)
     # the newest readable checkpoint (a damaged newest one falls back to the previous, with a warning)
-    latest = checkpoints.restore_newest_readable(lambda with_metrics: checkpoints.make_checkpoint(model, with_metrics),
-                                                rd.checkpoints)
+    latest = saver.restore_newest(rd.checkpoints)
     if latest:
         log.info("resumed from %s at step %d", latest, model.current_step())
     start = model.current_step()  # may be between epoch boundaries (time-based or signal checkpoints)
@@ -136,7 +134,7 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
 
         spe, every = t.steps_per_epoch, t.checkpoint_every_epochs
         guard = preemption.PreemptionCallback(
-            manager, preemption.StopSignals(), 60.0 * t.checkpoint_every_minutes,
+            saver, preemption.StopSignals(), 60.0 * t.checkpoint_every_minutes,
             epoch_save=lambda s: s % spe == 0 and (s // spe % every == 0 or s == t.steps),
             agree=preemption.make_agreement(strategy), is_chief=chief)
         named = {  # in the order Keras calls them; None: not in this run (the chief alone logs and evaluates)
@@ -146,7 +144,7 @@ def train(cfg: ExperimentConfig, source: Optional[sources.ArraySource] = None,
             "grids": cb.ImageGridCallback(rd.grids, rd.train_logs, t.grid_every_epochs, total_epochs) if chief
             else None,
             "evaluation": _evaluation_callback(cfg, source, rd) if t.eval_every_epochs and chief else None,
-            "checkpoint": cb.CheckpointCallback(manager, t.checkpoint_every_epochs, total_epochs),
+            "checkpoint": cb.CheckpointCallback(saver, t.checkpoint_every_epochs, total_epochs),
         }
         callbacks = [c for c in named.values() if c is not None] + (list(extra_callbacks) if chief else []) + [guard]
         with guard.signals:  # SIGTERM/SIGINT: finish the step, checkpoint it, raise preemption.Preempted
