@@ -197,6 +197,14 @@ def test_every_metric_on_npz_with_unknown_labels_and_image_folders(kind, npz_wit
     assert inc["real_samples"] == min(12, len(src.test_images)) and inc["fake_samples"] == 12
     json_path, md_path = report.write_report(res, str(tmp_path / "eval"), "t")
     assert json.load(open(json_path))["codes"]["digit"]["kind"] == "categorical"
+    # eval.json of the end of training: the same format (the same keys for the same figures), the same writer
+    os.makedirs(tmp_path / "run")
+    final = report.final_evaluation(model, src, str(tmp_path / "run"), found["digit"].model, found["digit"].meta)
+    written = json.load(open(tmp_path / "run" / "eval.json"))
+    assert written["metrics"] == ["final"] and written["q_real"] == json.load(open(json_path))["q_real"]
+    assert final["q_ss_test_accuracy"] == res["q_ss_test_accuracy"]
+    assert set(written["class_conditioned"]["digit"]) == set(res["class_conditioned"]["digit"])
+    assert written["classifier"] == res["classifier"]
     md = open(tmp_path / "eval" / "report.md").read()
     for text in ("| FID (InceptionV3 pool", "KID x 1000", "Inception Score", "Hungarian-mapped accuracy (unsupervised",
                  "`label` judge (mnist_cnn, 1 epoch): accuracy", "Q accuracy on real test images", "![grid_digit_000000.png]"):

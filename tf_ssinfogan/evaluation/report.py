@@ -10,9 +10,15 @@ Metric groups (`EvalConfig.metrics`):
   fid, kid, is - FID (Heusel et al. 2017), KID (Binkowski et al. 2018) on InceptionV3 pool features and the
              Inception Score (Salimans et al. 2016) of the samples, `num_samples` each (`evaluation/inception.py`).
 
-The end-of-run evaluation of a training run (`final_evaluation`, eval.json) reads the same scorers: Q on the real
-test split (`q_on_real`) and the independent classifier on class-conditioned samples
+The end-of-run evaluation of a training run (`final_evaluation`, metrics group 'final') reads the same scorers: Q
+on the real test split (`q_on_real`) and the independent classifier on class-conditioned samples
 (`scorers.Categorical.on_samples`, Spurr et al. 2017, Sec. 5).
+
+One result format, one writer (`write_result`): eval.json (the end of training) and evaluation/eval_<step>.json
+(`tf_ssinfogan.evaluate`) hold a dict with 'step', 'metrics' (the groups computed) and each group's keys; 'final'
+and 'codes' both give 'q_real' (per code: metric, value, examples), 'q_ss_test_accuracy' (code: accuracy) and,
+with a judge, 'class_conditioned' (code: `on_samples`'s figures and semi_supervised) and 'classifier' (its meta);
+'final' adds 'samples_by_class' (the grid's path), 'codes' adds 'codes' and 'q_real_batch_statistics'.
 """
 
 from __future__ import annotations
@@ -35,33 +41,45 @@ from tf_ssinfogan.data.sources import ArraySource, known_rows
 from tf_ssinfogan.rundir import paths
 from tf_ssinfogan.rundir.fileio import write_text_atomic
 
+FINAL = "final"  # the metrics group of the end-of-run evaluation (eval.json)
+
+
 # ------------------------------------------------------------------------------------ end of a training run
+def class_conditioned_entry(code, r: dict) -> dict:
+    """A 'class_conditioned' row of a result: `scorers.Categorical.on_samples`'s figures and whether the code is
+    semi-supervised."""
+    return {**r, "semi_supervised": code.semi_supervised}
+
+
 def class_conditioned_accuracy(model, classifier, per_class: int = 128, seed=(0, 3)) -> Dict[str, dict]:
     """For every categorical code: the classifier's accuracy on samples with that code fixed to each value
     (`scorers.Categorical.on_samples`): 'accuracy' takes code value i to mean class i (what a semi-supervised code
     promises), 'mapped_accuracy' uses the best Hungarian assignment (what an unsupervised code can be credited
     with)."""
-    out = {}
-    for code in [c for c in model.latent_config.codes if kind_of(c).enumerable]:
-        r = scorers.Categorical.on_samples(model, code, classifier, per_class, seed)
-        out[code.name] = {"accuracy": r["accuracy"], "mapped_accuracy": r["mapped_accuracy"], "mapping": r["mapping"],
-                          "semi_supervised": code.semi_supervised, "samples": r["samples"]}
-    return out
+    return {code.name: class_conditioned_entry(code, scorers.Categorical.on_samples(model, code, classifier,
+                                                                                    per_class, seed))
+            for code in model.latent_config.codes if kind_of(code).enumerable}
+
+
+def q_ss_accuracies(q_real: Dict[str, dict]) -> Dict[str, float]:
+    """The 'q_ss_test_accuracy' of a result: Q_ss's accuracy per code scored by accuracy (categorical; binary: the
+    mean per-attribute accuracy) from its 'q_real' (`q_on_real`); codes without known test labels are left out."""
+    return {name: r["value"] for name, r in q_real.items() if r.get("metric") == "accuracy"}
 
 
 def q_ss_test_accuracy(model, source: ArraySource, batch_size: int = 500) -> Dict[str, float]:
-    """Q_ss's accuracy on the real test split (`q_on_real`) per semi-supervised code scored by accuracy
-    (categorical; binary: the mean per-attribute accuracy); 0.0 where the test split has no known label."""
-    real = q_on_real(model, source, batch_size)
-    return {c.name: real[c.name].get("value", 0.0) for c in model.ss_codes if kind_of(c).has_probabilities}
+    """Q_ss's accuracy on the real test split per semi-supervised code scored by accuracy (`q_ss_accuracies`)."""
+    return q_ss_accuracies(q_on_real(model, source, batch_size))
 
 
 def final_evaluation(model, source: ArraySource, run_dir: str, classifier=None, classifier_meta=None,
                      write: bool = True) -> dict:
-    """The end-of-run metrics: Q_ss accuracy on the real test split and, given the independent classifier, its
-    accuracy on class-conditioned samples per categorical code. Writes samples_by_class.png, and eval.json
-    if `write` (else call `write_final_evaluation`)."""
-    result = {"step": model.current_step(), "q_ss_test_accuracy": q_ss_test_accuracy(model, source)}
+    """The end-of-run evaluation (metrics group 'final'): Q on the real test split and, given the independent
+    classifier, its accuracy on class-conditioned samples per categorical code. Writes samples_by_class.png, and
+    eval.json if `write` (else call `write_final_evaluation`)."""
+    real = q_on_real(model, source)
+    result = {"step": model.current_step(), "metrics": [FINAL], "q_real": real,
+              "q_ss_test_accuracy": q_ss_accuracies(real)}
     if classifier is not None:
         result["class_conditioned"] = class_conditioned_accuracy(model, classifier)
         result["classifier"] = dict(classifier_meta or {})
@@ -72,7 +90,8 @@ def final_evaluation(model, source: ArraySource, run_dir: str, classifier=None, 
 
 
 def write_final_evaluation(run_dir: str, result: dict) -> str:
-    return write_text_atomic(paths.RunDir(run_dir).eval_json, json.dumps(result, indent=2) + "\n")
+    """eval.json (`write_result`)."""
+    return write_result(result, paths.RunDir(run_dir).eval_json)
 
 
 def information_bounds(model, num: int = 1000, seed=(0, 5)) -> Dict[str, dict]:
@@ -222,12 +241,11 @@ def evaluate(model, source: ArraySource, cfg: EvalConfig = EvalConfig(), judges:
         result["codes"] = code_metrics(model, judges, cfg, category_judge)
         result["q_real"] = q_on_real(model, source)
         result["q_real_batch_statistics"] = q_on_real(model, source, batch_statistics=True)
-        # the figures of earlier versions, under their old names
-        result["q_ss_test_accuracy"] = {k: v["value"] for k, v in result["q_real"].items()
-                                        if v.get("metric") == "accuracy"}
-        result["class_conditioned"] = {k: {**v["samples"], "semi_supervised": v["semi_supervised"]}
-                                       for k, v in result["codes"].items()
-                                       if v["kind"] == "categorical" and "samples" in v}
+        # the figures that the end-of-run evaluation reports too, under the same names
+        result["q_ss_test_accuracy"] = q_ss_accuracies(result["q_real"])
+        result["class_conditioned"] = {code.name: class_conditioned_entry(code, result["codes"][code.name]["samples"])
+                                       for code in model.latent_config.codes if kind_of(code).enumerable
+                                       and "samples" in result["codes"].get(code.name, {})}
         first = _first_judge(model, judges, category_judge)
         if first is not None:
             result["classifier"] = dict(first.meta)
@@ -411,11 +429,16 @@ def _json_default(v):
     raise TypeError(f"not JSON serialisable: {type(v)}")
 
 
+def write_result(result: dict, path: str) -> str:
+    """The one writer of an evaluation result (eval.json, evaluation/eval_<step>.json): JSON, atomically."""
+    return write_text_atomic(path, json.dumps(result, indent=2, default=_json_default) + "\n")
+
+
 def write_report(result: dict, out_dir: str, title: str = "") -> Tuple[str, str]:
-    """eval_<step>.json and report_<step>.md (and report.md, the latest) in `out_dir`, each written atomically."""
+    """eval_<step>.json (`write_result`) and report_<step>.md (and report.md, the latest) in `out_dir`, each
+    written atomically."""
     step = int(result["step"])
-    json_path = write_text_atomic(os.path.join(out_dir, f"eval_{step:06d}.json"),
-                                  json.dumps(result, indent=2, default=_json_default) + "\n")
+    json_path = write_result(result, os.path.join(out_dir, f"eval_{step:06d}.json"))
     md = markdown_report(result, title)
     md_path = write_text_atomic(os.path.join(out_dir, f"report_{step:06d}.md"), md)
     write_text_atomic(os.path.join(out_dir, "report.md"), md)
