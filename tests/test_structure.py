@@ -329,6 +329,8 @@ def test_the_evaluation_table_covers_every_code_kind():
     assert set(scorers.KINDS) == set(C.CODE_KINDS)
     fields = {f.name for f in dataclasses.fields(C.EvalConfig)}
     assert all(kind.samples_setting in fields for kind in scorers.KINDS.values())
+    for kind in scorers.KINDS.values():  # each kind owns its report rows and scalars
+        assert kind.sample_text and callable(kind.report_rows) and callable(kind.scalars)
 
 
 def test_a_run_folder_written_before_the_package_layout_changed_still_loads(tmp_path):

@@ -24,7 +24,7 @@ import sys
 from absl import flags
 
 from tf_ssinfogan import cli
-from tf_ssinfogan.config import JudgeConfig
+from tf_ssinfogan.config import CODE_KINDS, JudgeConfig
 
 # The fields that say where the data comes from (the labelled-subset and schedule fields do not apply here).
 SOURCE_FIELDS = ("source", "npz_path", "image_dir", "tfds_name", "tfds_data_dir", "tfds_download", "train_split",
@@ -34,7 +34,7 @@ flags.DEFINE_string("run_dir", "", "A training run: train every judge its evalua
 cli.define_config_flags(sections=("data",), only=SOURCE_FIELDS, run_dir=False)
 cli.define_config_flags(sections=("network",), only=("image_shape",), run_dir=False)
 flags.DEFINE_string("label", "label", "Label column to judge.")
-flags.DEFINE_enum("kind", "auto", ["auto", "categorical", "binary", "continuous"], "What the judge predicts; "
+flags.DEFINE_enum("kind", "auto", ["auto", *CODE_KINDS], "What the judge predicts; "
                   "auto = from the column (integer classes, 0/1 attribute, float values).")
 flags.DEFINE_integer("num_classes", 10, "Number of classes (categorical) or of values per image (binary, "
                      "continuous: 0 = the column's width).")

@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_ssinfogan.evaluation import grids, judges, metrics, scorers
+from tf_ssinfogan.evaluation.scorers import fmt
 from tf_ssinfogan.model import losses
 from tf_ssinfogan.model.images import images_to_float
 from tf_ssinfogan.model.latents import kind_of
@@ -287,18 +288,8 @@ def scalars(result: dict) -> Dict[str, float]:
         if "value" in r:
             out[f"Eval/q_ss_test_{r['metric']}_batch_statistics/{code}"] = r["value"]
     for code, r in result.get("codes", {}).items():
-        s = r.get("samples")
-        if not s:
-            continue
-        if r["kind"] == "categorical":
-            if np.isfinite(s["accuracy"]) and r["semi_supervised"]:
-                out[f"Eval/classifier_accuracy/{code}"] = s["accuracy"]
-            out[f"Eval/classifier_mapped_accuracy/{code}"] = s["mapped_accuracy"]
-        elif r["kind"] == "binary":
-            out[f"Eval/judge_balanced_accuracy/{code}"] = s["value"]
-        else:
-            out[f"Eval/judge_pearson/{code}"] = s["value"]
-            out[f"Eval/judge_spearman/{code}"] = s["spearman_mean"]
+        if r.get("samples"):
+            out.update(scorers.KINDS[r["kind"]].scalars(code, r, r["samples"]))
     if "value" in result.get("judge_frechet_distance", {}):
         out["Eval/judge_frechet_distance"] = result["judge_frechet_distance"]["value"]
     inc = result.get("inception", {})
@@ -323,12 +314,6 @@ def scalars(result: dict) -> Dict[str, float]:
     return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(v)}
 
 
-def _fmt(v, pct=False) -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return "n/a"
-    return f"{100 * v:.2f}%" if pct else f"{v:.4g}"
-
-
 def _judge_text(j: dict) -> str:
     if "unavailable" in j:
         return f"no judge: {j['unavailable']}"
@@ -341,12 +326,7 @@ def _judge_text(j: dict) -> str:
     recipe += ["trained on the train split, crops and flips"] if j.get("recipe") == "train_split" else []
     recipe = "".join(", " + r for r in recipe)
     return (f"`{j.get('label')}` judge ({j.get('architecture')}{recipe}): {h.get('metric', '?')} "
-            f"{_fmt(h.get('value'), pct)} on {j.get('held_out_examples')} held-out {j.get('held_out_split')} images")
-
-
-_SAMPLE_TEXT = {"categorical": "judge accuracy on class-conditioned samples (value i = class i)",
-                "binary": "judge balanced accuracy, samples with the bit at 0 and at 1",
-                "continuous": "Pearson / Spearman: code fed to G vs judge's reading"}
+            f"{fmt(h.get('value'), pct)} on {j.get('held_out_examples')} held-out {j.get('held_out_split')} images")
 
 
 def markdown_report(result: dict, title: str = "") -> str:
@@ -357,64 +337,54 @@ def markdown_report(result: dict, title: str = "") -> str:
         j = r.get("judge", {})
         s = r.get("samples")
         if s is None:
-            what = _SAMPLE_TEXT[r["kind"]] if r["semi_supervised"] else "Hungarian-mapped accuracy (unsupervised code)"
+            what = scorers.KINDS[r["kind"]].sample_text if r["semi_supervised"] else \
+                "Hungarian-mapped accuracy (unsupervised code)"
             lines.append(f"| {what} | {code} | n/a | {_judge_text(j)} |")
             continue
-        if r["kind"] == "categorical":
-            if r["semi_supervised"]:
-                lines.append(f"| {_SAMPLE_TEXT['categorical']} | {code} | {_fmt(s['accuracy'], True)} | "
-                             f"{_judge_text(j)} |")
-            lines.append(f"| Hungarian-mapped accuracy ({'semi-supervised' if r['semi_supervised'] else 'unsupervised'}"
-                         f" code) | {code} | {_fmt(s['mapped_accuracy'], True)} | {_judge_text(j)} |")
-        elif r["kind"] == "binary":
-            per = ", ".join(_fmt(v, True) for v in s["per_dim"]) if len(s["per_dim"]) > 1 else ""
-            lines.append(f"| {_SAMPLE_TEXT['binary']} | {code} | {_fmt(s['value'], True)}"
-                         f"{' (' + per + ')' if per else ''} | {_judge_text(j)} |")
-        else:
-            lines.append(f"| {_SAMPLE_TEXT['continuous']} | {code} | {_fmt(s['value'])} / "
-                         f"{_fmt(s['spearman_mean'])} | {_judge_text(j)} |")
+        for what, value in scorers.KINDS[r["kind"]].report_rows(r, s):
+            lines.append(f"| {what} | {code} | {value} | {_judge_text(j)} |")
     for code, r in result.get("q_real", {}).items():
         what = {"accuracy": "Q accuracy on real test images", "r2": "Q R^2 on real test images"}[r.get("metric",
                                                                                                      "accuracy")]
-        value = _fmt(r["value"], r["metric"] == "accuracy") if "value" in r else f"n/a ({r.get('unavailable')})"
+        value = fmt(r["value"], r["metric"] == "accuracy") if "value" in r else f"n/a ({r.get('unavailable')})"
         batch = result.get("q_real_batch_statistics", {}).get(code, {})
-        note = (f"batch statistics: {_fmt(batch['value'], r['metric'] == 'accuracy')}" if "value" in batch else "-")
+        note = (f"batch statistics: {fmt(batch['value'], r['metric'] == 'accuracy')}" if "value" in batch else "-")
         lines.append(f"| {what} | {code} | {value} | {note} |")
     fd = result.get("judge_frechet_distance")
     if fd:
         lines.append(f"| Frechet distance in the judge's 128-d features ({fd.get('samples', 0)} real vs generated; "
-                     f"offline, not FID) | | {_fmt(fd.get('value'))} | `{fd.get('judge_label')}` judge |")
+                     f"offline, not FID) | | {fmt(fd.get('value'))} | `{fd.get('judge_label')}` judge |")
     inc = result.get("inception", {})
     n = f"{inc.get('real_samples')} real vs {inc.get('fake_samples')} generated"
     weights = inc.get("weights", "")
     if "fid" in inc:
-        lines.append(f"| FID (InceptionV3 pool, {n}) | | {_fmt(inc['fid'])} | weights `{weights}` |")
+        lines.append(f"| FID (InceptionV3 pool, {n}) | | {fmt(inc['fid'])} | weights `{weights}` |")
     if "kid" in inc:
         lines.append(f"| KID x 1000 ({inc['kid']['subsets']} subsets of {inc['kid']['subset_size']}) | | "
-                     f"{_fmt(1000 * inc['kid']['mean'])} +- {_fmt(1000 * inc['kid']['std'])} | |")
+                     f"{fmt(1000 * inc['kid']['mean'])} +- {fmt(1000 * inc['kid']['std'])} | |")
     if "inception_score" in inc:
         real = inc.get("inception_score_real")
         lines.append(f"| Inception Score ({inc['fake_samples']} samples, {inc.get('is_splits', '?')} splits) | | "
-                     f"{_fmt(inc['inception_score']['mean'])} +- {_fmt(inc['inception_score']['std'])} | "
-                     f"{'real test images: ' + _fmt(real['mean']) if real else ''} |")
+                     f"{fmt(inc['inception_score']['mean'])} +- {fmt(inc['inception_score']['std'])} | "
+                     f"{'real test images: ' + fmt(real['mean']) if real else ''} |")
     for code, r in result.get("information_bounds", {}).items():
         lines.append(f"| information lower bound L_I (max H(c)) | {code} | {r['lower_bound']:.3f} "
                      f"({r['entropy']:.3f}) | |")
     for code, r in result.get("colour_codes", {}).items():
         lines.append(f"| colour of class-conditioned samples read from their pixels | {code} | "
-                     f"{_fmt(r['accuracy'], True)} | no judge (pixels) |")
+                     f"{fmt(r['accuracy'], True)} | no judge (pixels) |")
     sprites = result.get("sprite_factors")
     if sprites:
         for code, r in sprites["codes"].items():
-            value = (f"{_fmt(r['pearson'])} / {_fmt(r['spearman'])}" if "pearson" in r else _fmt(r["accuracy"], True))
+            value = (f"{fmt(r['pearson'])} / {fmt(r['spearman'])}" if "pearson" in r else fmt(r["accuracy"], True))
             what = "Pearson / Spearman" if "pearson" in r else "accuracy"
             lines.append(f"| code vs {r['factor']} measured on {sprites['samples']} samples ({what}) | {code} | "
                          f"{value} | no judge (pixels) |")
-        lines.append(f"| mutual information gap (every code vs the measured factors) | | {_fmt(sprites['mig'])} | |")
+        lines.append(f"| mutual information gap (every code vs the measured factors) | | {fmt(sprites['mig'])} | |")
     measured = result.get("measured_factors")
     for code, r in (measured or {}).get("codes", {}).items():
         lines.append(f"| code vs {r['factor']} measured on {measured['samples']} samples (Pearson / Spearman) | "
-                     f"{code} | {_fmt(r['pearson'])} / {_fmt(r['spearman'])} | no judge (pixels) |")
+                     f"{code} | {fmt(r['pearson'])} / {fmt(r['spearman'])} | no judge (pixels) |")
     grids = result.get("traversal_grids", [])
     if grids:
         lines += ["", "Traversal grids:", ""] + [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in grids]

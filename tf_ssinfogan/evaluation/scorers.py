@@ -8,7 +8,8 @@ Each kind supplies
       binary      - per attribute, the judge's balanced accuracy on samples with that bit set to 0 and to 1
                     (the other latents shared between the two halves);
       continuous  - Pearson and Spearman correlation between the code fed to G and the judge's reading;
-  * Q's score on real labelled test images (`q_on_real`): accuracy, per-attribute accuracy, R^2.
+  * Q's score on real labelled test images (`q_on_real`): accuracy, per-attribute accuracy, R^2;
+  * its rows of the report (`report_rows`: the Markdown table) and its TensorBoard scalars (`scalars`).
 Judges take images in [0, 1]; their outputs are logits (categorical, binary) or values (continuous).
 """
 
@@ -23,6 +24,13 @@ import tensorflow as tf
 from tf_ssinfogan.evaluation import grids, metrics
 
 
+def fmt(v, pct=False) -> str:
+    """A report figure: 'n/a' when missing or not finite, a percentage with `pct`."""
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "n/a"
+    return f"{100 * v:.2f}%" if pct else f"{v:.4g}"
+
+
 def generate_unit(model, latents, batch_size: int = 500) -> tf.Tensor:
     """G's images for a latents dict, in batches, scaled from the data range to [0, 1]."""
     return grids.to_unit(model, grids.generate_in_batches(model, latents, batch_size))
@@ -35,6 +43,21 @@ def read(judge_model, images_unit, batch_size: int = 500) -> np.ndarray:
 class Categorical:
     metric = "accuracy"
     samples_setting = "per_class"  # the EvalConfig field that sets how many samples: samples per code value
+    sample_text = "judge accuracy on class-conditioned samples (value i = class i)"
+
+    @staticmethod
+    def report_rows(r: dict, s: dict) -> list:
+        """(metric, value) rows of the report for a code's entry `r` and its `on_samples` figures `s`."""
+        rows = [(Categorical.sample_text, fmt(s["accuracy"], True))] if r["semi_supervised"] else []
+        which = "semi-supervised" if r["semi_supervised"] else "unsupervised"
+        return rows + [(f"Hungarian-mapped accuracy ({which} code)", fmt(s["mapped_accuracy"], True))]
+
+    @staticmethod
+    def scalars(code: str, r: dict, s: dict) -> dict:
+        out = {f"Eval/classifier_mapped_accuracy/{code}": s["mapped_accuracy"]}
+        if np.isfinite(s["accuracy"]) and r["semi_supervised"]:
+            out[f"Eval/classifier_accuracy/{code}"] = s["accuracy"]
+        return out
 
     @staticmethod
     def judge_loss():
@@ -69,6 +92,16 @@ class Categorical:
 class Binary:
     metric = "balanced_accuracy"
     samples_setting = "per_class"  # the EvalConfig field that sets how many samples: samples per bit value
+    sample_text = "judge balanced accuracy, samples with the bit at 0 and at 1"
+
+    @staticmethod
+    def report_rows(r: dict, s: dict) -> list:
+        per = ", ".join(fmt(v, True) for v in s["per_dim"]) if len(s["per_dim"]) > 1 else ""
+        return [(Binary.sample_text, fmt(s["value"], True) + (f" ({per})" if per else ""))]
+
+    @staticmethod
+    def scalars(code: str, r: dict, s: dict) -> dict:
+        return {f"Eval/judge_balanced_accuracy/{code}": s["value"]}
 
     @staticmethod
     def judge_loss():
@@ -114,6 +147,15 @@ class Binary:
 class Continuous:
     metric = "pearson"
     samples_setting = "continuous_samples"  # the EvalConfig field that sets how many samples: samples in all
+    sample_text = "Pearson / Spearman: code fed to G vs judge's reading"
+
+    @staticmethod
+    def report_rows(r: dict, s: dict) -> list:
+        return [(Continuous.sample_text, f"{fmt(s['value'])} / {fmt(s['spearman_mean'])}")]
+
+    @staticmethod
+    def scalars(code: str, r: dict, s: dict) -> dict:
+        return {f"Eval/judge_pearson/{code}": s["value"], f"Eval/judge_spearman/{code}": s["spearman_mean"]}
 
     @staticmethod
     def judge_loss():

@@ -42,6 +42,7 @@ class CodeKind:
     name = ""
     enumerable = False  # its values can be listed (a class per value): class-conditioned samples and grids
     has_probabilities = False  # Q's prediction comes with probabilities ('<name>_probs' in `classify`)
+    widget = "slider"  # the explorer page's control: 'choice' (a class), 'toggle' (a bit per dim), 'slider' (per dim)
 
     # -- prior
     def prior(self, code: CodeSpec) -> tfd.Distribution:
@@ -188,6 +189,7 @@ class Categorical(CodeKind):
     name = "categorical"
     enumerable = True
     has_probabilities = True
+    widget = "choice"
 
     def prior(self, code):
         return tfd.OneHotCategorical(logits=tf.zeros([code.dim]), dtype=tf.float32)
@@ -350,6 +352,7 @@ class Binary(CodeKind):
 
     name = "binary"
     has_probabilities = True
+    widget = "toggle"
 
     def prior(self, code):
         return tfd.Independent(tfd.Bernoulli(logits=tf.zeros([code.dim]), dtype=tf.float32), 1)

@@ -189,10 +189,10 @@ class Explorer:
         names = self.info.get("class_names") or {}
         codes = []
         for c in self.info["codes"]:
-            entry = dict(c)
-            if c["kind"] == "categorical":
+            entry = dict(c, widget=self._kind_of(self.codes[c["name"]]).widget)
+            if entry["widget"] == "choice":
                 entry["class_names"] = names.get(c["name"]) or [str(i) for i in range(c["dim"])]
-            elif c["kind"] == "continuous":
+            elif entry["widget"] == "slider":
                 entry["prior"], entry["slider"] = [-1.0, 1.0], list(SLIDER_RANGE)
             codes.append(entry)
         return {"model": self.folder, "image_shape": self.info["image_shape"], "noise_dim": self.info["noise_dim"],
@@ -240,7 +240,7 @@ class Explorer:
                 value = kind.parse(code, text)
                 kind.check_numpy(code, kind.numpy_value(code, value))
             except ValueError:
-                if code.kind == "categorical":
+                if kind.enumerable:
                     raise RequestError(f"{name}: {text!r} is not a class of this code; expected a class index, an "
                                        f"integer in [0, {code.dim})") from None
                 expected = "a finite number" if code.dim == 1 else f"1 or {code.dim} comma-separated finite numbers"
