@@ -263,6 +263,9 @@ def test_a_judge_cached_by_an_older_version_reports_its_architecture_and_held_ou
     text = report._judge_text(judge.meta)
     assert judge.meta["held_out"] == {"metric": "accuracy", "value": 0.972}
     assert "None" not in text and text.endswith("accuracy 97.20% on 64 held-out train images"), text
+    # the judge config's classifier_path is the first categorical code's judge in judges_for (as --classifier_path)
+    found = judges.judges_for([code], src, C.JudgeConfig(classifier_path=path))
+    assert found["digit"].path == path and found["digit"].meta["held_out"]["value"] == 0.972
 
 
 def test_judges_trained_otherwise_are_cached_apart_and_augmentation_is_a_function_of_the_batch(tmp_path, monkeypatch):

@@ -52,7 +52,7 @@ def main(argv):
         check_source_matches(source, cfg.latent, cfg.network.image_shape)
         found, category = {}, None
         if "codes" in names or "judge_fd" in names:
-            found = judges.judges_for(cfg.latent.codes, source, judge_cfg, judge_cfg.classifier_path)
+            found = judges.judges_for(cfg.latent.codes, source, judge_cfg)
             category = judges.category_judge(cfg.latent.codes, found, source, judge_cfg)
     except ValueError as e:  # e.g. a judge file that is not a Keras model
         raise cli.UsageError(str(e)) from None

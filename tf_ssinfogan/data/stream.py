@@ -9,7 +9,8 @@ Labelled batches come from the labelled subset, unlabelled batches from all trai
 are hidden: zeros, mask 0). With `labelled_per_batch` = k > 0 instead, every global batch holds k labelled
 images (its first k) and B - k unlabelled ones (the mask is per image). `labelled_shift` translates the
 labelled images at random, `labelled_rotation` also rotates them, `labelled_flip` mirrors half of them
-(augmentation; a stateless draw per step, so resuming stays exact). Each stream walks through a fresh seeded permutation per epoch. Elements are
+(augmentation; a stateless draw per step, so resuming stays exact). Each stream walks through a fresh seeded
+permutation per epoch. Elements are
 `(images float32 [B,H,W,C] in the data range, {label_key: [B] or [B, d]}, label_mask float32 [B])`.
 The images and label columns come from a `sources.ArraySource`.
 """

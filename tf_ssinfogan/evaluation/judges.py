@@ -359,11 +359,10 @@ def get_judge(source: ArraySource, code: CodeSpec, config: JudgeConfig = JudgeCo
     return Judge(model, meta, path)
 
 
-def judges_for(codes, source: ArraySource, config: JudgeConfig = JudgeConfig(),
-               classifier_path: str = "") -> Dict[str, object]:
+def judges_for(codes, source: ArraySource, config: JudgeConfig = JudgeConfig()) -> Dict[str, object]:
     """One judge per distinct (label column, kind, dim) of the semi-supervised codes, keyed by code name; a
-    code whose judge cannot exist maps to its JudgeUnavailable. `classifier_path` overrides the file of the
-    first categorical code's judge (the paper's classifier)."""
+    code whose judge cannot exist maps to its JudgeUnavailable. `config.classifier_path` overrides the file of
+    the first categorical code's judge (the paper's classifier)."""
     out, by_key = {}, {}
     first_cat = next((c.name for c in codes if c.semi_supervised and kind_of(c).enumerable), None)
     for code in codes:
@@ -372,7 +371,7 @@ def judges_for(codes, source: ArraySource, config: JudgeConfig = JudgeConfig(),
         key = (code.label, code.kind, code.dim)
         if key not in by_key:
             try:
-                by_key[key] = get_judge(source, code, config, classifier_path if code.name == first_cat else "")
+                by_key[key] = get_judge(source, code, config, config.classifier_path if code.name == first_cat else "")
             except JudgeUnavailable as e:
                 by_key[key] = e
         out[code.name] = by_key[key]

@@ -58,7 +58,7 @@ class RunResult:
 
 def _evaluation_callback(cfg: ExperimentConfig, source, rd) -> keras.callbacks.Callback:
     """The evaluation during training (`--eval_every_epochs`): its judges, built or loaded now."""
-    found = judges.judges_for(cfg.latent.codes, source, cfg.judge, cfg.judge.classifier_path)
+    found = judges.judges_for(cfg.latent.codes, source, cfg.judge)
     return report.EvaluationCallback(
         source, found, judges.category_judge(cfg.latent.codes, found, source, cfg.judge), rd.eval_logs,
         cfg.train.eval_every_epochs, history_path=rd.eval_history,
